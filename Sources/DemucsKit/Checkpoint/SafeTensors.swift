@@ -1,0 +1,119 @@
+import Foundation
+
+/// The safetensors files demucs 4.1.0 downloads from HuggingFace: an 8-byte little-endian header
+/// length, a JSON header (`dtype`, `shape`, `data_offsets` per tensor, string `__metadata__`),
+/// then the raw tensor bytes. Metadata `klass`, `args` and `kwargs` hold the constructor call as
+/// JSON, with fractions written `{"_type": "fraction", "numerator": n, "denominator": d}`.
+///
+/// Reference: `demucs/hf.py`, `load_safetensors_model`.
+enum SafeTensors {
+    static func loadPackage(_ bytes: [UInt8]) throws -> ModelPackage {
+        guard bytes.count >= 8 else { throw CheckpointError.malformedSafetensors("file too short") }
+        let headerLength = Int(bytes.u64(0))
+        guard headerLength > 0, 8 + headerLength <= bytes.count else {
+            throw CheckpointError.malformedSafetensors("header length \(headerLength) exceeds the file size \(bytes.count)")
+        }
+        let header: [String: JSONValue]
+        do {
+            header = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes[8..<(8 + headerLength)]))
+        } catch {
+            throw CheckpointError.malformedSafetensors("header is not a JSON object")
+        }
+        var metadata: [String: String] = [:]
+        if case let .object(m)? = header["__metadata__"] {
+            for (k, v) in m { if case let .string(s) = v { metadata[k] = s } }
+        }
+        guard let klass = metadata["klass"] else { throw CheckpointError.malformedPackage("safetensors metadata has no 'klass'") }
+        if metadata["structure"] != nil {
+            throw CheckpointError.unsupportedKwarg(key: "structure", value: "DiffQ-quantized state (not supported yet)")
+        }
+        if let args = metadata["args"], case let .array(a)? = try? JSONDecoder().decode(JSONValue.self, from: Data(args.utf8)), !a.isEmpty {
+            throw CheckpointError.malformedPackage("positional constructor arguments are not supported")
+        }
+        guard let kwText = metadata["kwargs"],
+              case let .object(kwJSON)? = try? JSONDecoder().decode(JSONValue.self, from: Data(kwText.utf8))
+        else { throw CheckpointError.malformedPackage("safetensors metadata has no 'kwargs' object") }
+        var kwargs: [String: KwargValue] = [:]
+        for (k, v) in kwJSON { kwargs[k] = v.kwarg }
+
+        let dataStart = 8 + headerLength
+        var state: [String: Tensor] = [:]
+        var entries: [(String, Int)] = []
+        for (key, value) in header where key != "__metadata__" {
+            guard case let .object(info) = value, case let .string(dtype)? = info["dtype"],
+                  let shape = info["shape"]?.ints, let offsets = info["data_offsets"]?.ints, offsets.count == 2
+            else { throw CheckpointError.malformedSafetensors("bad entry for tensor '\(key)'") }
+            let count = shape.reduce(1, *)
+            let size: Int
+            switch dtype {
+            case "F16", "BF16": size = 2
+            case "F32": size = 4
+            default: throw CheckpointError.unsupportedDType(key: key, dtype: dtype)
+            }
+            let (a, b) = (dataStart + offsets[0], dataStart + offsets[1])
+            guard offsets[0] >= 0, b - a == count * size, b <= bytes.count else {
+                throw CheckpointError.malformedSafetensors("tensor '\(key)' data [\(offsets[0]), \(offsets[1])) does not fit its shape \(shape) or the file")
+            }
+            var t = Tensor(zeros: shape)
+            t.data.withUnsafeMutableBufferPointer { out in
+                for i in 0..<count {
+                    let p = a + i * size
+                    switch dtype {
+                    case "F16": out[i] = Float(Float16(bitPattern: UInt16(bytes[p]) | UInt16(bytes[p + 1]) << 8))
+                    case "BF16": out[i] = Float(bitPattern: (UInt32(bytes[p]) | UInt32(bytes[p + 1]) << 8) << 16)
+                    default: out[i] = Float(bitPattern: bytes.u32(p))
+                    }
+                }
+            }
+            state[key] = t
+            entries.append((key, offsets[0]))
+        }
+        let order = entries.sorted { $0.1 < $1.1 }.map(\.0)
+        return ModelPackage(klass: klass, kwargs: kwargs, state: state, stateOrder: order)
+    }
+
+}
+
+/// A JSON value, decoded strictly (a number stays a number, a bool a bool).
+enum JSONValue: Decodable {
+    case null, bool(Bool), int(Int), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int.self) { self = .int(i) }
+        else if let d = try? c.decode(Double.self) { self = .double(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    var ints: [Int]? {
+        guard case let .array(a) = self else { return nil }
+        var out: [Int] = []
+        for v in a {
+            guard case let .int(i) = v else { return nil }
+            out.append(i)
+        }
+        return out
+    }
+
+    /// demucs `_decode_json`: fractions are objects tagged `"_type": "fraction"`.
+    var kwarg: KwargValue {
+        switch self {
+        case .null: .none
+        case let .bool(b): .bool(b)
+        case let .int(i): .int(i)
+        case let .double(d): .double(d)
+        case let .string(s): .string(s)
+        case let .array(a): .list(a.map(\.kwarg))
+        case let .object(o):
+            if case .string("fraction")? = o["_type"], case let .int(n)? = o["numerator"], case let .int(d)? = o["denominator"] {
+                .fraction(n, d)
+            } else {
+                .dict(o.mapValues(\.kwarg))
+            }
+        }
+    }
+}

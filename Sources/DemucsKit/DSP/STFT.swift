@@ -1,0 +1,140 @@
+import Foundation
+
+/// The reference's spectrogram pair (`HTDemucs._spec` / `_ispec` over `demucs/spec.py`).
+///
+/// Parity traps, all reproduced here:
+/// - the signal is first reflect-padded by `3·hop/2` on the left and up to a multiple of `hop`
+///   plus `3·hop/2` on the right (`pad1d`, with its zero-extension rule for short inputs);
+/// - then `torch.stft(center=True)` reflect-pads by `nfft/2` again;
+/// - periodic Hann window, `normalized=True` (scale `1/√nfft`);
+/// - the Nyquist bin is dropped and frames `[2, 2 + ⌈L/hop⌉)` are kept.
+public struct Spectrogram: Sendable {
+    public let nfft: Int
+    public let hop: Int
+    private let fft: FFT
+    private let window: [Float]
+
+    public init(nfft: Int) {
+        self.nfft = nfft
+        self.hop = nfft / 4
+        fft = FFT(size: nfft)
+        // Periodic Hann: torch.hann_window(nfft) with periodic=True.
+        window = (0..<nfft).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nfft))) }
+    }
+
+    /// Number of frames `_spec` keeps for `length` samples.
+    public func frames(for length: Int) -> Int { (length + hop - 1) / hop }
+
+    /// `_spec`: `[C, L]` → real and imaginary parts, each `[C, nfft/2, ⌈L/hop⌉]`.
+    public func forward(_ x: Tensor) -> (re: Tensor, im: Tensor) {
+        let channels = x.shape[0], length = x.shape[x.shape.count - 1]
+        let le = frames(for: length)
+        let pad = hop / 2 * 3
+        let bins = nfft / 2
+        var re = Tensor(zeros: [channels, bins, le])
+        var im = Tensor(zeros: [channels, bins, le])
+        let scale = 1 / Float(nfft).squareRoot()
+        for c in 0..<channels {
+            let signal = Array(x.data[c * length..<(c + 1) * length])
+            let once = reflectPad1d(signal, left: pad, right: pad + le * hop - length)
+            let padded = reflectPad1d(once, left: nfft / 2, right: nfft / 2)
+            var fr = [Float](repeating: 0, count: nfft)
+            var fi = [Float](repeating: 0, count: nfft)
+            for frame in 0..<le {
+                // Frame `frame + 2` of the centred STFT.
+                let start = (frame + 2) * hop
+                for i in 0..<nfft { fr[i] = padded[start + i] * window[i]; fi[i] = 0 }
+                fr.withUnsafeMutableBufferPointer { rp in
+                    fi.withUnsafeMutableBufferPointer { ip in
+                        fft.transform(re: rp.baseAddress!, im: ip.baseAddress!, inverse: false)
+                    }
+                }
+                for b in 0..<bins {
+                    re.data[(c * bins + b) * le + frame] = fr[b] * scale
+                    im.data[(c * bins + b) * le + frame] = fi[b] * scale
+                }
+            }
+        }
+        return (re, im)
+    }
+
+    /// `_ispec`: real and imaginary parts `[C, nfft/2, T]` → `[C, length]`.
+    ///
+    /// Adds back the dropped Nyquist bin and the two frames on each side as zeros, runs
+    /// `torch.istft(center=True, normalized=True)` (windowed overlap-add divided by the summed
+    /// squared window) and crops `3·hop/2` samples on the left.
+    public func inverse(re: Tensor, im: Tensor, length: Int) -> Tensor {
+        let channels = re.shape[0], bins = re.shape[1], t = re.shape[2]
+        precondition(bins == nfft / 2 && im.shape == re.shape, "inverse: spectrum \(re.shape) for nfft \(nfft)")
+        let pad = hop / 2 * 3
+        let le = hop * ((length + hop - 1) / hop) + 2 * pad
+        let frames = t + 4
+        let full = nfft + hop * (frames - 1)
+        // torch.istft trims nfft/2 at the start (center=True) and keeps `le` samples.
+        precondition(nfft / 2 + le <= full, "inverse: \(t) frames are too few for \(length) samples")
+        var envelope = [Float](repeating: 0, count: full)
+        for f in 0..<frames {
+            for i in 0..<nfft { envelope[f * hop + i] += window[i] * window[i] }
+        }
+        var out = Tensor(zeros: [channels, length])
+        // normalized=True undoes the forward 1/√nfft; the inverse FFT carries 1/nfft.
+        let scale = Float(nfft).squareRoot() / Float(nfft)
+        var fr = [Float](repeating: 0, count: nfft)
+        var fi = [Float](repeating: 0, count: nfft)
+        var y = [Float](repeating: 0, count: full)
+        for c in 0..<channels {
+            for i in 0..<full { y[i] = 0 }
+            // Frames 0, 1 and the last two are the zero padding `_ispec` adds: they add nothing.
+            for frame in 0..<t {
+                // Hermitian completion; irfft ignores the imaginary parts of DC and Nyquist.
+                for b in 0..<bins {
+                    fr[b] = re.data[(c * bins + b) * t + frame]
+                    fi[b] = im.data[(c * bins + b) * t + frame]
+                }
+                fi[0] = 0
+                fr[bins] = 0
+                fi[bins] = 0
+                for b in 1..<bins {
+                    fr[nfft - b] = fr[b]
+                    fi[nfft - b] = -fi[b]
+                }
+                fr.withUnsafeMutableBufferPointer { rp in
+                    fi.withUnsafeMutableBufferPointer { ip in
+                        fft.transform(re: rp.baseAddress!, im: ip.baseAddress!, inverse: true)
+                    }
+                }
+                let start = (frame + 2) * hop
+                for i in 0..<nfft { y[start + i] += fr[i] * scale * window[i] }
+            }
+            let begin = nfft / 2 + pad
+            for i in 0..<length {
+                let e = envelope[begin + i]
+                out.data[c * length + i] = e > 1e-11 ? y[begin + i] / e : y[begin + i]
+            }
+        }
+        return out
+    }
+}
+
+/// The reference's `pad1d(x, (left, right), mode="reflect")`: reflect padding that first
+/// zero-extends inputs too short to reflect (torch refuses padding ≥ the input length).
+public func reflectPad1d(_ x: [Float], left: Int, right: Int) -> [Float] {
+    var x = x
+    var left = left, right = right
+    let length = x.count
+    let maxPad = max(left, right)
+    if length <= maxPad {
+        let extra = maxPad - length + 1
+        let extraRight = min(right, extra)
+        let extraLeft = extra - extraRight
+        left -= extraLeft
+        right -= extraRight
+        x = [Float](repeating: 0, count: extraLeft) + x + [Float](repeating: 0, count: extraRight)
+    }
+    let n = x.count
+    var out = [Float](repeating: 0, count: n + left + right)
+    for i in 0..<left { out[i] = x[left - i] }
+    for i in 0..<n { out[left + i] = x[i] }
+    for i in 0..<right { out[left + n + i] = x[n - 2 - i] }
+    return out
+}

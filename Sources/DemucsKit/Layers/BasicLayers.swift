@@ -1,0 +1,77 @@
+/// A convolution layer with its weights: `nn.Conv1d`, `nn.Conv2d` or their transposed forms.
+///
+/// 1-D layers run as 2-D ones over `[C, 1, L]` with a `1×K` kernel, so the whole engine has one
+/// convolution path.
+public struct ConvLayer: Sendable {
+    /// `[Cout, Cin, KH, KW]`, or `[Cin, Cout, KH, KW]` when transposed.
+    public var weight: Tensor
+    public var bias: Tensor?
+    public var geometry: ConvGeometry
+    public var isTransposed: Bool
+
+    /// Loads `prefix.weight` / `prefix.bias`.
+    ///
+    /// - Parameters:
+    ///   - kernel: `(KH, KW)`; a 1-D layer passes `(1, K)` and sets `oneD`.
+    ///   - oneD: the state holds `[Cout, Cin, K]` (Conv1d) instead of 4-D.
+    static func load(
+        _ r: inout StateReader, _ prefix: String, cin: Int, cout: Int, kernel: (Int, Int),
+        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+        transposed: Bool = false, oneD: Bool
+    ) throws -> ConvLayer {
+        let (a, b) = transposed ? (cin, cout) : (cout, cin)
+        let stored = oneD ? [a, b, kernel.1] : [a, b, kernel.0, kernel.1]
+        let w = try r.take("\(prefix).weight", stored)
+        let bias = try r.take("\(prefix).bias", [cout])
+        return ConvLayer(
+            weight: w.reshaped([a, b, kernel.0, kernel.1]), bias: bias,
+            geometry: ConvGeometry(kernel: kernel, stride: stride, padding: padding, dilation: dilation),
+            isTransposed: transposed)
+    }
+
+    /// `[Cin, H, W] → [Cout, Ho, Wo]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        isTransposed
+            ? convTranspose2d(x, weight: weight, bias: bias, stride: geometry.stride)
+            : conv2d(x, weight: weight, bias: bias, geometry: geometry)
+    }
+}
+
+/// `nn.GroupNorm` weights.
+public struct GroupNormLayer: Sendable {
+    public var groups: Int
+    public var weight: Tensor
+    public var bias: Tensor
+
+    static func load(_ r: inout StateReader, _ prefix: String, groups: Int, channels: Int) throws -> GroupNormLayer {
+        GroupNormLayer(groups: groups, weight: try r.take("\(prefix).weight", [channels]), bias: try r.take("\(prefix).bias", [channels]))
+    }
+
+    func callAsFunction(_ x: inout Tensor, perRow: Bool = false) {
+        groupNorm(&x, groups: groups, weight: weight, bias: bias, perRow: perRow)
+    }
+}
+
+/// `nn.LayerNorm` weights.
+public struct LayerNormLayer: Sendable {
+    public var weight: Tensor
+    public var bias: Tensor
+
+    static func load(_ r: inout StateReader, _ prefix: String, channels: Int) throws -> LayerNormLayer {
+        LayerNormLayer(weight: try r.take("\(prefix).weight", [channels]), bias: try r.take("\(prefix).bias", [channels]))
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight, bias: bias) }
+}
+
+/// `nn.Linear` weights.
+public struct LinearLayer: Sendable {
+    public var weight: Tensor
+    public var bias: Tensor
+
+    static func load(_ r: inout StateReader, _ prefix: String, inFeatures: Int, outFeatures: Int) throws -> LinearLayer {
+        LinearLayer(weight: try r.take("\(prefix).weight", [outFeatures, inFeatures]), bias: try r.take("\(prefix).bias", [outFeatures]))
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+}

@@ -1,0 +1,189 @@
+/// Hybrid Transformer Demucs (v4), `demucs/htdemucs.py`, `HTDemucs.forward`.
+///
+/// ```
+///  mix ──STFT──► |Z| as channels ──norm──► freq encoder ×depth ─┐          ┌─► freq decoder ×depth ──► iSTFT ─┐
+///   │                                                           ├─ cross- ─┤                                 (+)──► stems
+///   └──────────────────────────────norm──► time encoder ×depth ─┘ transf.  └─► time decoder ×depth ──────────┘
+/// ```
+/// Figure 1 of Rouard, Massa, Défossez, "Hybrid Transformers for Music Source Separation"
+/// (ICASSP 2023). Shapes below, batch axis dropped: `S` sources, `C` audio channels, `Fq` bins
+/// (`nfft/2`), `T` frames, `L` samples; `Ch` hidden channels.
+public struct HTDemucs: Sendable {
+    public let config: HTDemucsConfig
+    public let weights: HTDemucsWeights
+    private let spectrogram: Spectrogram
+
+    init(config: HTDemucsConfig, weights: HTDemucsWeights) {
+        self.config = config
+        self.weights = weights
+        self.spectrogram = Spectrogram(nfft: config.nfft)
+    }
+
+    /// Samples in one forward: `int(segment · samplerate)` (`use_train_segment`).
+    public var trainingLength: Int { config.trainingLength }
+
+    /// Separates one chunk.
+    ///
+    /// - Parameter mix: `[C, L]` with `L ≤ trainingLength`; shorter chunks are zero-padded on the
+    ///   right like the reference and the output cropped back.
+    ///   - trace: receives named intermediate tensors (`enc0`, `tenc0`, …, `dec0`, `tdec0`, …),
+    ///     for layer-by-layer comparison with the reference; nil in normal runs.
+    /// - Returns: `[S, C, L]`.
+    public func forward(_ mix: Tensor, trace: ((String, Tensor) -> Void)? = nil) -> Tensor {
+        let cfg = config
+        let audio = cfg.audioChannels
+        let length = mix.shape[1]
+        precondition(mix.shape[0] == audio && length <= trainingLength,
+                     "HTDemucs.forward: mix \(mix.shape), expected [\(audio), ≤\(trainingLength)]")
+        // Parity: the reference pads a short chunk with zeros up to the training length.
+        let padded = length < trainingLength ? mix.slicingLast(0..<trainingLength) : mix
+        let total = trainingLength
+
+        // Spectrogram, complex as channels: [2C, Fq, T], channel 2c real, 2c+1 imaginary.
+        let (re, im) = spectrogram.forward(padded)
+        trace?("spec_re", re)
+        trace?("spec_im", im)
+        let fq = re.shape[1], frames = re.shape[2]
+        var x = Tensor(zeros: [2 * audio, fq, frames])
+        let plane = fq * frames
+        for c in 0..<audio {
+            x.data[(2 * c) * plane..<(2 * c + 1) * plane] = re.data[c * plane..<(c + 1) * plane]
+            x.data[(2 * c + 1) * plane..<(2 * c + 2) * plane] = im.data[c * plane..<(c + 1) * plane]
+        }
+        // Parity: unbiased std, `(x - mean) / (1e-5 + std)`, for both branches.
+        let (mean, std) = x.data.withUnsafeBufferPointer { meanAndStd($0) }
+        normalize(&x, mean: mean, std: std)
+        var xt = padded.reshaped([audio, 1, total])
+        let (meanT, stdT) = xt.data.withUnsafeBufferPointer { meanAndStd($0) }
+        normalize(&xt, mean: meanT, std: stdT)
+
+        // Encoders. Frequency levels keep T frames; time levels divide L by the stride.
+        var saved: [Tensor] = [], savedT: [Tensor] = []
+        var lengths: [Int] = [], lengthsT: [Int] = []
+        for (i, encode) in weights.encoder.enumerated() {
+            lengths.append(x.shape[2])
+            var inject: Tensor?
+            if i < weights.timeEncoder.count {
+                lengthsT.append(xt.shape[2])
+                let tenc = weights.timeEncoder[i]
+                xt = tenc(xt)
+                trace?("tenc\(i)", xt)
+                if tenc.isEmpty { inject = xt } else { savedT.append(xt) }
+            }
+            // x: [Ch·growth^i, Fq/stride^(i+1), T]
+            x = encode(x, inject: inject)
+            trace?("enc\(i)", x)
+            if i == 0, let emb = weights.frequencyEmbedding {
+                addFrequencyEmbedding(&x, emb, scale: Float(cfg.freqEmb * cfg.embScale))
+            }
+            saved.append(x)
+        }
+
+        // Cross-domain transformer, optionally in `bottom_channels` dimensions.
+        if let transformer = weights.transformer {
+            if let up = weights.channelUpsampler, let upT = weights.channelUpsamplerTime {
+                x = up(x)
+                xt = upT(xt)
+            }
+            (x, xt) = transformer(x, xt)
+            trace?("ct_x", x)
+            trace?("ct_xt", xt)
+            if let down = weights.channelDownsampler, let downT = weights.channelDownsamplerTime {
+                x = down(x)
+                xt = downT(xt)
+            }
+        }
+
+        // Decoders, deepest first; the time branch joins once the levels match again.
+        let offset = weights.decoder.count - weights.timeDecoder.count
+        for (i, decode) in weights.decoder.enumerated() {
+            let (out, pre) = decode(x, skip: saved.removeLast(), length: lengths.removeLast())
+            x = out
+            trace?("dec\(i)", x)
+            if i >= offset {
+                let tdec = weights.timeDecoder[i - offset]
+                let lengthT = lengthsT.removeLast()
+                if tdec.isEmpty {
+                    // `pre[:, :, 0]`: the merged layer had a single frequency row.
+                    xt = tdec(pre.reshaped([pre.shape[0], 1, pre.shape[2]]), skip: nil, length: lengthT).out
+                } else {
+                    xt = tdec(xt, skip: savedT.removeLast(), length: lengthT).out
+                }
+                trace?("tdec\(i - offset)", xt)
+            }
+        }
+        precondition(saved.isEmpty && savedT.isEmpty && lengthsT.isEmpty, "unbalanced skip connections")
+
+        // x: [S·2C, Fq, T] → denormalise → complex spectrogram per (source, channel) → iSTFT.
+        let sources = cfg.sources.count
+        denormalize(&x, mean: mean, std: std)
+        var specRe = Tensor(zeros: [sources * audio, fq, frames])
+        var specIm = Tensor(zeros: [sources * audio, fq, frames])
+        for sc in 0..<(sources * audio) {
+            specRe.data[sc * plane..<(sc + 1) * plane] = x.data[(2 * sc) * plane..<(2 * sc + 1) * plane]
+            specIm.data[sc * plane..<(sc + 1) * plane] = x.data[(2 * sc + 1) * plane..<(2 * sc + 2) * plane]
+        }
+        var wave = spectrogram.inverse(re: specRe, im: specIm, length: total)
+
+        // Sum of both branches: [S·C, L] → [S, C, L].
+        denormalize(&xt, mean: meanT, std: stdT)
+        add(&wave, xt.reshaped([sources * audio, total]))
+        if length < total { wave = wave.slicingLast(0..<length) }
+        return wave.reshaped([sources, audio, length])
+    }
+
+    // MARK: - Helpers
+
+    private func normalize(_ x: inout Tensor, mean: Float, std: Float) {
+        let inv = 1 / (1e-5 + std)
+        x.data.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = (p[i] - mean) * inv } }
+    }
+
+    private func denormalize(_ x: inout Tensor, mean: Float, std: Float) {
+        x.data.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = p[i] * std + mean } }
+    }
+
+    /// `x += scale · emb(f)ᵀ` broadcast over time; `emb [F, Ch]` is `freq_emb.embedding.weight`
+    /// (the `ScaledEmbedding` scale is folded into `scale`).
+    private func addFrequencyEmbedding(_ x: inout Tensor, _ emb: Tensor, scale: Float) {
+        let (ch, f, t) = (x.shape[0], x.shape[1], x.shape[2])
+        precondition(emb.shape == [f, ch], "frequency embedding \(emb.shape) does not fit \(x.shape)")
+        for c in 0..<ch {
+            for fi in 0..<f {
+                let v = scale * emb.data[fi * ch + c]
+                let base = (c * f + fi) * t
+                for i in 0..<t { x.data[base + i] += v }
+            }
+        }
+    }
+}
+
+/// Weights of ``HTDemucs``, nested like its state dict.
+public struct HTDemucsWeights: Sendable {
+    /// `encoder.{i}`: frequency branch, input first.
+    public var encoder: [HEncLayer]
+    /// `tencoder.{i}`: time branch, one per frequency layer.
+    public var timeEncoder: [HEncLayer]
+    /// `decoder.{i}`: frequency branch, deepest first.
+    public var decoder: [HDecLayer]
+    /// `tdecoder.{i}`: time branch, deepest first.
+    public var timeDecoder: [HDecLayer]
+    /// `freq_emb.embedding.weight [Fq/stride, Ch]`.
+    public var frequencyEmbedding: Tensor?
+    /// `channel_upsampler(_t)`, `channel_downsampler(_t)`: 1×1 convs to and from `bottom_channels`.
+    public var channelUpsampler: ConvLayer?
+    public var channelUpsamplerTime: ConvLayer?
+    public var channelDownsampler: ConvLayer?
+    public var channelDownsamplerTime: ConvLayer?
+    /// `crosstransformer`.
+    public var transformer: CrossTransformer?
+}
+
+extension HTDemucs {
+    /// The same network with another segment (a bag's override; only shorter is meaningful).
+    public func withSegment(numerator: Int, denominator: Int) -> HTDemucs {
+        var c = config
+        c.segment = (numerator, denominator)
+        return HTDemucs(config: c, weights: weights)
+    }
+}

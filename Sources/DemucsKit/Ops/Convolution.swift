@@ -1,0 +1,211 @@
+/// Convolutions over `[C, H, W]` tensors as GEMMs on contiguous buffers.
+///
+/// The model's convolutions are all special cases of one 2-D convolution: frequency layers use
+/// `K×1` kernels with stride `4×1` over `[C, F, T]`, time layers a `1×K` kernel over
+/// `[C, 1, L]`, DConv a dilated `1×3` kernel applied to every frequency row, rewrites `1×1` or `3×3`.
+/// A `1×1` convolution is a single GEMM; anything else goes through im2col in column blocks, so
+/// the scratch stays near `maxColumnsBytes` however long the input.
+
+/// Upper bound on one im2col / col2im block, in bytes.
+let maxColumnsBytes = 16 << 20
+
+/// Parameters of a 2-D convolution: kernel, stride, padding and dilation as (height, width).
+public struct ConvGeometry: Sendable, Equatable {
+    public var kernel: (Int, Int)
+    public var stride: (Int, Int)
+    public var padding: (Int, Int)
+    public var dilation: (Int, Int)
+
+    public init(kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1)) {
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+    }
+
+    public static func == (a: ConvGeometry, b: ConvGeometry) -> Bool {
+        a.kernel == b.kernel && a.stride == b.stride && a.padding == b.padding && a.dilation == b.dilation
+    }
+
+    func outputSize(_ h: Int, _ w: Int) -> (Int, Int) {
+        let ho = (h + 2 * padding.0 - dilation.0 * (kernel.0 - 1) - 1) / stride.0 + 1
+        let wo = (w + 2 * padding.1 - dilation.1 * (kernel.1 - 1) - 1) / stride.1 + 1
+        return (ho, wo)
+    }
+}
+
+/// 2-D convolution, `torch.nn.functional.conv2d` semantics (zero padding, no groups).
+///
+/// - Parameters:
+///   - x: `[Cin, H, W]`.
+///   - weight: `[Cout, Cin, KH, KW]`.
+///   - bias: `[Cout]` or nil.
+/// - Returns: `[Cout, Ho, Wo]`.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
+    precondition(x.shape.count == 3 && weight.shape.count == 4, "conv2d: input \(x.shape), weight \(weight.shape)")
+    let (cin, h, w) = (x.shape[0], x.shape[1], x.shape[2])
+    let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    precondition(weight.shape[1] == cin && (kh, kw) == g.kernel, "conv2d: input \(x.shape) does not fit weight \(weight.shape)")
+    let (ho, wo) = g.outputSize(h, w)
+    precondition(ho > 0 && wo > 0, "conv2d: input \(x.shape) too small for kernel \(g.kernel)")
+    var out = Tensor(zeros: [cout, ho, wo])
+    let n = ho * wo
+    let rows = cin * kh * kw
+    let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
+
+    x.data.withUnsafeBufferPointer { xp in
+        weight.data.withUnsafeBufferPointer { wp in
+            out.data.withUnsafeMutableBufferPointer { op in
+                if pointwise {
+                    gemm(m: cout, n: n, k: cin, a: wp.baseAddress!, lda: cin, b: xp.baseAddress!, ldb: n, c: op.baseAddress!, ldc: n)
+                    return
+                }
+                // Output rows per block, so that the column buffer stays bounded.
+                let rowsPerBlock = max(1, min(ho, maxColumnsBytes / 4 / max(rows * wo, 1)))
+                var cols = [Float](repeating: 0, count: rows * rowsPerBlock * wo)
+                cols.withUnsafeMutableBufferPointer { cp in
+                    var h0 = 0
+                    while h0 < ho {
+                        let h1 = min(ho, h0 + rowsPerBlock)
+                        let bn = (h1 - h0) * wo
+                        im2col(xp.baseAddress!, cin: cin, h: h, w: w, g: g, wo: wo, rows: h0..<h1, into: cp.baseAddress!)
+                        gemm(m: cout, n: bn, k: rows, a: wp.baseAddress!, lda: rows,
+                             b: cp.baseAddress!, ldb: bn, c: op.baseAddress! + h0 * wo, ldc: n)
+                        h0 = h1
+                    }
+                }
+            }
+        }
+    }
+    if let bias { addChannelBias(&out, bias) }
+    return out
+}
+
+/// Columns for output rows `rows`: `cols[(ci, i, j), (ho - rows.lowerBound, wo)]`.
+private func im2col(
+    _ x: UnsafePointer<Float>, cin: Int, h: Int, w: Int, g: ConvGeometry, wo: Int,
+    rows: Range<Int>, into cols: UnsafeMutablePointer<Float>
+) {
+    let (kh, kw) = g.kernel
+    let n = rows.count * wo
+    let cp = UnsafeMutableSendablePointer(cols)
+    parallelFor(cin * kh * kw, minPerTask: 4) { range in
+        for r in range {
+            let ci = r / (kh * kw), i = (r / kw) % kh, j = r % kw
+            let dst = cp.pointer + r * n
+            for (bi, oh) in rows.enumerated() {
+                let ih = oh * g.stride.0 - g.padding.0 + i * g.dilation.0
+                let row = dst + bi * wo
+                guard ih >= 0 && ih < h else {
+                    row.update(repeating: 0, count: wo)
+                    continue
+                }
+                let src = x + (ci * h + ih) * w
+                let offset = j * g.dilation.1 - g.padding.1
+                if g.stride.1 == 1 {
+                    // Valid output columns: 0 <= ow + offset < w.
+                    let lo = min(max(0, -offset), wo)
+                    let hi = max(lo, min(wo, w - offset))
+                    if lo > 0 { row.update(repeating: 0, count: lo) }
+                    if hi > lo { (row + lo).update(from: src + lo + offset, count: hi - lo) }
+                    if hi < wo { (row + hi).update(repeating: 0, count: wo - hi) }
+                } else {
+                    for ow in 0..<wo {
+                        let iw = ow * g.stride.1 + offset
+                        row[ow] = (iw >= 0 && iw < w) ? src[iw] : 0
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2-D transposed convolution, `conv_transpose2d` semantics with no padding and no groups.
+///
+/// - Parameters:
+///   - x: `[Cin, H, W]`.
+///   - weight: `[Cin, Cout, KH, KW]` (PyTorch's layout for transposed convolutions).
+/// - Returns: `[Cout, (H-1)·SH + KH, (W-1)·SW + KW]`.
+public func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int)) -> Tensor {
+    precondition(x.shape.count == 3 && weight.shape.count == 4 && weight.shape[0] == x.shape[0],
+                 "convTranspose2d: input \(x.shape) does not fit weight \(weight.shape)")
+    let (cin, h, w) = (x.shape[0], x.shape[1], x.shape[2])
+    let (cout, kh, kw) = (weight.shape[1], weight.shape[2], weight.shape[3])
+    let (sh, sw) = stride
+    let (ho, wo) = ((h - 1) * sh + kh, (w - 1) * sw + kw)
+    var out = Tensor(zeros: [cout, ho, wo])
+    let rows = cout * kh * kw
+    let rowsPerBlock = max(1, min(h, maxColumnsBytes / 4 / max(rows * w, 1)))
+    var cols = [Float](repeating: 0, count: rows * rowsPerBlock * w)
+    x.data.withUnsafeBufferPointer { xp in
+        weight.data.withUnsafeBufferPointer { wp in
+            out.data.withUnsafeMutableBufferPointer { op in
+                cols.withUnsafeMutableBufferPointer { cp in
+                    var h0 = 0
+                    while h0 < h {
+                        let h1 = min(h, h0 + rowsPerBlock)
+                        let bn = (h1 - h0) * w
+                        // cols[(co, i, j), (ih, iw)] = Σ_ci W[ci, (co, i, j)] · x[ci, (ih, iw)]
+                        gemm(transA: true, m: rows, n: bn, k: cin, a: wp.baseAddress!, lda: rows,
+                             b: xp.baseAddress! + h0 * w, ldb: h * w, c: cp.baseAddress!, ldc: bn)
+                        col2im(cp.baseAddress!, cout: cout, kh: kh, kw: kw, inRows: h0..<h1, w: w,
+                               stride: stride, ho: ho, wo: wo, into: op.baseAddress!)
+                        h0 = h1
+                    }
+                }
+            }
+        }
+    }
+    if let bias { addChannelBias(&out, bias) }
+    return out
+}
+
+private func col2im(
+    _ cols: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int, inRows: Range<Int>, w: Int,
+    stride: (Int, Int), ho: Int, wo: Int, into out: UnsafeMutablePointer<Float>
+) {
+    let n = inRows.count * w
+    let op = UnsafeMutableSendablePointer(out)
+    // Parallel over output channels: each task owns whole output planes, so no write races.
+    parallelFor(cout) { range in
+        for co in range {
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let src = cols + ((co * kh + i) * kw + j) * n
+                    for (bi, ih) in inRows.enumerated() {
+                        let oh = ih * stride.0 + i
+                        let dst = op.pointer + (co * ho + oh) * wo + j
+                        let s = src + bi * w
+                        if stride.1 == 1 {
+                            for iw in 0..<w { dst[iw] += s[iw] }
+                        } else {
+                            for iw in 0..<w { dst[iw * stride.1] += s[iw] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `x[c, ...] += bias[c]`.
+func addChannelBias(_ x: inout Tensor, _ bias: Tensor) {
+    let c = x.shape[0]
+    precondition(bias.count == c, "bias \(bias.shape) does not fit \(x.shape)")
+    let inner = x.count / c
+    x.data.withUnsafeMutableBufferPointer { p in
+        bias.data.withUnsafeBufferPointer { b in
+            for ci in 0..<c {
+                let v = b[ci]
+                let row = p.baseAddress! + ci * inner
+                for t in 0..<inner { row[t] += v }
+            }
+        }
+    }
+}
+
+/// A raw pointer that may cross into `concurrentPerform` tasks writing disjoint ranges.
+struct UnsafeMutableSendablePointer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
+}

@@ -1,0 +1,312 @@
+/// Random access to a track's audio, at the model's rate and channel count.
+public protocol AudioSource {
+    var channelCount: Int { get }
+    var frameCount: Int { get }
+    /// Frames `[start, start + count)` as `[C, count]`; positions outside the track read as zeros.
+    func read(from start: Int, count: Int) throws -> Tensor
+}
+
+/// An in-memory track `[C, L]`.
+public struct TensorAudioSource: AudioSource {
+    public let audio: Tensor
+    public init(_ audio: Tensor) { self.audio = audio }
+    public var channelCount: Int { audio.shape[0] }
+    public var frameCount: Int { audio.shape[1] }
+    public func read(from start: Int, count: Int) throws -> Tensor { audio.slicingLast(start..<(start + count)) }
+}
+
+/// Per-call separation settings.
+public struct SeparationOptions: Sendable {
+    /// Random time shifts averaged (the "shift trick"); 0 is deterministic. The default is 1,
+    /// like the reference CLI.
+    public var shifts = 1
+    /// Overlap between chunks, in [0, 1). The default is 0.25.
+    public var overlap = 0.25
+    /// Indices of the sources the caller will use; nil means all. Bag members whose weights are
+    /// zero for all of them are not run, and the other sources come out as zeros.
+    public var sourcesNeeded: Set<Int>?
+    /// Seed for the shift offsets; nil draws one.
+    public var seed: UInt64?
+
+    public init(shifts: Int = 1, overlap: Double = 0.25, sourcesNeeded: Set<Int>? = nil, seed: UInt64? = nil) {
+        self.shifts = shifts
+        self.overlap = overlap
+        self.sourcesNeeded = sourcesNeeded
+        self.seed = seed
+    }
+}
+
+/// How far a separation has got, reported after every chunk.
+public struct SeparationProgress: Sendable, Equatable {
+    public var completedChunks: Int
+    public var totalChunks: Int
+    /// Samples of output written so far.
+    public var framesDone: Int
+    public var fraction: Double { totalChunks == 0 ? 1 : Double(completedChunks) / Double(totalChunks) }
+}
+
+/// Why a separation stopped.
+public enum SeparationError: Error, Equatable, CustomStringConvertible {
+    case cancelled
+    case invalidOptions(String)
+    case channelMismatch(source: Int, model: Int)
+
+    public var description: String {
+        switch self {
+        case .cancelled: "separation cancelled"
+        case let .invalidOptions(why): "invalid separation options: \(why)"
+        case let .channelMismatch(s, m): "the audio has \(s) channels but the model takes \(m)"
+        }
+    }
+}
+
+/// The reference's `Separator.separate_tensor` + `apply_model`, streamed.
+///
+/// Whole-track normalisation (mean and unbiased std of the mono mix), then every (model, shift)
+/// pair — a *pass* — walks the track in chunks of the model's segment with the given overlap;
+/// each chunk is centred in real neighbouring audio up to the model's valid length, separated,
+/// trimmed, weighted by a triangular window and overlap-added. Passes advance together, the
+/// one furthest behind first, and a sample is emitted as soon as every pass has finished it,
+/// so memory holds about one segment per pass whatever the track length.
+///
+/// Reference: `demucs/apply.py` (`apply_model`, `TensorChunk.padded`), `demucs/api.py`
+/// (`Separator.separate_tensor`).
+public struct StreamingSeparation {
+    public let bag: ModelBag
+    public let options: SeparationOptions
+
+    public init(bag: ModelBag, options: SeparationOptions) throws {
+        guard options.shifts >= 0 else { throw SeparationError.invalidOptions("shifts must be ≥ 0, got \(options.shifts)") }
+        guard options.overlap >= 0 && options.overlap < 1 else {
+            throw SeparationError.invalidOptions("overlap must be in [0, 1), got \(options.overlap)")
+        }
+        self.bag = bag
+        self.options = options
+    }
+
+    /// Separates `source`, handing each finished stretch to `emit(start, stems [S, C, n], mix [C, n])`.
+    ///
+    /// - Parameters:
+    ///   - progress: called after every chunk.
+    ///   - isCancelled: polled before every chunk; when true the run throws
+    ///     ``SeparationError/cancelled``.
+    public func run(
+        _ source: any AudioSource,
+        emit: (Int, Tensor, Tensor) throws -> Void,
+        progress: (SeparationProgress) -> Void = { _ in },
+        isCancelled: () -> Bool = { false }
+    ) throws {
+        let channels = bag.audioChannels
+        guard source.channelCount == channels else {
+            throw SeparationError.channelMismatch(source: source.channelCount, model: channels)
+        }
+        let length = source.frameCount
+        let sourceCount = bag.sources.count
+        guard length > 0 else { return }
+
+        // Parity: `ref = wav.mean(0); (wav - ref.mean()) / (ref.std() + 1e-8)`, unbiased std.
+        let (mean, std) = try monoMeanAndStd(source)
+        let scale = std + 1e-8
+
+        var rng = SplitMix64(seed: options.seed ?? UInt64.random(in: 0...UInt64.max))
+        let maxShift = Int(0.5 * Double(bag.samplerate))
+        var passes: [Pass] = []
+        var totals = [Float](repeating: 0, count: sourceCount)
+        for (m, model) in bag.models.enumerated() {
+            let w = bag.weights[m]
+            for s in 0..<sourceCount { totals[s] += w[s] }
+            if let needed = options.sourcesNeeded, needed.allSatisfy({ w[$0] == 0 }) { continue }
+            let segment = model.segmentLength
+            let stride = Int((1 - options.overlap) * Double(segment))
+            guard stride > 0 else { throw SeparationError.invalidOptions("overlap \(options.overlap) leaves no stride") }
+            let starts = options.shifts == 0 ? [0] : (0..<options.shifts).map { _ in Int(rng.next() % UInt64(maxShift + 1)) - maxShift }
+            for p0 in starts {
+                passes.append(Pass(model: m, start: p0, length: length - p0, segment: segment, stride: stride,
+                                   sources: sourceCount, channels: channels))
+            }
+        }
+        let shiftCount = max(options.shifts, 1)
+        let totalChunks = passes.reduce(0) { $0 + $1.chunkCount }
+        var done = 0
+        var emitted = 0
+
+        while emitted < length {
+            // The pass furthest behind runs next; a finished pass has frontier == length.
+            guard let p = passes.indices.filter({ !passes[$0].isFinished }).min(by: { passes[$0].frontier < passes[$1].frontier }) else { break }
+            if isCancelled() { throw SeparationError.cancelled }
+            let model = bag.models[passes[p].model]
+            let (q, chunkLength) = passes[p].nextChunk
+            let valid = model.validLength(chunkLength)
+            let delta = valid - chunkLength
+            let readStart = q - delta / 2
+            var input = try source.read(from: readStart, count: valid)
+            // Parity: the track is normalised first, so padding past its ends is zero afterwards.
+            let inside = max(0, -readStart)..<max(max(0, -readStart), min(valid, length - readStart))
+            input.data.withUnsafeMutableBufferPointer { b in
+                for c in 0..<channels {
+                    for i in inside { b[c * valid + i] = (b[c * valid + i] - mean) / scale }
+                }
+            }
+            let out = model.forward(input)
+            passes[p].accumulate(out, trimmedFrom: delta / 2, count: chunkLength)
+            done += 1
+
+            let frontier = min(length, passes.map(\.frontier).min() ?? length)
+            if frontier > emitted {
+                let n = frontier - emitted
+                var stems = Tensor(zeros: [sourceCount, channels, n])
+                // Per model: average of its shifts; then the bag's weighted average per source.
+                for m in bag.models.indices {
+                    let mine = passes.indices.filter { passes[$0].model == m }
+                    if mine.isEmpty { continue }
+                    var sum = Tensor(zeros: [sourceCount, channels, n])
+                    for i in mine { passes[i].addResult(from: emitted, count: n, into: &sum) }
+                    let w = bag.weights[m]
+                    for s in 0..<sourceCount {
+                        let factor = w[s]
+                        for i in 0..<(channels * n) {
+                            stems.data[s * channels * n + i] += sum.data[s * channels * n + i] / Float(shiftCount) * factor
+                        }
+                    }
+                }
+                for s in 0..<sourceCount {
+                    let total = totals[s]
+                    for i in 0..<(channels * n) {
+                        let v = stems.data[s * channels * n + i] / total
+                        stems.data[s * channels * n + i] = v * scale + mean
+                    }
+                }
+                try emit(emitted, stems, try source.read(from: emitted, count: n))
+                emitted = frontier
+            }
+            progress(SeparationProgress(completedChunks: done, totalChunks: totalChunks, framesDone: emitted))
+        }
+    }
+
+    private func monoMeanAndStd(_ source: any AudioSource) throws -> (Float, Float) {
+        let block = 1 << 16
+        let length = source.frameCount, channels = source.channelCount
+        var sum = 0.0
+        var start = 0
+        while start < length {
+            let n = min(block, length - start)
+            let x = try source.read(from: start, count: n)
+            for i in 0..<n {
+                var m: Float = 0
+                for c in 0..<channels { m += x.data[c * n + i] }
+                sum += Double(m / Float(channels))
+            }
+            start += n
+        }
+        let mean = sum / Double(length)
+        var sq = 0.0
+        start = 0
+        while start < length {
+            let n = min(block, length - start)
+            let x = try source.read(from: start, count: n)
+            for i in 0..<n {
+                var m: Float = 0
+                for c in 0..<channels { m += x.data[c * n + i] }
+                let d = Double(m / Float(channels)) - mean
+                sq += d * d
+            }
+            start += n
+        }
+        return (Float(mean), Float((sq / Double(max(length - 1, 1))).squareRoot()))
+    }
+}
+
+/// One model at one shift walking the track: overlap-add state for about one segment.
+private struct Pass {
+    let model: Int
+    /// Track position of the pass's first sample (≤ 0 with shifts).
+    let start: Int
+    let length: Int
+    let segment: Int
+    let stride: Int
+    let sources: Int
+    let channels: Int
+    /// Triangular cross-fade, `weight / weight.max()` (transition power 1).
+    let window: [Float]
+    var next = 0
+    /// Track position of `acc[..., 0]`.
+    var base: Int
+    /// `[S·C, segment]` weighted sums and their weight totals, positions `base...`.
+    var acc: [Float]
+    var weightSum: [Float]
+
+    init(model: Int, start: Int, length: Int, segment: Int, stride: Int, sources: Int, channels: Int) {
+        self.model = model
+        self.start = start
+        self.length = length
+        self.segment = segment
+        self.stride = stride
+        self.sources = sources
+        self.channels = channels
+        let half = segment / 2
+        let peak = Float(max(half, segment - half))
+        window = (0..<segment).map { i in Float(i < half ? i + 1 : segment - i) / peak }
+        base = start
+        acc = [Float](repeating: 0, count: sources * channels * segment)
+        weightSum = [Float](repeating: 0, count: segment)
+    }
+
+    var chunkCount: Int { (length + stride - 1) / stride }
+    var isFinished: Bool { next >= chunkCount }
+    /// Everything before this track position is final for this pass.
+    var frontier: Int { isFinished ? start + length : start + next * stride }
+    var nextChunk: (position: Int, length: Int) { (start + next * stride, min(segment, length - next * stride)) }
+
+    /// Adds a chunk's output, trimmed to `count` samples from `offset` (`center_trim`).
+    mutating func accumulate(_ out: Tensor, trimmedFrom offset: Int, count: Int) {
+        let q = start + next * stride
+        // Positions before q are final and already emitted (this pass was the furthest behind).
+        compact(to: q)
+        let valid = out.shape[2]
+        let rows = sources * channels
+        for r in 0..<rows {
+            for i in 0..<count {
+                acc[r * segment + (q - base) + i] += window[i] * out.data[r * valid + offset + i]
+            }
+        }
+        for i in 0..<count { weightSum[(q - base) + i] += window[i] }
+        next += 1
+    }
+
+    /// `into[s, c, i] += acc / weightSum` at positions `from..<from+count`.
+    func addResult(from: Int, count: Int, into out: inout Tensor) {
+        let rows = sources * channels
+        for r in 0..<rows {
+            for i in 0..<count {
+                let k = from - base + i
+                out.data[r * count + i] += acc[r * segment + k] / weightSum[k]
+            }
+        }
+    }
+
+    private mutating func compact(to position: Int) {
+        let shift = position - base
+        guard shift > 0 else { return }
+        let rows = sources * channels
+        for r in 0..<rows {
+            for i in 0..<segment {
+                acc[r * segment + i] = i + shift < segment ? acc[r * segment + i + shift] : 0
+            }
+        }
+        for i in 0..<segment { weightSum[i] = i + shift < segment ? weightSum[i + shift] : 0 }
+        base = position
+    }
+}
+
+/// Small, fast, seedable generator for shift offsets.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,83 @@
+/// A dense, contiguous, row-major Float32 tensor.
+///
+/// The engine runs one chunk at a time with batch size 1, so shapes drop the batch axis:
+/// a spectrogram is `[C, F, T]`, a waveform `[C, L]` or `[C, 1, L]`, a token sequence `[N, C]`.
+/// Storage is a plain `[Float]`; ops read and write it through unsafe buffer pointers.
+public struct Tensor: Sendable, Equatable {
+    /// Sizes, outermost first.
+    public var shape: [Int]
+    /// Elements in row-major order; `data.count` is the product of `shape`.
+    public var data: [Float]
+
+    /// A tensor of zeros.
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        self.data = [Float](repeating: 0, count: shape.reduce(1, *))
+    }
+
+    /// A tensor over existing elements.
+    public init(shape: [Int], data: [Float]) {
+        precondition(shape.reduce(1, *) == data.count, "shape \(shape) needs \(shape.reduce(1, *)) elements, got \(data.count)")
+        self.shape = shape
+        self.data = data
+    }
+
+    /// Number of elements.
+    @inlinable public var count: Int { data.count }
+
+    /// The same elements under another shape with the same element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        Tensor(shape: newShape, data: data)
+    }
+
+    /// Copies `[A, B, C]` to `[B, A, C]` (the reference's `permute(1, 0, 2)`).
+    public func swappingLeadingAxes() -> Tensor {
+        precondition(shape.count == 3, "swappingLeadingAxes needs 3 axes, got \(shape)")
+        let (a, b, c) = (shape[0], shape[1], shape[2])
+        var out = Tensor(zeros: [b, a, c])
+        data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for i in 0..<a {
+                    for j in 0..<b {
+                        let s = src.baseAddress! + (i * b + j) * c
+                        (dst.baseAddress! + (j * a + i) * c).update(from: s, count: c)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Matrix transpose of `[R, C]` (higher axes flattened into the columns).
+    public func transposed2D() -> Tensor {
+        let rows = shape[0]
+        let cols = count / max(rows, 1)
+        var out = Tensor(zeros: [cols, rows])
+        transpose(data, rows: rows, cols: cols, into: &out.data)
+        return out
+    }
+}
+
+/// `dst[c * rows + r] = src[r * cols + c]`, blocked for cache reuse.
+func transpose(_ src: [Float], rows: Int, cols: Int, into dst: inout [Float]) {
+    precondition(src.count == rows * cols && dst.count == rows * cols)
+    let block = 32
+    src.withUnsafeBufferPointer { s in
+        dst.withUnsafeMutableBufferPointer { d in
+            let sp = s.baseAddress!, dp = d.baseAddress!
+            var r0 = 0
+            while r0 < rows {
+                let r1 = min(r0 + block, rows)
+                var c0 = 0
+                while c0 < cols {
+                    let c1 = min(c0 + block, cols)
+                    for r in r0..<r1 {
+                        for c in c0..<c1 { dp[c * rows + r] = sp[r * cols + c] }
+                    }
+                    c0 = c1
+                }
+                r0 = r1
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+public import DemucsKit
+public import Foundation
+
+/// How written stems avoid clipping (`--clip-mode`), as the reference's `prevent_clip`.
+public enum ClipMode: String, Sendable, CaseIterable {
+    /// Divide a stem by `max(1.01 · peak, 1)`.
+    case rescale
+    /// Clamp to ±0.99.
+    case clamp
+    /// Leave as is (integer output still saturates at full scale).
+    case none
+}
+
+/// How `no_STEM` is made with two stems (`--other-method`).
+public enum OtherMethod: String, Sendable, CaseIterable {
+    /// Sum of the other stems, written as `no_STEM`.
+    case add
+    /// Mix minus the stem, written as `minus_STEM`.
+    case minus
+    /// Only the stem itself.
+    case none
+}
+
+/// What to write for a track.
+public struct StemOutputOptions: Sendable {
+    public var encoding: WAVEncoding = .int16
+    public var clipMode: ClipMode = .rescale
+    /// Write only this stem and its complement.
+    public var twoStems: String?
+    public var otherMethod: OtherMethod = .add
+
+    public init(encoding: WAVEncoding = .int16, clipMode: ClipMode = .rescale, twoStems: String? = nil, otherMethod: OtherMethod = .add) {
+        self.encoding = encoding
+        self.clipMode = clipMode
+        self.twoStems = twoStems
+        self.otherMethod = otherMethod
+    }
+}
+
+/// Errors of a track separation that are the caller's to fix.
+public enum TrackSeparationError: Error, Equatable, CustomStringConvertible {
+    case unknownStem(String, available: [String])
+
+    public var description: String {
+        switch self {
+        case let .unknownStem(s, available): "stem \"\(s)\" is not in the selected model; STEM must be one of \(available.joined(separator: ", "))"
+        }
+    }
+}
+
+/// Separates an audio file into stem files, streaming from input to output.
+///
+/// The input is read on demand, converted to the model's rate and channels, separated by
+/// ``StreamingSeparation`` and written as it is produced to float scratch files beside the
+/// outputs; a last pass applies the clip mode (which needs each stem's peak) and the encoding,
+/// then renames each file into place. Memory does not grow with the track length.
+public struct TrackSeparator {
+    public let bag: ModelBag
+    public let separation: SeparationOptions
+    public let output: StemOutputOptions
+
+    public init(bag: ModelBag, separation: SeparationOptions, output: StemOutputOptions) throws {
+        if let stem = output.twoStems, !bag.sources.contains(stem) {
+            throw TrackSeparationError.unknownStem(stem, available: bag.sources)
+        }
+        var sep = separation
+        if let stem = output.twoStems, output.otherMethod != .add, let k = bag.sources.firstIndex(of: stem) {
+            // `minus_STEM` comes from the mix, so only STEM's networks need to run.
+            sep.sourcesNeeded = [k]
+        }
+        self.bag = bag
+        self.separation = sep
+        self.output = output
+    }
+
+    /// Names of the files `separate` writes, in order.
+    public var stemNames: [String] {
+        guard let stem = output.twoStems else { return bag.sources }
+        switch output.otherMethod {
+        case .add: return [stem, "no_\(stem)"]
+        case .minus: return ["minus_\(stem)", stem]
+        case .none: return [stem]
+        }
+    }
+
+    /// Separates the WAV file at `input` into `directory/STEM.wav`.
+    ///
+    /// - Returns: the written files.
+    public func separate(
+        input: String, into directory: URL,
+        progress: (SeparationProgress) -> Void = { _ in },
+        isCancelled: () -> Bool = { false }
+    ) throws -> [URL] {
+        let wav = try WAVFileSource(path: input)
+        let source: any AudioSource = (wav.sampleRate == bag.samplerate && wav.channelCount == bag.audioChannels)
+            ? wav
+            : ConvertedAudioSource(wav, rate: wav.sampleRate, targetRate: bag.samplerate, channels: bag.audioChannels)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let names = stemNames
+        let channels = bag.audioChannels
+        var scratch = try names.map { name in
+            try ScratchStem(url: directory.appendingPathComponent(".\(name).partial.f32"))
+        }
+        defer { for s in scratch { try? FileManager.default.removeItem(at: s.url) } }
+        let sources = bag.sources
+        let engine = try StreamingSeparation(bag: bag, options: separation)
+        try engine.run(source, emit: { _, stems, mix in
+            let n = mix.shape[1]
+            let plane = channels * n
+            func stem(_ k: Int) -> ArraySlice<Float> { stems.data[(k * plane)..<((k + 1) * plane)] }
+            if let two = output.twoStems, let k = sources.firstIndex(of: two) {
+                let selected = Array(stem(k))
+                switch output.otherMethod {
+                case .add:
+                    var rest = [Float](repeating: 0, count: plane)
+                    for j in sources.indices where j != k {
+                        let s = stem(j)
+                        for i in 0..<plane { rest[i] += s[s.startIndex + i] }
+                    }
+                    try scratch[0].append(selected, channels: channels)
+                    try scratch[1].append(rest, channels: channels)
+                case .minus:
+                    var minus = mix.data
+                    for i in 0..<plane { minus[i] -= selected[i] }
+                    try scratch[0].append(minus, channels: channels)
+                    try scratch[1].append(selected, channels: channels)
+                case .none:
+                    try scratch[0].append(selected, channels: channels)
+                }
+            } else {
+                for k in sources.indices { try scratch[k].append(Array(stem(k)), channels: channels) }
+            }
+        }, progress: progress, isCancelled: isCancelled)
+
+        var written: [URL] = []
+        for (name, stem) in zip(names, scratch) {
+            let final = directory.appendingPathComponent("\(name).wav")
+            try stem.finish(into: final, channels: channels, sampleRate: bag.samplerate, options: output)
+            written.append(final)
+        }
+        return written
+    }
+}
+
+/// One stem's samples as raw interleaved Float32 while the separation runs, plus its peak.
+private struct ScratchStem {
+    let url: URL
+    let handle: FileHandle
+    var peak: Float = 0
+
+    init(url: URL) throws {
+        self.url = url
+        guard FileManager.default.createFile(atPath: url.path, contents: nil), let h = FileHandle(forUpdatingAtPath: url.path) else {
+            throw AudioError.unwritable(path: url.path, reason: "cannot create a scratch file")
+        }
+        handle = h
+    }
+
+    /// Appends planar `[C, n]` samples.
+    mutating func append(_ planar: [Float], channels: Int) throws {
+        let n = planar.count / channels
+        var interleaved = [Float](repeating: 0, count: planar.count)
+        for c in 0..<channels {
+            for i in 0..<n {
+                let v = planar[c * n + i]
+                interleaved[i * channels + c] = v
+                peak = max(peak, abs(v))
+            }
+        }
+        try handle.write(contentsOf: interleaved.withUnsafeBytes { Data($0) })
+    }
+
+    /// Applies the clip mode and writes the final WAV atomically (temporary name, then rename).
+    func finish(into final: URL, channels: Int, sampleRate: Int, options: StemOutputOptions) throws {
+        let tmp = final.deletingLastPathComponent().appendingPathComponent(".\(final.lastPathComponent).tmp")
+        let writer = try WAVWriter(path: tmp.path, channels: channels, sampleRate: sampleRate, encoding: options.encoding)
+        // Parity: `wav / max(1.01 * wav.abs().max(), 1)`.
+        let divisor: Float = options.clipMode == .rescale ? max(1.01 * peak, 1) : 1
+        try handle.seek(toOffset: 0)
+        let block = 1 << 16
+        while let data = try handle.read(upToCount: block * channels * 4), !data.isEmpty {
+            let n = data.count / (channels * 4)
+            var planar = Tensor(zeros: [channels, n])
+            data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
+                for i in 0..<n {
+                    for c in 0..<channels {
+                        var v = p.loadUnaligned(fromByteOffset: (i * channels + c) * 4, as: Float.self) / divisor
+                        if options.clipMode == .clamp { v = min(max(v, -0.99), 0.99) }
+                        planar.data[c * n + i] = v
+                    }
+                }
+            }
+            try writer.write(planar)
+        }
+        try writer.finish()
+        try handle.close()
+        _ = try? FileManager.default.removeItem(at: final)
+        try FileManager.default.moveItem(at: tmp, to: final)
+    }
+}

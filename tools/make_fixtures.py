@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Parity fixtures for the Swift engine, made by the reference PyTorch Demucs (PyPI demucs 4.1.0).
+
+Run by hand, never by tests or CI:
+
+    tools/setup_reference.sh            # once: venv with CPU torch + demucs 4.1.0 in .reference/
+    .reference/bin/python tools/make_fixtures.py            # small fixtures -> Tests/Fixtures
+    .reference/bin/python tools/make_fixtures.py --full DIR # full-size models for benchmarks
+
+What it writes (small mode), all under Tests/Fixtures:
+  repo/            a folder laid out like the official model repository (`--repo`):
+                   SIG-SHA8.th (legacy torch zip + pickle), SIG.safetensors (demucs 4.1.0 / HF
+                   format), NAME.yaml bag files.
+  audio/*.wav      deterministic input signals.
+  reference/*.npy  the reference `apply_model` output (shifts=0, overlap 0.25, split) for
+                   (model, signal) pairs, float32 [S, C, L], denormalised as `Separator` does.
+  manifest.json    what each reference file was made from.
+
+The models are reduced-width versions of the published constructor kwargs (same depth, nfft,
+cac, DConv, bottom channels / none, 5 transformer layers with 8 heads) with a shorter segment,
+so the fixtures stay small and the tests fast. Every LayerScale and norm affine is given a
+realistic random value before saving: at initialisation they are 1e-3 / 1e-4 and 1 / 0,
+which would hide a missing attention or DConv branch below a 60 dB parity threshold.
+"""
+import argparse
+import copy
+import hashlib
+import io
+import json
+import math
+import pickle
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from demucs.apply import apply_model, BagOfModels
+from demucs.htdemucs import HTDemucs
+from demucs.states import load_model, serialize_model
+from demucs.transformer import LayerScale
+from demucs.audio import convert_audio
+from safetensors.torch import save as st_save
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES4 = ["drums", "bass", "other", "vocals"]
+SOURCES6 = ["drums", "bass", "other", "vocals", "guitar", "piano"]
+
+# Published htdemucs constructor kwargs (see ../shared/notes/demucs-reference.md).
+HTDEMUCS_KW = dict(
+    sources=SOURCES4, audio_channels=2, samplerate=44100, segment=Fraction(39, 5),
+    channels=48, growth=2, nfft=4096, cac=True, depth=4, rewrite=True, freq_emb=0.2,
+    emb_scale=10, kernel_size=8, stride=4, time_stride=2, context=1, norm_starts=4,
+    dconv_mode=3, dconv_depth=2, dconv_comp=8, dconv_init=1e-3, bottom_channels=512,
+    t_layers=5, t_heads=8, t_hidden_scale=4.0, t_norm_first=True, t_norm_out=True,
+    t_layer_scale=True, t_gelu=True, t_emb="sin",
+)
+
+
+def small(kw, **over):
+    """Reduced width and segment, same structure."""
+    kw = dict(kw)
+    kw.update(channels=8, segment=Fraction(1, 2))
+    if kw["bottom_channels"]:
+        kw["bottom_channels"] = 32
+    kw.update(over)
+    return kw
+
+
+def randomize_affines(model, gen):
+    """Give every LayerScale and norm affine a realistic value (see module docstring)."""
+    for module in model.modules():
+        if isinstance(module, LayerScale):
+            module.scale.data.uniform_(0.1, 0.6, generator=gen)
+        elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
+            module.weight.data.copy_(1 + 0.6 * (torch.rand(module.weight.shape, generator=gen) - 0.5))
+            module.bias.data.copy_(0.2 * (torch.rand(module.bias.shape, generator=gen) - 0.5))
+
+
+def build(kw, seed):
+    torch.manual_seed(seed)
+    model = HTDemucs(**kw)
+    gen = torch.Generator().manual_seed(seed + 1000)
+    randomize_affines(model, gen)
+    model.eval()
+    return model
+
+
+class _StringFractionPickler(pickle.Pickler):
+    """Pickles Fraction as Fraction('39/5'), the form older Pythons wrote."""
+    def reducer_override(self, obj):
+        if isinstance(obj, Fraction):
+            return (Fraction, (str(obj),))
+        return NotImplemented
+
+
+class _StringFractionPickle:
+    Pickler = _StringFractionPickler
+    Unpickler = pickle.Unpickler
+    __name__ = "pickle"
+
+
+def save_th(model, folder, sig, string_fraction=False):
+    """Legacy format: torch.save(serialize_model(...)) named SIG-SHA8.th (save_with_checksum)."""
+    from omegaconf import OmegaConf
+    package = serialize_model(model, OmegaConf.create({"seed": sig, "note": "random weights"}), half=True)
+    buf = io.BytesIO()
+    if string_fraction:
+        torch.save(package, buf, pickle_module=_StringFractionPickle)
+    else:
+        torch.save(package, buf)
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()[:8]
+    path = folder / f"{sig}-{sha}.th"
+    path.write_bytes(data)
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, Fraction):
+        return {"_type": "fraction", "numerator": value.numerator, "denominator": value.denominator}
+    raise TypeError(value)
+
+
+def save_safetensors(model, folder, sig):
+    """demucs 4.1.0 / HuggingFace format: state as tensors, klass/args/kwargs as JSON metadata."""
+    args, kwargs = model._init_args_kwargs
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "klass": f"{type(model).__module__}.{type(model).__name__}",
+        "args": json.dumps(list(args), default=_json_default),
+        "kwargs": json.dumps(kwargs, default=_json_default),
+    }
+    path = folder / f"{sig}.safetensors"
+    path.write_bytes(st_save(state, metadata=metadata))
+    return path
+
+
+def signal(seconds, channels=2, samplerate=44100, seed=0):
+    """Deterministic test signal: a few partials, a decaying click train and seeded noise."""
+    n = int(round(seconds * samplerate))
+    t = np.arange(n) / samplerate
+    rng = np.random.default_rng(seed)
+    out = np.zeros((channels, n), dtype=np.float64)
+    for c in range(channels):
+        for k, f in enumerate([110.0, 220.0 * (1 + 0.01 * c), 587.3, 1318.5, 5000.0]):
+            out[c] += 0.12 / (k + 1) * np.sin(2 * np.pi * f * t + c + k)
+        clicks = (np.arange(n) % (samplerate // 4)) < 200
+        out[c] += 0.3 * clicks * np.exp(-(np.arange(n) % (samplerate // 4)) / 60.0)
+        out[c] += 0.05 * rng.standard_normal(n)
+    return out.astype(np.float32)
+
+
+def write_wav(path, data, samplerate, int16=False):
+    """[C, L] float32 -> WAV (float32, or 16-bit PCM)."""
+    import soundfile as sf
+    sf.write(str(path), data.T, samplerate, subtype="PCM_16" if int16 else "FLOAT")
+
+
+def read_wav(path):
+    import soundfile as sf
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return torch.from_numpy(np.ascontiguousarray(data.T)), sr
+
+
+def separate(model, wav):
+    """The reference `Separator.separate_tensor` with shifts=0 (deterministic)."""
+    ref = wav.mean(0)
+    mean = ref.mean()
+    std = ref.std() + 1e-8
+    with torch.no_grad():
+        out = apply_model(model, ((wav - mean) / std)[None], shifts=0, split=True, overlap=0.25)
+    return (out * std + mean)[0]
+
+
+def load_bag(repo, name):
+    """Load a bag the way the reference's local repository does (yaml + member files)."""
+    import yaml
+    bag = yaml.safe_load((repo / f"{name}.yaml").read_text())
+    models = []
+    for sig in bag["models"]:
+        files = sorted(repo.glob(f"{sig}-*.th")) + sorted(repo.glob(f"{sig}.th"))
+        if files:
+            models.append(load_model(files[0]))
+        else:
+            from demucs.hf import load_safetensors_model
+            models.append(load_safetensors_model(repo / f"{sig}.safetensors"))
+    return BagOfModels(models, bag.get("weights"), bag.get("segment"))
+
+
+def snr(ref, est):
+    return 10 * math.log10(float((ref ** 2).sum()) / max(float(((ref - est) ** 2).sum()), 1e-30))
+
+
+def make_small():
+    fx = ROOT / "Tests" / "Fixtures"
+    repo, audio, refdir = fx / "repo", fx / "audio", fx / "reference"
+    for d in (repo, audio, refdir):
+        d.mkdir(parents=True, exist_ok=True)
+        for old in d.iterdir():
+            old.unlink()
+    torch.set_num_threads(2)
+
+    # Models. Signatures are 8 hex digits like the published ones.
+    ht = build(small(HTDEMUCS_KW), seed=1)
+    save_th(ht, repo, "a1c0ffee")
+    ht6 = build(small(HTDEMUCS_KW, sources=SOURCES6, bottom_channels=0), seed=2)
+    save_safetensors(ht6, repo, "b6c0ffee")
+    # A htdemucs_ft-shaped bag: one-hot weights. Two distinct members, each used for two
+    # stems, keep the fixture small while a member mix-up still changes the numbers.
+    for i in range(2):
+        member = build(small(HTDEMUCS_KW), seed=10 + i)
+        save_th(member, repo, f"f{i}c0ffee", string_fraction=(i == 1))
+    ft_sigs = ["f0c0ffee", "f1c0ffee", "f1c0ffee", "f0c0ffee"]
+    (repo / "ht_small.yaml").write_text("models: ['a1c0ffee']\n")
+    (repo / "ht6s_small.yaml").write_text("models: ['b6c0ffee']\n")
+    (repo / "htft_small.yaml").write_text(
+        "models: [" + ", ".join(f"'{s}'" for s in ft_sigs) + "]\n"
+        "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n")
+
+    # Signals: shorter than one segment (0.5 s), and spanning several segments.
+    write_wav(audio / "short.wav", signal(0.3, seed=1), 44100)
+    write_wav(audio / "long.wav", signal(1.1, seed=2), 44100)
+    # Mono 16-bit at 22.05 kHz: exercises channel conversion and the sinc resampler.
+    write_wav(audio / "mono22k.wav", signal(0.3, channels=1, samplerate=22050, seed=3), 22050, int16=True)
+
+    manifest = {"generator": "tools/make_fixtures.py", "demucs": "4.1.0",
+                "torch": torch.__version__, "cases": []}
+    cases = [
+        ("ht_small", "short"), ("ht_small", "long"), ("ht6s_small", "short"),
+        ("htft_small", "short"), ("ht_small", "mono22k"),
+    ]
+    for name, sig_name in cases:
+        # Reload from disk with the reference loader, so the fp16-rounded weights are used.
+        model = load_bag(repo, name)
+        wav, sr = read_wav(audio / f"{sig_name}.wav")
+        wav = convert_audio(wav, sr, model.samplerate, model.audio_channels)
+        out = separate(model, wav).numpy().astype(np.float32)
+        np.save(refdir / f"{name}__{sig_name}.npy", out)
+        manifest["cases"].append({"model": name, "signal": sig_name, "sources": model.sources,
+                                  "shape": list(out.shape)})
+        print(f"{name} / {sig_name}: {out.shape}", file=sys.stderr)
+
+    (fx / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def make_full(out: Path, seconds: float, parity_seconds: float):
+    """Full-size random-weight models for benchmarks and by-hand parity."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    ht = build(HTDEMUCS_KW, seed=100)
+    save_th(ht, out, "955717e8")
+    (out / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    ht6 = build(dict(HTDEMUCS_KW, sources=SOURCES6, bottom_channels=0), seed=101)
+    save_th(ht6, out, "5c90dfd2")
+    (out / "htdemucs_6s.yaml").write_text("models: ['5c90dfd2']\n")
+    sigs = ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"]
+    for i, sig in enumerate(sigs):
+        save_safetensors(build(HTDEMUCS_KW, seed=200 + i), out, sig)
+    (out / "htdemucs_ft.yaml").write_text(
+        "models: [" + ", ".join(f"'{s}'" for s in sigs) + "]\n"
+        "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n")
+    write_wav(out / f"bench{int(seconds)}.wav", signal(seconds, seed=7), 44100)
+    write_wav(out / "parity.wav", signal(parity_seconds, seed=8), 44100)
+    for name in ("htdemucs", "htdemucs_6s", "htdemucs_ft"):
+        model = load_bag(out, name)
+        wav, _ = read_wav(out / "parity.wav")
+        np.save(out / f"parity__{name}.npy", separate(model, wav).numpy().astype(np.float32))
+        print(f"reference parity output for {name} written", file=sys.stderr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", type=Path, help="write full-size models and signals to this folder")
+    parser.add_argument("--seconds", type=float, default=60.0, help="benchmark signal length (--full)")
+    parser.add_argument("--parity-seconds", type=float, default=20.0, help="parity signal length (--full)")
+    args = parser.parse_args()
+    if args.full:
+        make_full(args.full, args.seconds, args.parity_seconds)
+    else:
+        make_small()
+
+
+if __name__ == "__main__":
+    main()
