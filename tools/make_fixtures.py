@@ -14,6 +14,7 @@ What it writes (small mode), all under Tests/Fixtures:
   audio/*.wav      deterministic input signals.
   reference/*.npy  the reference `apply_model` output (shifts=0, overlap 0.25, split) for
                    (model, signal) pairs, float32 [S, C, L], denormalised as `Separator` does.
+  ops/*.npy        reference values for single ops (STFT, attention, convolutions, norms, ...).
   manifest.json    what each reference file was made from.
 
 The models are reduced-width versions of the published constructor kwargs (same depth, nfft,
@@ -244,6 +245,81 @@ def make_small():
         print(f"{name} / {sig_name}: {out.shape}", file=sys.stderr)
 
     (fx / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    make_ops(fx / "ops")
+
+
+def make_ops(folder: Path):
+    """Reference values for single ops: inputs, weights and outputs as float32 .npy."""
+    import julius
+    from torch.nn import functional as F
+    from demucs.transformer import create_sin_embedding, create_2d_sin_embedding
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    torch.manual_seed(123)
+
+    def save(name, t):
+        np.save(folder / f"{name}.npy", t.detach().float().contiguous().numpy().astype(np.float32))
+
+    # STFT and iSTFT exactly as HTDemucs uses them (two-stage reflect padding, frame crop).
+    ht = HTDemucs(**small(HTDEMUCS_KW))
+    x = torch.randn(1, 2, 5000)
+    z = ht._spec(x)
+    save("stft_in", x[0]); save("stft_re", z[0].real); save("stft_im", z[0].imag)
+    zr = torch.randn(1, 2, 2048, 5, dtype=torch.complex64)
+    save("istft_re", zr[0].real); save("istft_im", zr[0].imag); save("istft_out", ht._ispec(zr, 5000)[0])
+    # Short input: pad1d's zero-extension rule (length <= padding).
+    xs = torch.randn(1, 2, 700)
+    zs = ht._spec(xs)
+    save("stft_short_in", xs[0]); save("stft_short_re", zs[0].real); save("stft_short_im", zs[0].imag)
+
+    save("sin_emb", create_sin_embedding(12, 16)[:, 0, :])
+    save("sin2d_emb", create_2d_sin_embedding(16, 3, 5)[0])
+
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    q, kv = torch.randn(1, 7, 16), torch.randn(1, 9, 16)
+    with torch.no_grad():
+        mha.in_proj_bias.uniform_(-0.5, 0.5); mha.out_proj.bias.uniform_(-0.5, 0.5)
+        save("mha_in_proj_weight", mha.in_proj_weight); save("mha_in_proj_bias", mha.in_proj_bias)
+        save("mha_out_proj_weight", mha.out_proj.weight); save("mha_out_proj_bias", mha.out_proj.bias)
+        save("mha_q", q[0]); save("mha_kv", kv[0])
+        save("mha_cross_out", mha(q, kv, kv, need_weights=False)[0][0])
+        save("mha_self_out", mha(q, q, q, need_weights=False)[0][0])
+
+    def conv_case(name, module, shape):
+        inp = torch.randn(*shape)
+        with torch.no_grad():
+            out = module(inp[None])[0]
+        save(f"{name}_in", inp); save(f"{name}_weight", module.weight); save(f"{name}_bias", module.bias); save(f"{name}_out", out)
+
+    conv_case("conv2d_k8s4", nn.Conv2d(3, 5, [8, 1], [4, 1], [2, 0]), (3, 64, 6))
+    conv_case("conv2d_3x3", nn.Conv2d(4, 6, 3, 1, 1), (4, 10, 7))
+    conv_case("convtr2d", nn.ConvTranspose2d(5, 3, [8, 1], [4, 1]), (5, 16, 6))
+    conv_case("convtr1d", nn.ConvTranspose1d(4, 3, 8, 4), (4, 20))
+    conv_case("conv1d_dilated", nn.Conv1d(4, 6, 3, dilation=2, padding=2), (4, 30))
+    conv_case("conv1d_k8s4", nn.Conv1d(2, 4, 8, 4, 2), (2, 64))
+
+    gn = nn.GroupNorm(4, 8)
+    ln = nn.LayerNorm(16)
+    with torch.no_grad():
+        for mod in (gn, ln):
+            mod.weight.uniform_(0.5, 1.5); mod.bias.uniform_(-0.5, 0.5)
+        g_in = torch.randn(8, 5, 6) * 3 + 1
+        save("groupnorm_in", g_in); save("groupnorm_weight", gn.weight); save("groupnorm_bias", gn.bias)
+        save("groupnorm_out", gn(g_in[None])[0])
+        l_in = torch.randn(7, 16) * 2 - 1
+        save("layernorm_in", l_in); save("layernorm_weight", ln.weight); save("layernorm_bias", ln.bias)
+        save("layernorm_out", ln(l_in))
+        a_in = torch.linspace(-6, 6, 1001)
+        save("gelu_in", a_in); save("gelu_out", F.gelu(a_in))
+        glu_in = torch.randn(6, 10)
+        save("glu_in", glu_in); save("glu_out", F.glu(glu_in, dim=0))
+        std_in = torch.randn(3, 50) * 2 + 0.5
+        save("std_in", std_in); save("std_out", torch.stack([std_in.mean(), std_in.std()]))
+
+    for src in (22050, 48000):
+        r_in = torch.randn(2, 1000)
+        save(f"resample_{src}_in", r_in); save(f"resample_{src}_out", julius.resample_frac(r_in, src, 44100))
 
 
 def make_full(out: Path, seconds: float, parity_seconds: float):

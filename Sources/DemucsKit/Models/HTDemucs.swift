@@ -13,7 +13,8 @@ public struct HTDemucs: Sendable {
     public let weights: HTDemucsWeights
     private let spectrogram: Spectrogram
 
-    init(config: HTDemucsConfig, weights: HTDemucsWeights) {
+    /// A model from an architecture and its weights (``init(package:)`` builds both from a file).
+    public init(config: HTDemucsConfig, weights: HTDemucsWeights) {
         self.config = config
         self.weights = weights
         self.spectrogram = Spectrogram(nfft: config.nfft)

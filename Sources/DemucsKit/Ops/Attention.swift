@@ -12,18 +12,28 @@ public struct MultiheadAttentionWeights: Sendable {
     public var outProjBias: Tensor
     /// Number of heads; the head size is `C / heads`.
     public var heads: Int
+
+    public init(inProjWeight: Tensor, inProjBias: Tensor, outProjWeight: Tensor, outProjBias: Tensor, heads: Int) {
+        self.inProjWeight = inProjWeight
+        self.inProjBias = inProjBias
+        self.outProjWeight = outProjWeight
+        self.outProjBias = outProjBias
+        self.heads = heads
+    }
 }
 
 /// Query rows scored at once. The full score matrix for 2688 tokens and 8 heads is 231 MB in
 /// the reference; one block of rows for one head is `blockRows × M` floats (2.7 MB at M = 2688).
-let attentionBlockRows = 256
+public let attentionBlockRows = 256
 
 /// Multi-head attention of `query [N, C]` over `keyValue [M, C]` (self-attention when nil),
 /// `nn.MultiheadAttention(batch_first=True)` in eval mode, no mask.
 ///
 /// Scores are computed exactly, one block of query rows and one head at a time, so memory stays
 /// at `attentionBlockRows × M` floats however long the sequence.
-public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: MultiheadAttentionWeights) -> Tensor {
+///
+/// - Parameter blockRows: query rows per block (tests use small blocks to cover the seams).
+public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: MultiheadAttentionWeights, blockRows: Int = attentionBlockRows) -> Tensor {
     let c = query.shape[1]
     let n = query.shape[0]
     let heads = w.heads
@@ -43,7 +53,7 @@ public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: Mu
     let scale = 1 / Float(dh).squareRoot()
 
     var attended = Tensor(zeros: [n, c])
-    var scores = [Float](repeating: 0, count: attentionBlockRows * m)
+    var scores = [Float](repeating: 0, count: blockRows * m)
     q.data.withUnsafeBufferPointer { qp in
         k.data.withUnsafeBufferPointer { kp in
             v.data.withUnsafeBufferPointer { vp in
@@ -52,7 +62,7 @@ public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: Mu
                         for h in 0..<heads {
                             var r0 = 0
                             while r0 < n {
-                                let rows = min(attentionBlockRows, n - r0)
+                                let rows = min(blockRows, n - r0)
                                 // scores[rows, M] = scale · q_h[r0..] · k_hᵀ
                                 gemm(transB: true, m: rows, n: m, k: dh, alpha: scale,
                                      a: qp.baseAddress! + r0 * c + h * dh, lda: c,
