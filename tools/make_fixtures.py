@@ -166,14 +166,31 @@ def read_wav(path):
     return torch.from_numpy(np.ascontiguousarray(data.T)), sr
 
 
-def separate(model, wav):
-    """The reference `Separator.separate_tensor` with shifts=0 (deterministic)."""
+def separate(model, wav, shifts=0):
+    """The reference `Separator.separate_tensor` (shifts=0 is deterministic).
+
+    With shifts, returns the output and the offsets the reference drew, so the engine can be
+    given the same ones."""
+    import demucs.apply
+    drawn = []
+    original = demucs.apply.random.randint
+
+    def recording(a, b):
+        value = original(a, b)
+        drawn.append(value)
+        return value
+
     ref = wav.mean(0)
     mean = ref.mean()
     std = ref.std() + 1e-8
-    with torch.no_grad():
-        out = apply_model(model, ((wav - mean) / std)[None], shifts=0, split=True, overlap=0.25)
-    return (out * std + mean)[0]
+    demucs.apply.random.randint = recording
+    try:
+        with torch.no_grad():
+            out = apply_model(model, ((wav - mean) / std)[None], shifts=shifts, split=True, overlap=0.25)
+    finally:
+        demucs.apply.random.randint = original
+    out = (out * std + mean)[0]
+    return (out, drawn) if shifts else out
 
 
 def load_bag(repo, name):
@@ -243,6 +260,15 @@ def make_small():
         manifest["cases"].append({"model": name, "signal": sig_name, "sources": model.sources,
                                   "shape": list(out.shape)})
         print(f"{name} / {sig_name}: {out.shape}", file=sys.stderr)
+
+    # The shift trick, with the offsets the reference drew recorded for the engine.
+    import random
+    random.seed(5)
+    model = load_bag(repo, "ht_small")
+    wav, _ = read_wav(audio / "long.wav")
+    out, drawn = separate(model, wav, shifts=2)
+    np.save(refdir / "ht_small__long__shifts2.npy", out.numpy().astype(np.float32))
+    manifest["shifts"] = {"model": "ht_small", "signal": "long", "shifts": 2, "offsets": drawn}
 
     (fx / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     make_ops(fx / "ops")

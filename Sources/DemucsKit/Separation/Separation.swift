@@ -27,12 +27,17 @@ public struct SeparationOptions: Sendable {
     public var sourcesNeeded: Set<Int>?
     /// Seed for the shift offsets; nil draws one.
     public var seed: UInt64?
+    /// The shift offsets themselves, each in `0...samplerate/2`, one per shift and bag member
+    /// in the reference's drawing order (`random.randint(0, max_shift)`); overrides `seed`.
+    /// Reproduces a reference run exactly.
+    public var shiftOffsets: [Int]?
 
-    public init(shifts: Int = 1, overlap: Double = 0.25, sourcesNeeded: Set<Int>? = nil, seed: UInt64? = nil) {
+    public init(shifts: Int = 1, overlap: Double = 0.25, sourcesNeeded: Set<Int>? = nil, seed: UInt64? = nil, shiftOffsets: [Int]? = nil) {
         self.shifts = shifts
         self.overlap = overlap
         self.sourcesNeeded = sourcesNeeded
         self.seed = seed
+        self.shiftOffsets = shiftOffsets
     }
 }
 
@@ -110,16 +115,25 @@ public struct StreamingSeparation {
 
         var rng = SplitMix64(seed: options.seed ?? UInt64.random(in: 0...UInt64.max))
         let maxShift = Int(0.5 * Double(bag.samplerate))
+        var offsets = options.shiftOffsets?.makeIterator()
+        if let given = options.shiftOffsets {
+            guard given.count == options.shifts * bag.models.count, given.allSatisfy({ (0...maxShift).contains($0) }) else {
+                throw SeparationError.invalidOptions("shiftOffsets needs \(options.shifts * bag.models.count) values in 0...\(maxShift)")
+            }
+        }
         var passes: [Pass] = []
         var totals = [Float](repeating: 0, count: sourceCount)
         for (m, model) in bag.models.enumerated() {
             let w = bag.weights[m]
             for s in 0..<sourceCount { totals[s] += w[s] }
-            if let needed = options.sourcesNeeded, needed.allSatisfy({ w[$0] == 0 }) { continue }
             let segment = model.segmentLength
             let stride = Int((1 - options.overlap) * Double(segment))
             guard stride > 0 else { throw SeparationError.invalidOptions("overlap \(options.overlap) leaves no stride") }
-            let starts = options.shifts == 0 ? [0] : (0..<options.shifts).map { _ in Int(rng.next() % UInt64(maxShift + 1)) - maxShift }
+            // Parity: the reference pads by max_shift, then starts at a random offset into that.
+            let starts = options.shifts == 0 ? [0] : (0..<options.shifts).map { _ in
+                (offsets?.next() ?? Int(rng.next() % UInt64(maxShift + 1))) - maxShift
+            }
+            if let needed = options.sourcesNeeded, needed.allSatisfy({ w[$0] == 0 }) { continue }
             for p0 in starts {
                 passes.append(Pass(model: m, start: p0, length: length - p0, segment: segment, stride: stride,
                                    sources: sourceCount, channels: channels))

@@ -1,0 +1,143 @@
+import DemucsKit
+import Foundation
+import StemifyCore
+import StemifyTestSupport
+import Testing
+
+@Suite("Streamed separation")
+struct SeparationTests {
+    @Test("a bag member whose weights are zero for every stem asked for is not run, and the stems asked for do not change")
+    func skipsMembers() throws {
+        let bag = try fixtureRepo.loadBag(named: "htft_small")
+        let vocals = try #require(bag.sources.firstIndex(of: "vocals"))
+        var chunksAll = 0, chunksVocals = 0
+        let source = try WAVFileSource(path: audioFixture("short"))
+        try StreamingSeparation(bag: bag, options: SeparationOptions(shifts: 0)).run(source, emit: { _, _, _ in }, progress: { chunksAll = $0.totalChunks })
+        try StreamingSeparation(bag: bag, options: SeparationOptions(shifts: 0, sourcesNeeded: [vocals])).run(source, emit: { _, _, _ in }, progress: { chunksVocals = $0.totalChunks })
+        #expect(chunksAll == 4 && chunksVocals == 1)
+        let all = try separateFixture(bag, "short")
+        let only = try separateFixture(bag, "short", options: SeparationOptions(shifts: 0, sourcesNeeded: [vocals]))
+        let plane = all.count / 4
+        #expect(all.data[(vocals * plane)..<((vocals + 1) * plane)] == only.data[(vocals * plane)..<((vocals + 1) * plane)])
+    }
+
+    @Test("shifts: the same seed gives the same stems, another seed other stems")
+    func shifts() throws {
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        let a = try separateFixture(bag, "long", options: SeparationOptions(shifts: 2, seed: 7))
+        let b = try separateFixture(bag, "long", options: SeparationOptions(shifts: 2, seed: 7))
+        let c = try separateFixture(bag, "long", options: SeparationOptions(shifts: 2, seed: 8))
+        #expect(a == b)
+        #expect(a != c)
+    }
+
+    @Test("shifts: with the offsets the reference drew, the shift trick matches the reference")
+    func shiftsParity() throws {
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: fixturesDirectory().appendingPathComponent("manifest.json"))) as! [String: Any]
+        let shifts = manifest["shifts"] as! [String: Any]
+        let offsets = shifts["offsets"] as! [Int]
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        let est = try separateFixture(bag, "long", options: SeparationOptions(shifts: 2, shiftOffsets: offsets))
+        expectParity(est, try reference("ht_small", "long__shifts2"), sources: bag.sources, label: "shifts 2")
+    }
+
+    @Test("progress is reported per chunk and output is emitted in order, covering the track once")
+    func progressAndOrder() throws {
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        let source = try WAVFileSource(path: audioFixture("long"))
+        var reports: [SeparationProgress] = []
+        var next = 0
+        try StreamingSeparation(bag: bag, options: SeparationOptions(shifts: 1, seed: 1)).run(source, emit: { start, stems, mix in
+            #expect(start == next)
+            #expect(stems.shape[2] == mix.shape[1])
+            next += mix.shape[1]
+        }, progress: { reports.append($0) })
+        #expect(next == source.frameCount)
+        #expect(reports.map(\.completedChunks) == Array(1...reports.count))
+        #expect(reports.last?.completedChunks == reports.last?.totalChunks)
+    }
+
+    @Test("cancellation stops between chunks")
+    func cancellation() throws {
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        let source = try WAVFileSource(path: audioFixture("long"))
+        var chunks = 0
+        #expect(throws: SeparationError.cancelled) {
+            try StreamingSeparation(bag: bag, options: SeparationOptions(shifts: 0)).run(
+                source, emit: { _, _, _ in }, progress: { chunks = $0.completedChunks }, isCancelled: { chunks >= 2 })
+        }
+        #expect(chunks == 2)
+    }
+
+    @Test("invalid options are refused", arguments: [SeparationOptions(shifts: -1), SeparationOptions(overlap: 1), SeparationOptions(overlap: -0.1)])
+    func invalidOptions(_ options: SeparationOptions) throws {
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        #expect(throws: SeparationError.self) { try StreamingSeparation(bag: bag, options: options) }
+    }
+}
+
+@Suite("Track separation to files")
+struct TrackSeparatorTests {
+    func run(_ output: StemOutputOptions, model: String = "ht_small") throws -> (URL, [URL]) {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-track-\(UUID().uuidString)")
+        let bag = try fixtureRepo.loadBag(named: model)
+        let files = try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 0), output: output)
+            .separate(input: audioFixture("short"), into: out)
+        return (out, files)
+    }
+
+    func samples(_ url: URL) throws -> Tensor {
+        let wav = try WAVFileSource(path: url.path)
+        return try wav.read(from: 0, count: wav.frameCount)
+    }
+
+    @Test("--two-stems vocals with add writes vocals and no_vocals = the sum of the other stems")
+    func twoStemsAdd() throws {
+        let (out, files) = try run(StemOutputOptions(encoding: .float32, clipMode: .none, twoStems: "vocals"))
+        defer { try? FileManager.default.removeItem(at: out) }
+        #expect(files.map(\.lastPathComponent) == ["vocals.wav", "no_vocals.wav"])
+        let ref = try reference("ht_small", "short")
+        let plane = ref.count / 4
+        var rest = [Float](repeating: 0, count: plane)
+        for k in 0..<3 { for i in 0..<plane { rest[i] += ref.data[k * plane + i] } }
+        #expect(snr(reference: rest[...], estimate: try samples(files[1]).data[...]) > parityThresholdDB)
+        #expect(snr(reference: ref.data[(3 * plane)...], estimate: try samples(files[0]).data[...]) > parityThresholdDB)
+    }
+
+    @Test("--other-method minus writes minus_vocals = mix - vocals and runs only the vocals network")
+    func twoStemsMinus() throws {
+        let (out, files) = try run(StemOutputOptions(encoding: .float32, clipMode: .none, twoStems: "vocals", otherMethod: .minus), model: "htft_small")
+        defer { try? FileManager.default.removeItem(at: out) }
+        #expect(files.map(\.lastPathComponent) == ["minus_vocals.wav", "vocals.wav"])
+        let mix = try samples(URL(fileURLWithPath: audioFixture("short")))
+        let vocals = try samples(files[1]), minus = try samples(files[0])
+        for i in 0..<mix.count { #expect(abs(mix.data[i] - vocals.data[i] - minus.data[i]) < 1e-6) }
+        let ref = try reference("htft_small", "short")
+        #expect(snr(reference: ref.data[(3 * ref.count / 4)...], estimate: vocals.data[...]) > parityThresholdDB)
+    }
+
+    @Test("clip mode rescale divides a stem by max(1.01 · peak, 1); 16-bit truncates like the reference")
+    func rescaleAndInt16() throws {
+        let (out, files) = try run(StemOutputOptions(encoding: .int16, clipMode: .rescale))
+        defer { try? FileManager.default.removeItem(at: out) }
+        let ref = try reference("ht_small", "short")
+        let plane = ref.count / 4
+        for (k, file) in files.enumerated() {
+            let stem = ref.data[(k * plane)..<((k + 1) * plane)]
+            let divisor = max(1.01 * stem.map(abs).max()!, 1)
+            let expected = stem.map { Float(Int16(min(max($0 / divisor, -1), 1) * 32767)) / 32768 }
+            let got = try samples(file)
+            // 16-bit rounding of values that differ by ~1e-6 may flip one step.
+            let off = zip(expected, got.data).filter { abs($0 - $1) > 1.5 / 32768 }.count
+            #expect(off == 0, "\(file.lastPathComponent): \(off) samples differ by more than one step")
+        }
+    }
+
+    @Test("an unknown --two-stems stem is refused with the list of stems")
+    func unknownStem() throws {
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        #expect(throws: TrackSeparationError.unknownStem("guitar", available: bag.sources)) {
+            try TrackSeparator(bag: bag, separation: SeparationOptions(), output: StemOutputOptions(twoStems: "guitar"))
+        }
+    }
+}
