@@ -140,6 +140,29 @@ public struct ModelPackage: Sendable {
         }
         let count = ref.shape.reduce(1, *)
         var out = Tensor(zeros: ref.shape)
+        // Contiguous tensors (all of a saved state dict in practice): one linear conversion.
+        var contiguous = [Int](repeating: 1, count: ref.shape.count)
+        for d in stride(from: ref.shape.count - 2, through: 0, by: -1) { contiguous[d] = contiguous[d + 1] * ref.shape[d + 1] }
+        if ref.strides == contiguous || count <= 1 {
+            let start = ref.offset * elementSize
+            guard start + count * elementSize <= raw.count else {
+                throw CheckpointError.corruptArchive("storage of '\(key)' is shorter than its shape \(ref.shape)")
+            }
+            raw.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
+                out.data.withUnsafeMutableBufferPointer { o in
+                    for i in 0..<count {
+                        let at = start + i * elementSize
+                        switch elementSize {
+                        case 4: o[i] = Float(bitPattern: p.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+                        default:
+                            let bits = p.loadUnaligned(fromByteOffset: at, as: UInt16.self)
+                            o[i] = ref.dtype == "BFloat16Storage" ? Float(bitPattern: UInt32(bits) << 16) : Float(Float16(bitPattern: bits))
+                        }
+                    }
+                }
+            }
+            return out
+        }
         // Element index -> storage index through the strides (tensors are usually contiguous).
         var index = [Int](repeating: 0, count: ref.shape.count)
         for e in 0..<count {

@@ -27,7 +27,7 @@ public func glu(_ x: Tensor) -> Tensor {
             let sp = src.baseAddress!
             parallelFor(half, minPerTask: 1 << 14) { range in
                 for i in range {
-                    dp.pointer[i] = sp[i] * (1 / (1 + expf(-sp[half + i])))
+                    dp.pointer[i] = sp[i] * (1 / (1 + fastExp(-sp[half + i])))
                 }
             }
         }
@@ -57,4 +57,24 @@ public func add(_ x: inout Tensor, _ y: Tensor) {
             for i in 0..<p.count { p[i] += q[i] }
         }
     }
+}
+
+/// `exp(x)` to within 2 ulp over the float range, branch-free so loops vectorise: `2^n · p(r)`
+/// with `x = n·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 polynomial for `e^r`. Used where libm's
+/// `expf` call dominated (softmax, sigmoid); parity tests bound its effect.
+@inline(__always)
+func fastExp(_ x: Float) -> Float {
+    let x = min(max(x, -87.3), 88.3)
+    // Round to nearest by adding and removing 1.5·2^23 (no libm call, so loops vectorise).
+    let n = (x * 1.442695041 + 12_582_912) - 12_582_912
+    // Cody–Waite: ln2 split in a high part exact in float and a low correction.
+    let r = (x - n * 0.693145751953125) - n * 1.428606765330187e-06
+    var p: Float = 1.0 / 720
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    return p * Float(bitPattern: UInt32(bitPattern: Int32(n) &+ 127) << 23)
 }

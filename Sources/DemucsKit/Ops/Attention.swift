@@ -90,14 +90,12 @@ func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     parallelFor(rows, minPerTask: 16) { range in
         for r in range {
             let row = sp.pointer + r * cols
+            // Separate passes so each loop vectorises.
             var mx = -Float.infinity
             for i in 0..<cols { mx = max(mx, row[i]) }
+            for i in 0..<cols { row[i] = fastExp(row[i] - mx) }
             var sum: Float = 0
-            for i in 0..<cols {
-                let e = expf(row[i] - mx)
-                row[i] = e
-                sum += e
-            }
+            for i in 0..<cols { sum += row[i] }
             let inv = 1 / sum
             for i in 0..<cols { row[i] *= inv }
         }

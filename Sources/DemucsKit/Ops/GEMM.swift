@@ -4,6 +4,10 @@ import Foundation
 
 /// `C = alpha · op(A) · op(B) + beta · C` in row-major storage, through OpenBLAS `cblas_sgemm`.
 ///
+/// Large products are split into column (or row) blocks, one per engine thread, each computed by
+/// a single-threaded sgemm. OpenBLAS's own threads spin in `sched_yield` between calls and fought
+/// the engine's other parallel loops for the two cores (a quarter of all cycles in a profile).
+///
 /// - Parameters:
 ///   - m, n, k: `op(A)` is `m × k`, `op(B)` is `k × n`, `C` is `m × n`.
 ///   - lda, ldb, ldc: row strides in elements (they let a call work on a column block).
@@ -18,6 +22,34 @@ func gemm(
     c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     guard m > 0, n > 0 else { return }
+    let threads = EngineThreads.count
+    let work = m * n * k
+    if threads > 1 && work >= 1 << 21 && max(m, n) >= 2 * threads {
+        let byColumns = n >= m
+        let total = byColumns ? n : m
+        let (pa, pb) = (UnsafeSendable(a), UnsafeSendable(b))
+        let pc = UnsafeMutableSendablePointer(c)
+        parallelFor(total) { range in
+            let lo = range.lowerBound, count = range.count
+            if byColumns {
+                sgemm(transA, transB, m, count, k, alpha, pa.pointer, lda,
+                      pb.pointer + (transB ? lo * ldb : lo), ldb, beta, pc.pointer + lo, ldc)
+            } else {
+                sgemm(transA, transB, count, n, k, alpha, pa.pointer + (transA ? lo : lo * lda), lda,
+                      pb.pointer, ldb, beta, pc.pointer + lo * ldc, ldc)
+            }
+        }
+        return
+    }
+    sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+@inline(__always)
+private func sgemm(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+) {
     cblas_sgemm(
         CblasRowMajor,
         transA ? CblasTrans : CblasNoTrans,
@@ -26,20 +58,30 @@ func gemm(
         alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+struct UnsafeSendable: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    init(_ pointer: UnsafePointer<Float>) { self.pointer = pointer }
+}
+
 /// Thread settings for the engine: BLAS threads and the width of the engine's own parallel loops.
 public enum EngineThreads {
     nonisolated(unsafe) private static var current = ProcessInfo.processInfo.activeProcessorCount
 
-    /// Sets both the OpenBLAS thread count and the engine's parallel loop width.
-    /// Call once at start (the CLI's `-j`); the default is the number of active processors.
+    /// Sets the engine's parallel width (the CLI's `-j`); the default is the number of active
+    /// processors. OpenBLAS itself runs single-threaded inside the engine's blocks.
     public static func set(_ count: Int) {
-        let n = max(1, count)
-        current = n
-        openblas_set_num_threads(Int32(n))
+        current = max(1, count)
+        openblas_set_num_threads(1)
     }
 
     /// The width of the engine's own parallel loops.
-    public static var count: Int { current }
+    public static var count: Int {
+        _ = blasSingleThreaded
+        return current
+    }
+
+    /// Runs once, before the first product, whether or not `set` was called.
+    private static let blasSingleThreaded: Void = openblas_set_num_threads(1)
 }
 
 /// Runs `body(range)` over `0..<total` split into about `EngineThreads.count` contiguous ranges.
