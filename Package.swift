@@ -6,6 +6,14 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// The engine's SIMD kernels want AVX2 + FMA (x86-64-v3, every x86 server since 2013); without
+// them SIMD8 lowers to SSE pairs and FMA to library calls.
+#if arch(x86_64)
+let engine: [SwiftSetting] = strict + [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let engine: [SwiftSetting] = strict
+#endif
+
 let package = Package(
     name: "Stemify",
     platforms: [.macOS(.v14)],
@@ -26,7 +34,7 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "DemucsKit", dependencies: ["CBLAS"], swiftSettings: strict),
+        .target(name: "DemucsKit", dependencies: ["CBLAS"], swiftSettings: engine),
         .target(
             name: "StemifyCore",
             dependencies: ["DemucsKit", .product(name: "Yams", package: "Yams")],

@@ -90,14 +90,10 @@ func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     parallelFor(rows, minPerTask: 16) { range in
         for r in range {
             let row = sp.pointer + r * cols
-            // Separate passes so each loop vectorises.
-            var mx = -Float.infinity
-            for i in 0..<cols { mx = max(mx, row[i]) }
-            for i in 0..<cols { row[i] = fastExp(row[i] - mx) }
-            var sum: Float = 0
-            for i in 0..<cols { sum += row[i] }
-            let inv = 1 / sum
-            for i in 0..<cols { row[i] *= inv }
+            let mx = maximum(row, cols)
+            mapInPlace(row, 0..<cols, vector: { fastExp($0 - mx) }, scalar: { fastExp($0 - mx) })
+            let inv = Float(1 / sum(row, cols))
+            mapInPlace(row, 0..<cols, vector: { $0 * inv }, scalar: { $0 * inv })
         }
     }
 }

@@ -19,24 +19,18 @@ public func groupNorm(_ x: inout Tensor, groups: Int, weight: Tensor, bias: Tens
                 parallelFor(rows * groups) { range in
                     for job in range {
                         let r = job / groups, g = job % groups
-                        var sum = 0.0, sq = 0.0
+                        var total = 0.0, sq = 0.0
+                        for ci in g * cg..<(g + 1) * cg { total += sum(xp.pointer + (ci * rows + r) * t, t) }
+                        let mean = total / n
                         for ci in g * cg..<(g + 1) * cg {
-                            let row = xp.pointer + (ci * rows + r) * t
-                            var s = 0.0
-                            for i in 0..<t { s += Double(row[i]) }
-                            sum += s
-                        }
-                        let mean = sum / n
-                        for ci in g * cg..<(g + 1) * cg {
-                            let row = xp.pointer + (ci * rows + r) * t
-                            for i in 0..<t { let d = Double(row[i]) - mean; sq += d * d }
+                            sq += sumOfSquaredDeviations(xp.pointer + (ci * rows + r) * t, t, mean: Float(mean))
                         }
                         let inv = 1 / (sq / n + Double(eps)).squareRoot()
                         for ci in g * cg..<(g + 1) * cg {
                             let row = xp.pointer + (ci * rows + r) * t
                             let scale = Float(inv) * wp[ci]
                             let shift = bp[ci] - Float(mean) * scale
-                            for i in 0..<t { row[i] = row[i] * scale + shift }
+                            mapInPlace(row, 0..<t, vector: { $0 * scale + shift }, scalar: { $0 * scale + shift })
                         }
                     }
                 }
