@@ -34,7 +34,9 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "DemucsKit", dependencies: ["CBLAS"], swiftSettings: engine),
+        // malloc tuning (mallopt) not exported by Swift's Glibc module.
+        .target(name: "CSystem"),
+        .target(name: "DemucsKit", dependencies: ["CBLAS", "CSystem"], swiftSettings: engine),
         .target(
             name: "StemifyCore",
             dependencies: ["DemucsKit", .product(name: "Yams", package: "Yams")],

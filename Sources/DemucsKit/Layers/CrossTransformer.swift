@@ -51,15 +51,11 @@ public struct CrossTransformer: Sendable {
             // x = x + γ1 · attention(norm1(x) [, norm2(other)])
             let q = normQuery(x)
             let kv = isCross ? normKey!(other!) : nil
-            var a = multiheadAttention(q, keyValue: kv, weights: attention)
-            scaleLastAxis(&a, gamma1)
-            add(&x, a)
+            addScaledLastAxis(&x, multiheadAttention(q, keyValue: kv, weights: attention), gamma1)
             // x = x + γ2 · linear2(gelu(linear1(norm(x))))
             var h = linear1(normFeedForward(x))
             gelu(&h)
-            var f = linear2(h)
-            scaleLastAxis(&f, gamma2)
-            add(&x, f)
+            addScaledLastAxis(&x, linear2(h), gamma2)
             groupNormTokens(&x, weight: normOut.weight, bias: normOut.bias)
             return x
         }
@@ -113,35 +109,55 @@ public struct CrossTransformer: Sendable {
             }
         }
         // Back to [C, F, T1] and [C, 1, T2].
-        let back = tokens.transposed2D().reshaped([c, t1, f])
-        var out = Tensor(zeros: [c, f, t1])
-        for ci in 0..<c {
-            for ti in 0..<t1 {
-                for fi in 0..<f { out.data[(ci * f + fi) * t1 + ti] = back.data[(ci * t1 + ti) * f + fi] }
-            }
-        }
-        return (out, tokensT.transposed2D().reshaped([c, 1, t2]))
+        return (spectrogramFromTokens(tokens, channels: c, frequencies: f, frames: t1),
+                tokensT.transposed2D().reshaped([c, 1, t2]))
     }
 
+    /// `[C, F, T] → [T·F, C]`, token `t·F + f`.
     private func tokensFromSpectrogram(_ x: Tensor) -> Tensor {
         let (c, f, t) = (x.shape[0], x.shape[1], x.shape[2])
-        var ctf = Tensor(zeros: [c, t, f])
-        for ci in 0..<c {
-            for fi in 0..<f {
-                for ti in 0..<t { ctf.data[(ci * t + ti) * f + fi] = x.data[(ci * f + fi) * t + ti] }
+        var out = Tensor(uninitialized: [t * f, c])
+        x.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for ci in 0..<c {
+                    for fi in 0..<f {
+                        let row = src.baseAddress! + (ci * f + fi) * t
+                        for ti in 0..<t { dst[(ti * f + fi) * c + ci] = row[ti] }
+                    }
+                }
             }
         }
-        return ctf.reshaped([c, t * f]).transposed2D()
+        return out
+    }
+
+    /// `[T·F, C] → [C, F, T]`.
+    private func spectrogramFromTokens(_ x: Tensor, channels c: Int, frequencies f: Int, frames t: Int) -> Tensor {
+        var out = Tensor(uninitialized: [c, f, t])
+        x.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for ti in 0..<t {
+                    for fi in 0..<f {
+                        let token = src.baseAddress! + (ti * f + fi) * c
+                        for ci in 0..<c { dst[(ci * f + fi) * t + ti] = token[ci] }
+                    }
+                }
+            }
+        }
+        return out
     }
 }
 
-/// `x[n, c] *= s[c]` (LayerScale on channel-last tokens).
-func scaleLastAxis(_ x: inout Tensor, _ s: Tensor) {
+/// `x[n, c] += s[c] · y[n, c]`: LayerScale and the residual add on channel-last tokens.
+func addScaledLastAxis(_ x: inout Tensor, _ y: Tensor, _ s: Tensor) {
     let c = s.count
+    precondition(x.count == y.count && x.count % c == 0, "addScaledLastAxis: \(x.shape), \(y.shape), scale \(s.shape)")
     x.data.withUnsafeMutableBufferPointer { p in
-        s.data.withUnsafeBufferPointer { sp in
-            for r in 0..<(p.count / c) {
-                for i in 0..<c { p[r * c + i] *= sp[i] }
+        y.data.withUnsafeBufferPointer { q in
+            s.data.withUnsafeBufferPointer { sp in
+                for r in 0..<(p.count / c) {
+                    let (xr, yr) = (p.baseAddress! + r * c, q.baseAddress! + r * c)
+                    for i in 0..<c { xr[i] += sp[i] * yr[i] }
+                }
             }
         }
     }

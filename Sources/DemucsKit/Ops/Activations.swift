@@ -27,7 +27,7 @@ public func glu(_ x: Tensor) -> Tensor {
     precondition(c2 % 2 == 0, "glu needs an even channel count, got \(x.shape)")
     var shape = x.shape
     shape[0] = c2 / 2
-    var out = Tensor(zeros: shape)
+    var out = Tensor(uninitialized: shape)
     let half = out.count
     x.data.withUnsafeBufferPointer { src in
         out.data.withUnsafeMutableBufferPointer { dst in

@@ -24,7 +24,7 @@ public struct MultiheadAttentionWeights: Sendable {
 
 /// Query rows scored at once. The full score matrix for 2688 tokens and 8 heads is 231 MB in
 /// the reference; one block of rows for one head is `blockRows × M` floats (2.7 MB at M = 2688).
-public let attentionBlockRows = 256
+public let attentionBlockRows = 1024
 
 /// Multi-head attention of `query [N, C]` over `keyValue [M, C]` (self-attention when nil),
 /// `nn.MultiheadAttention(batch_first=True)` in eval mode, no mask.
@@ -40,19 +40,32 @@ public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: Mu
     let dh = c / heads
     precondition(c % heads == 0 && w.inProjWeight.shape == [3 * c, c], "attention: query \(query.shape), in_proj \(w.inProjWeight.shape)")
 
-    // q [N, C]; k, v [M, C]
-    let q: Tensor, k: Tensor, v: Tensor
-    let qw = Tensor(shape: [c, c], data: Array(w.inProjWeight.data[0..<c * c]))
-    let kvw = Tensor(shape: [2 * c, c], data: Array(w.inProjWeight.data[c * c..<3 * c * c]))
-    q = linear(query, weight: qw, bias: Tensor(shape: [c], data: Array(w.inProjBias.data[0..<c])))
-    let kv = linear(keyValue ?? query, weight: kvw, bias: Tensor(shape: [2 * c], data: Array(w.inProjBias.data[c..<3 * c])))
-    let m = kv.shape[0]
-    // Split [M, 2C] into k and v views by stride: k at column 0, v at column C, row stride 2C.
-    k = kv
-    v = kv
+    // q [N, C] and kv [M, 2C] (k at column 0, v at column C), projected with the rows of the
+    // packed in_proj weight in place.
+    let other = keyValue ?? query
+    let m = other.shape[0]
+    var q = Tensor(uninitialized: [n, c])
+    var kv = Tensor(uninitialized: [m, 2 * c])
+    w.inProjWeight.data.withUnsafeBufferPointer { wp in
+        w.inProjBias.data.withUnsafeBufferPointer { bp in
+            query.data.withUnsafeBufferPointer { xp in
+                q.data.withUnsafeMutableBufferPointer { qp in
+                    linear(xp.baseAddress!, rows: n, inFeatures: c, weight: wp.baseAddress!, outFeatures: c,
+                           bias: bp.baseAddress!, into: qp.baseAddress!)
+                }
+            }
+            other.data.withUnsafeBufferPointer { xp in
+                kv.data.withUnsafeMutableBufferPointer { kp in
+                    linear(xp.baseAddress!, rows: m, inFeatures: c, weight: wp.baseAddress! + c * c, outFeatures: 2 * c,
+                           bias: bp.baseAddress! + c, into: kp.baseAddress!)
+                }
+            }
+        }
+    }
+    let k = kv, v = kv
     let scale = 1 / Float(dh).squareRoot()
 
-    var attended = Tensor(zeros: [n, c])
+    var attended = Tensor(uninitialized: [n, c])
     var scores = [Float](repeating: 0, count: blockRows * m)
     q.data.withUnsafeBufferPointer { qp in
         k.data.withUnsafeBufferPointer { kp in

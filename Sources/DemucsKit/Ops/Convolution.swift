@@ -48,7 +48,8 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
     precondition(weight.shape[1] == cin && (kh, kw) == g.kernel, "conv2d: input \(x.shape) does not fit weight \(weight.shape)")
     let (ho, wo) = g.outputSize(h, w)
     precondition(ho > 0 && wo > 0, "conv2d: input \(x.shape) too small for kernel \(g.kernel)")
-    var out = Tensor(zeros: [cout, ho, wo])
+    // Every element is written by a GEMM with beta 0.
+    var out = Tensor(uninitialized: [cout, ho, wo])
     let n = ho * wo
     let rows = cin * kh * kw
     let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
@@ -62,7 +63,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
                 }
                 // Output rows per block, so that the column buffer stays bounded.
                 let rowsPerBlock = max(1, min(ho, maxColumnsBytes / 4 / max(rows * wo, 1)))
-                var cols = [Float](repeating: 0, count: rows * rowsPerBlock * wo)
+                var cols = [Float](unsafeUninitializedCapacity: rows * rowsPerBlock * wo) { _, n in n = rows * rowsPerBlock * wo }
                 cols.withUnsafeMutableBufferPointer { cp in
                     var h0 = 0
                     while h0 < ho {
@@ -136,7 +137,7 @@ public func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: 
     var out = Tensor(zeros: [cout, ho, wo])
     let rows = cout * kh * kw
     let rowsPerBlock = max(1, min(h, maxColumnsBytes / 4 / max(rows * w, 1)))
-    var cols = [Float](repeating: 0, count: rows * rowsPerBlock * w)
+    var cols = [Float](unsafeUninitializedCapacity: rows * rowsPerBlock * w) { _, n in n = rows * rowsPerBlock * w }
     x.data.withUnsafeBufferPointer { xp in
         weight.data.withUnsafeBufferPointer { wp in
             out.data.withUnsafeMutableBufferPointer { op in

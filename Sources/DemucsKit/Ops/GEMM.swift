@@ -1,6 +1,7 @@
 import CBLAS
 import Dispatch
 import Foundation
+import CSystem
 
 /// `C = alpha · op(A) · op(B) + beta · C` in row-major storage, through OpenBLAS `cblas_sgemm`.
 ///
@@ -81,7 +82,15 @@ public enum EngineThreads {
     }
 
     /// Runs once, before the first product, whether or not `set` was called.
-    private static let blasSingleThreaded: Void = openblas_set_num_threads(1)
+    private static let blasSingleThreaded: Void = {
+        openblas_set_num_threads(1)
+        #if os(Linux)
+        // Activations are tens of MB; above glibc's mmap threshold every one was a fresh mapping,
+        // page-faulted and zeroed by the kernel on each op. Keep them on the heap for reuse.
+        _ = mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        #endif
+    }()
 }
 
 /// Runs `body(range)` over `0..<total` split into about `EngineThreads.count` contiguous ranges.

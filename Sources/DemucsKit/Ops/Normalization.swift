@@ -49,17 +49,14 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float = 1e
         let xp = UnsafeMutableSendablePointer(p.baseAddress!)
         weight.data.withUnsafeBufferPointer { wp in
             bias.data.withUnsafeBufferPointer { bp in
+                let (w, b) = (UnsafeSendable(wp.baseAddress!), UnsafeSendable(bp.baseAddress!))
                 parallelFor(n, minPerTask: 64) { range in
                     for r in range {
                         let row = xp.pointer + r * c
-                        var sum = 0.0
-                        for i in 0..<c { sum += Double(row[i]) }
-                        let mean = sum / Double(c)
-                        var sq = 0.0
-                        for i in 0..<c { let d = Double(row[i]) - mean; sq += d * d }
-                        let inv = Float(1 / (sq / Double(c) + Double(eps)).squareRoot())
-                        let m = Float(mean)
-                        for i in 0..<c { row[i] = (row[i] - m) * inv * wp[i] + bp[i] }
+                        let mean = Float(sum(row, c) / Double(c))
+                        let variance = sumOfSquaredDeviations(row, c, mean: mean) / Double(c)
+                        let inv = Float(1 / (variance + Double(eps)).squareRoot())
+                        affine(row, c, mean: mean, inv: inv, weight: w.pointer, bias: b.pointer)
                     }
                 }
             }
@@ -74,23 +71,40 @@ public func groupNormTokens(_ x: inout Tensor, weight: Tensor, bias: Tensor, eps
     let c = x.shape[x.shape.count - 1]
     let n = x.count / c
     precondition(weight.count == c && bias.count == c, "groupNormTokens: \(x.shape), weight \(weight.shape)")
-    let (mean, inv) = x.data.withUnsafeBufferPointer { p -> (Float, Float) in
-        var sum = 0.0
-        for v in p { sum += Double(v) }
-        let mean = sum / Double(p.count)
-        var sq = 0.0
-        for v in p { let d = Double(v) - mean; sq += d * d }
-        return (Float(mean), Float(1 / (sq / Double(p.count) + Double(eps)).squareRoot()))
-    }
     x.data.withUnsafeMutableBufferPointer { p in
+        let count = p.count
+        let mean = Float(sum(p.baseAddress!, count) / Double(count))
+        let variance = sumOfSquaredDeviations(p.baseAddress!, count, mean: mean) / Double(count)
+        let inv = Float(1 / (variance + Double(eps)).squareRoot())
+        let xp = UnsafeMutableSendablePointer(p.baseAddress!)
         weight.data.withUnsafeBufferPointer { wp in
             bias.data.withUnsafeBufferPointer { bp in
-                for r in 0..<n {
-                    let row = p.baseAddress! + r * c
-                    for i in 0..<c { row[i] = (row[i] - mean) * inv * wp[i] + bp[i] }
+                let (w, b) = (UnsafeSendable(wp.baseAddress!), UnsafeSendable(bp.baseAddress!))
+                parallelFor(n, minPerTask: 64) { range in
+                    for r in range { affine(xp.pointer + r * c, c, mean: mean, inv: inv, weight: w.pointer, bias: b.pointer) }
                 }
             }
         }
+    }
+}
+
+/// `row[i] = (row[i] - mean) · inv · weight[i] + bias[i]`.
+@inline(__always)
+private func affine(_ row: UnsafeMutablePointer<Float>, _ c: Int, mean: Float, inv: Float,
+                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>) {
+    let raw = UnsafeMutableRawPointer(row)
+    let (wr, br) = (UnsafeRawPointer(weight), UnsafeRawPointer(bias))
+    var i = 0
+    while i + 8 <= c {
+        let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        let w = wr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        let b = br.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+        raw.storeBytes(of: (v - mean) * inv * w + b, toByteOffset: i * 4, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < c {
+        row[i] = (row[i] - mean) * inv * weight[i] + bias[i]
+        i += 1
     }
 }
 

@@ -3,7 +3,7 @@ extension Tensor {
     public func slicingMiddle(_ range: Range<Int>) -> Tensor {
         precondition(shape.count == 3 && range.lowerBound >= 0 && range.upperBound <= shape[1], "slicingMiddle \(range) of \(shape)")
         let (c, f, t) = (shape[0], shape[1], shape[2])
-        var out = Tensor(zeros: [c, range.count, t])
+        var out = Tensor(uninitialized: [c, range.count, t])
         for ci in 0..<c {
             let src = (ci * f + range.lowerBound) * t
             let dst = ci * range.count * t

@@ -15,6 +15,13 @@ public struct Tensor: Sendable, Equatable {
         self.data = [Float](repeating: 0, count: shape.reduce(1, *))
     }
 
+    /// A tensor whose elements the caller overwrites entirely before reading (no zero fill).
+    public init(uninitialized shape: [Int]) {
+        self.shape = shape
+        let n = shape.reduce(1, *)
+        self.data = [Float](unsafeUninitializedCapacity: n) { _, count in count = n }
+    }
+
     /// A tensor over existing elements.
     public init(shape: [Int], data: [Float]) {
         precondition(shape.reduce(1, *) == data.count, "shape \(shape) needs \(shape.reduce(1, *)) elements, got \(data.count)")
@@ -34,7 +41,7 @@ public struct Tensor: Sendable, Equatable {
     public func swappingLeadingAxes() -> Tensor {
         precondition(shape.count == 3, "swappingLeadingAxes needs 3 axes, got \(shape)")
         let (a, b, c) = (shape[0], shape[1], shape[2])
-        var out = Tensor(zeros: [b, a, c])
+        var out = Tensor(uninitialized: [b, a, c])
         data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
                 for i in 0..<a {
@@ -52,7 +59,7 @@ public struct Tensor: Sendable, Equatable {
     public func transposed2D() -> Tensor {
         let rows = shape[0]
         let cols = count / max(rows, 1)
-        var out = Tensor(zeros: [cols, rows])
+        var out = Tensor(uninitialized: [cols, rows])
         transpose(data, rows: rows, cols: cols, into: &out.data)
         return out
     }
