@@ -25,6 +25,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // OpenBLAS from Debian (`libopenblas-dev`): sgemm for every convolution, linear and attention.
@@ -35,22 +42,49 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         // malloc tuning (mallopt) not exported by Swift's Glibc module.
-        .target(name: "CSystem"),
-        .target(name: "DemucsKit", dependencies: ["CBLAS", "CSystem"], swiftSettings: engine),
+        .target(name: "CStemifySystem"),
+        .target(name: "DemucsKit", dependencies: ["CBLAS", "CStemifySystem"], swiftSettings: engine),
         .target(
             name: "StemifyCore",
-            dependencies: ["DemucsKit", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "DemucsKit",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "StemifyServer",
+            dependencies: [
+                "StemifyCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            resources: [.copy("Public")],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "stemify",
-            dependencies: ["StemifyCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["StemifyCore", "StemifyServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         // Fixture readers and comparison helpers shared by the test targets.
         .target(name: "StemifyTestSupport", dependencies: ["DemucsKit"], swiftSettings: strict),
         .testTarget(name: "DemucsKitTests", dependencies: ["DemucsKit", "StemifyTestSupport"], swiftSettings: strict),
         .testTarget(name: "StemifyCoreTests", dependencies: ["StemifyCore", "DemucsKit", "StemifyTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "StemifyServerTests",
+            dependencies: [
+                "StemifyServer", "StemifyCore", "StemifyTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

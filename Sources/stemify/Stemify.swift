@@ -1,10 +1,10 @@
 import ArgumentParser
 
 @main
-struct Stemify: ParsableCommand {
+struct Stemify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stemify",
         abstract: "Split music into stems with a native Swift Demucs engine.",
-        subcommands: [Separate.self, Models.self]
+        subcommands: [Separate.self, Serve.self, Models.self]
     )
 }

@@ -1,7 +1,7 @@
 import CBLAS
 import Dispatch
 import Foundation
-import CSystem
+import CStemifySystem
 
 /// `C = alpha · op(A) · op(B) + beta · C` in row-major storage, through OpenBLAS `cblas_sgemm`.
 ///

@@ -1,9 +1,13 @@
 public import DemucsKit
 public import Foundation
 
-/// How written stems avoid clipping (`--clip-mode`), as the reference's `prevent_clip`.
+/// How written stems avoid clipping (`--clip-mode`), as the reference's `prevent_clip`, plus
+/// the service's default.
 public enum ClipMode: String, Sendable, CaseIterable {
-    /// Divide a stem by `max(1.01 · peak, 1)`.
+    /// One gain for all stems, `1 / max(1.01 · loudest peak, 1)`: stems keep their relative
+    /// levels and still sum back to the mix (the service default).
+    case shared
+    /// Divide each stem by its own `max(1.01 · peak, 1)` (the reference CLI default).
     case rescale
     /// Clamp to ±0.99.
     case clamp
@@ -23,17 +27,31 @@ public enum OtherMethod: String, Sendable, CaseIterable {
 
 /// What to write for a track.
 public struct StemOutputOptions: Sendable {
+    /// File format; mp3 and flac go through ffmpeg.
+    public var format: FFmpeg.Format = .wav
+    /// WAV sample encoding.
     public var encoding: WAVEncoding = .int16
     public var clipMode: ClipMode = .rescale
+    /// Scale all stems by one gain so the loudest peak reaches 0.99 (relative levels kept).
+    public var normalize = false
     /// Write only this stem and its complement.
     public var twoStems: String?
     public var otherMethod: OtherMethod = .add
+    /// Also write `instrumental`, the sum of every stem but vocals (karaoke).
+    public var instrumental = false
+    /// mp3 bit rate in kbit/s.
+    public var mp3Bitrate = 320
 
-    public init(encoding: WAVEncoding = .int16, clipMode: ClipMode = .rescale, twoStems: String? = nil, otherMethod: OtherMethod = .add) {
+    public init(format: FFmpeg.Format = .wav, encoding: WAVEncoding = .int16, clipMode: ClipMode = .rescale, normalize: Bool = false,
+                twoStems: String? = nil, otherMethod: OtherMethod = .add, instrumental: Bool = false, mp3Bitrate: Int = 320) {
+        self.format = format
         self.encoding = encoding
         self.clipMode = clipMode
+        self.normalize = normalize
         self.twoStems = twoStems
         self.otherMethod = otherMethod
+        self.instrumental = instrumental
+        self.mp3Bitrate = mp3Bitrate
     }
 }
 
@@ -75,7 +93,9 @@ public struct TrackSeparator {
 
     /// Names of the files `separate` writes, in order.
     public var stemNames: [String] {
-        guard let stem = output.twoStems else { return bag.sources }
+        guard let stem = output.twoStems else {
+            return bag.sources + (output.instrumental && bag.sources.contains("vocals") ? ["instrumental"] : [])
+        }
         switch output.otherMethod {
         case .add: return [stem, "no_\(stem)"]
         case .minus: return ["minus_\(stem)", stem]
@@ -95,6 +115,15 @@ public struct TrackSeparator {
         let source: any AudioSource = (wav.sampleRate == bag.samplerate && wav.channelCount == bag.audioChannels)
             ? wav
             : ConvertedAudioSource(wav, rate: wav.sampleRate, targetRate: bag.samplerate, channels: bag.audioChannels)
+        return try separate(source: source, into: directory, progress: progress, isCancelled: isCancelled)
+    }
+
+    /// Separates audio already at the model's rate and channel count into `directory/STEM.EXT`.
+    public func separate(
+        source: any AudioSource, into directory: URL,
+        progress: (SeparationProgress) -> Void = { _ in },
+        isCancelled: () -> Bool = { false }
+    ) throws -> [URL] {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let names = stemNames
         let channels = bag.audioChannels
@@ -129,13 +158,26 @@ public struct TrackSeparator {
                 }
             } else {
                 for k in sources.indices { try scratch[k].append(Array(stem(k)), channels: channels) }
+                if scratch.count > sources.count, let vocals = sources.firstIndex(of: "vocals") {
+                    var rest = [Float](repeating: 0, count: plane)
+                    for j in sources.indices where j != vocals {
+                        let s = stem(j)
+                        for i in 0..<plane { rest[i] += s[s.startIndex + i] }
+                    }
+                    try scratch[sources.count].append(rest, channels: channels)
+                }
             }
         }, progress: progress, isCancelled: isCancelled)
 
+        // One gain for every stem (shared clipping, normalize) keeps their relative levels.
+        let loudest = scratch.map(\.peak).max() ?? 0
+        var shared: Float?
+        if output.normalize { shared = loudest > 0 ? loudest / 0.99 : 1 }
+        else if output.clipMode == .shared { shared = max(1.01 * loudest, 1) }
         var written: [URL] = []
         for (name, stem) in zip(names, scratch) {
-            let final = directory.appendingPathComponent("\(name).wav")
-            try stem.finish(into: final, channels: channels, sampleRate: bag.samplerate, options: output)
+            let final = directory.appendingPathComponent("\(name).\(output.format.rawValue)")
+            try stem.finish(into: final, channels: channels, sampleRate: bag.samplerate, options: output, sharedDivisor: shared)
             written.append(final)
         }
         return written
@@ -170,12 +212,14 @@ private struct ScratchStem {
         try handle.write(contentsOf: interleaved.withUnsafeBytes { Data($0) })
     }
 
-    /// Applies the clip mode and writes the final WAV atomically (temporary name, then rename).
-    func finish(into final: URL, channels: Int, sampleRate: Int, options: StemOutputOptions) throws {
+    /// Applies the clip mode and writes the final file atomically (temporary name, then rename).
+    func finish(into final: URL, channels: Int, sampleRate: Int, options: StemOutputOptions, sharedDivisor: Float?) throws {
         let tmp = final.deletingLastPathComponent().appendingPathComponent(".\(final.lastPathComponent).tmp")
-        let writer = try WAVWriter(path: tmp.path, channels: channels, sampleRate: sampleRate, encoding: options.encoding)
+        let wavPath = options.format == .wav ? tmp.path : tmp.path + ".wav"
+        let writer = try WAVWriter(path: wavPath, channels: channels, sampleRate: sampleRate,
+                                   encoding: options.format == .wav ? options.encoding : .float32)
         // Parity: `wav / max(1.01 * wav.abs().max(), 1)`.
-        let divisor: Float = options.clipMode == .rescale ? max(1.01 * peak, 1) : 1
+        let divisor: Float = sharedDivisor ?? (options.clipMode == .rescale ? max(1.01 * peak, 1) : 1)
         try handle.seek(toOffset: 0)
         let block = 1 << 16
         while let data = try handle.read(upToCount: block * channels * 4), !data.isEmpty {
@@ -194,6 +238,10 @@ private struct ScratchStem {
         }
         try writer.finish()
         try handle.close()
+        if options.format != .wav {
+            defer { try? FileManager.default.removeItem(atPath: wavPath) }
+            try FFmpeg.encode(wav: wavPath, to: tmp.path, format: options.format, mp3Bitrate: options.mp3Bitrate)
+        }
         _ = try? FileManager.default.removeItem(at: final)
         try FileManager.default.moveItem(at: tmp, to: final)
     }

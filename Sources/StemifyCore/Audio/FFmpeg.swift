@@ -1,0 +1,140 @@
+public import DemucsKit
+import Foundation
+
+/// Audio decoding and encoding through ffmpeg, hardened for untrusted files.
+///
+/// Every call names the input as `file:PATH`, allows only the `file` and `pipe` protocols and
+/// only the demuxers in ``allowedDemuxers``, so a playlist (HLS, ffconcat) or any file disguised
+/// as audio can never make ffmpeg open other files or URLs. The container is checked with
+/// ffprobe first and forced on the decoder.
+public enum FFmpeg {
+    /// Demuxers accepted for input audio, keyed by ffprobe's `format_name`.
+    public static let allowedDemuxers: [String: String] = [
+        "mp3": "mp3", "wav": "wav", "flac": "flac", "ogg": "ogg", "aiff": "aiff", "aac": "aac",
+        "matroska,webm": "matroska", "mov,mp4,m4a,3gp,3g2,mj2": "mov", "w64": "w64",
+    ]
+    static var formatWhitelist: String { Set(allowedDemuxers.values).sorted().joined(separator: ",") }
+
+    /// What ffprobe says about an input.
+    public struct Probe: Sendable, Equatable {
+        /// ffprobe's `format_name`.
+        public var format: String
+        /// Seconds, when known.
+        public var duration: Double?
+        public var audioStreams: Int
+    }
+
+    /// Identifies the container and audio streams.
+    ///
+    /// - Throws: ``StemifyError`` with ``ErrorCode/unsupportedFormat`` for anything not audio in
+    ///   an allowed container.
+    public static func probe(_ path: String) throws -> Probe {
+        let result = try Subprocess.run("ffprobe", [
+            "-v", "error", "-protocol_whitelist", "file", "-format_whitelist", formatWhitelist,
+            "-show_entries", "format=format_name,duration:stream=codec_type", "-of", "json", "file:\(path)",
+        ])
+        guard result.status == 0,
+              let json = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any],
+              let format = json["format"] as? [String: Any], let name = format["format_name"] as? String
+        else {
+            throw StemifyError(.unsupportedFormat, "the file is not audio in a supported format (mp3, wav, flac, ogg/opus, m4a/aac, aiff, webm)", status: 415)
+        }
+        guard allowedDemuxers[name] != nil else {
+            throw StemifyError(.unsupportedFormat, "container '\(name)' is not accepted; upload mp3, wav, flac, ogg/opus, m4a/aac, aiff or webm audio", status: 415)
+        }
+        let streams = (json["streams"] as? [[String: Any]]) ?? []
+        let audio = streams.filter { $0["codec_type"] as? String == "audio" }.count
+        guard audio > 0 else { throw StemifyError(.unsupportedFormat, "the file has no audio stream", status: 415) }
+        let duration = (format["duration"] as? String).flatMap(Double.init)
+        return Probe(format: name, duration: duration, audioStreams: audio)
+    }
+
+    /// Decodes the first audio stream to 44.1 kHz stereo Float32 (interleaved, raw) at `output`.
+    ///
+    /// - Throws: ``ErrorCode/invalidAudio`` when ffmpeg cannot decode it (truncated, corrupt).
+    public static func decode(_ path: String, probe: Probe, to output: String, sampleRate: Int = 44100) throws {
+        let demuxer = allowedDemuxers[probe.format]!
+        let result = try Subprocess.run("ffmpeg", [
+            "-nostdin", "-hide_banner", "-v", "error", "-xerror",
+            "-protocol_whitelist", "file,pipe", "-format_whitelist", formatWhitelist, "-f", demuxer,
+            "-i", "file:\(path)", "-map", "0:a:0", "-vn", "-ac", "2", "-ar", "\(sampleRate)",
+            "-f", "f32le", "-c:a", "pcm_f32le", "-y", "file:\(output)",
+        ])
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        guard result.status == 0, size > 0 else {
+            throw StemifyError(.invalidAudio, "the audio could not be decoded (truncated or corrupt file)")
+        }
+    }
+
+    /// Decodes the whole first audio stream to nothing, so a truncated or corrupt file is refused
+    /// at upload rather than failing later in the queue.
+    public static func validateDecodes(_ path: String, probe: Probe) throws {
+        let demuxer = allowedDemuxers[probe.format]!
+        let result = try Subprocess.run("ffmpeg", [
+            "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-err_detect", "crccheck+bitstream+buffer+explode",
+            "-protocol_whitelist", "file", "-format_whitelist", formatWhitelist, "-f", demuxer,
+            "-i", "file:\(path)", "-map", "0:a:0", "-f", "null", "-",
+        ])
+        guard result.status == 0, result.stderr.isEmpty else {
+            throw StemifyError(.invalidAudio, "the audio could not be decoded (truncated or corrupt file)")
+        }
+    }
+
+    /// Output formats of stems.
+    public enum Format: String, Sendable, CaseIterable, Codable {
+        case wav, mp3, flac
+    }
+
+    /// Encodes a float WAV at `input` to `output` in `format`.
+    public static func encode(wav input: String, to output: String, format: Format, mp3Bitrate: Int = 320) throws {
+        var args = ["-nostdin", "-hide_banner", "-v", "error", "-protocol_whitelist", "file", "-f", "wav", "-i", "file:\(input)"]
+        switch format {
+        case .mp3: args += ["-c:a", "libmp3lame", "-b:a", "\(mp3Bitrate)k", "-f", "mp3"]
+        case .flac: args += ["-c:a", "flac", "-sample_fmt", "s16", "-f", "flac"]
+        case .wav: args += ["-c:a", "pcm_s16le", "-f", "wav"]
+        }
+        args += ["-y", "file:\(output)"]
+        let result = try Subprocess.run("ffmpeg", args)
+        guard result.status == 0 else {
+            throw StemifyError(.internalError, "encoding \(format.rawValue) failed: \(String(decoding: result.stderr.prefix(300), as: UTF8.self))", status: 500)
+        }
+    }
+}
+
+/// Raw interleaved Float32 audio on disk (what ``FFmpeg/decode(_:probe:to:sampleRate:)``
+/// writes), read on demand.
+public final class RawAudioFile: AudioSource, @unchecked Sendable {
+    public let path: String
+    public let channelCount: Int
+    public let frameCount: Int
+    private let handle: FileHandle
+
+    public init(path: String, channels: Int = 2) throws {
+        self.path = path
+        channelCount = channels
+        guard let h = FileHandle(forReadingAtPath: path) else { throw AudioError.unreadable(path: path, reason: "cannot open") }
+        handle = h
+        let size = Int(try h.seekToEnd())
+        frameCount = size / (4 * channels)
+        guard frameCount > 0 else { throw AudioError.empty(path: path) }
+    }
+
+    deinit { try? handle.close() }
+
+    public func read(from start: Int, count: Int) throws -> Tensor {
+        var out = Tensor(zeros: [channelCount, count])
+        let lo = max(start, 0), hi = min(start + count, frameCount)
+        guard hi > lo else { return out }
+        try handle.seek(toOffset: UInt64(lo * channelCount * 4))
+        let data = try handle.read(upToCount: (hi - lo) * channelCount * 4) ?? Data()
+        data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
+            let frames = p.count / (4 * channelCount)
+            for f in 0..<frames {
+                for c in 0..<channelCount {
+                    out.data[c * count + (lo - start) + f] = p.loadUnaligned(fromByteOffset: (f * channelCount + c) * 4, as: Float.self)
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,149 @@
+public import Foundation
+
+/// Deployment settings of `stemify serve` and `stemify worker`.
+///
+/// Read from a YAML file (`--config`), then environment variables, then command-line flags, each
+/// overriding the one before. Every key, variable and default is listed in
+/// `docs/configuration.md`; ``load(file:environment:)`` refuses unknown keys and bad values with
+/// a message naming the key.
+public struct StemifyConfiguration: Sendable, Equatable {
+    /// `host` / `STEMIFY_HOST`. The default is `127.0.0.1`.
+    public var host = "127.0.0.1"
+    /// `port` / `STEMIFY_PORT`. The default is 8080.
+    public var port = 8080
+    /// `data_dir` / `STEMIFY_DATA_DIR`: jobs database, uploads and stems. The default is `./stemify-data`.
+    public var dataDirectory = "stemify-data"
+    /// `model_path` / `DEMUCS_MODEL_PATH`: the model folder. The default is `DATA_DIR/models`.
+    public var modelPath: String?
+    /// `youtube_download_dir` / `YOUTUBE_DOWNLOAD_DIR`. The default is `DATA_DIR/youtube`.
+    public var youtubeDownloadDirectory: String?
+    /// `max_file_size` / `MAX_FILE_SIZE`, bytes. The default is 50 MB.
+    public var maxFileSize = 50 * 1024 * 1024
+    /// `max_duration` / `MAX_DURATION`, seconds of audio (uploads and videos). The default is 600.
+    public var maxDurationSeconds = 600.0
+    /// `rate_limit` / `RATE_LIMIT`: jobs per client per period; 0 disables. The default is 5.
+    public var rateLimit = 5
+    /// `rate_limit_period` / `RATE_LIMIT_PERIOD`, seconds. The default is 3600.
+    public var rateLimitPeriodSeconds = 3600.0
+    /// `trusted_proxies` / `TRUSTED_PROXIES` (comma-separated): peers whose X-Forwarded-For is believed.
+    public var trustedProxies: [String] = []
+    /// `workers` / `STEMIFY_WORKERS`: in-process workers; 0 runs the API only. The default is 1.
+    public var workers = 1
+    /// `threads` / `STEMIFY_THREADS`: engine threads per worker. The default is all cores.
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// `queue_url` / `STEMIFY_QUEUE_URL`: `sqlite:PATH` (default `sqlite:DATA_DIR/jobs.sqlite`).
+    public var queueURL: String?
+    /// `result_ttl` / `RESULT_TTL`, seconds finished jobs and their stems are kept. The default is 86400.
+    public var resultTTLSeconds = 86400.0
+    /// `lease` / `STEMIFY_LEASE`, seconds a worker holds a job between heartbeats. The default is 60.
+    public var leaseSeconds = 60.0
+    /// `log_level` / `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. The default is info.
+    public var logLevel = "info"
+    /// `youtube_blocklist` / `YOUTUBE_BLOCKLIST` (comma-separated video ids).
+    public var youtubeBlocklist: [String] = []
+    /// `youtube_test_hosts` / `YOUTUBE_TEST_HOSTS`: extra hosts accepted as YouTube. Tests only.
+    public var youtubeTestHosts: [String] = []
+    /// `mp3_bitrate` / `MP3_BITRATE`, kbit/s. The default is 320.
+    public var mp3Bitrate = 320
+
+    public init() {}
+
+    /// Resolved paths.
+    public var modelDirectory: URL { URL(fileURLWithPath: modelPath ?? "\(dataDirectory)/models") }
+    public var jobsDatabasePath: String {
+        if let q = queueURL, q.hasPrefix("sqlite:") { return String(q.dropFirst("sqlite:".count)) }
+        return "\(dataDirectory)/jobs.sqlite"
+    }
+
+    /// Loads a YAML file (optional) and the environment over the defaults.
+    ///
+    /// - Throws: ``ConfigurationError`` naming the key or variable at fault.
+    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> StemifyConfiguration {
+        var c = StemifyConfiguration()
+        if let file {
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw ConfigurationError(key: "--config", message: "cannot read \(file)")
+            }
+            for (key, value) in try ConfigurationReader.yamlPairs(text, file: file) { try c.set(key, value, source: key) }
+        }
+        for (key, variable) in Self.environmentNames {
+            if let value = environment[variable] { try c.set(key, value, source: variable) }
+        }
+        try c.validate()
+        return c
+    }
+
+    /// YAML key → environment variable.
+    public static let environmentNames: [(String, String)] = [
+        ("host", "STEMIFY_HOST"), ("port", "STEMIFY_PORT"), ("data_dir", "STEMIFY_DATA_DIR"),
+        ("model_path", "DEMUCS_MODEL_PATH"), ("youtube_download_dir", "YOUTUBE_DOWNLOAD_DIR"),
+        ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
+        ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"),
+        ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("queue_url", "STEMIFY_QUEUE_URL"),
+        ("result_ttl", "RESULT_TTL"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
+        ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
+        ("mp3_bitrate", "MP3_BITRATE"),
+    ]
+
+    mutating func set(_ key: String, _ value: String, source: String) throws {
+        func int() throws -> Int {
+            guard let v = Int(value.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError(key: source, message: "'\(value)' is not an integer") }
+            return v
+        }
+        func number() throws -> Double {
+            guard let v = Double(value.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError(key: source, message: "'\(value)' is not a number") }
+            return v
+        }
+        func list() -> [String] { value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        switch key {
+        case "host": host = value
+        case "port": port = try int()
+        case "data_dir": dataDirectory = value
+        case "model_path": modelPath = value
+        case "youtube_download_dir": youtubeDownloadDirectory = value
+        case "max_file_size": maxFileSize = try int()
+        case "max_duration": maxDurationSeconds = try number()
+        case "rate_limit": rateLimit = try int()
+        case "rate_limit_period": rateLimitPeriodSeconds = try number()
+        case "trusted_proxies": trustedProxies = list()
+        case "workers": workers = try int()
+        case "threads": threads = try int()
+        case "queue_url": queueURL = value
+        case "result_ttl": resultTTLSeconds = try number()
+        case "lease": leaseSeconds = try number()
+        case "log_level": logLevel = value.lowercased()
+        case "youtube_blocklist": youtubeBlocklist = list()
+        case "youtube_test_hosts": youtubeTestHosts = list()
+        case "mp3_bitrate": mp3Bitrate = try int()
+        default: throw ConfigurationError(key: source, message: "unknown setting")
+        }
+    }
+
+    func validate() throws {
+        if !(1...65535).contains(port) { throw ConfigurationError(key: "port", message: "must be 1–65535, got \(port)") }
+        if maxFileSize <= 0 { throw ConfigurationError(key: "max_file_size", message: "must be positive") }
+        if maxDurationSeconds <= 0 { throw ConfigurationError(key: "max_duration", message: "must be positive") }
+        if rateLimit < 0 { throw ConfigurationError(key: "rate_limit", message: "must be ≥ 0") }
+        if rateLimitPeriodSeconds <= 0 { throw ConfigurationError(key: "rate_limit_period", message: "must be positive") }
+        if workers < 0 { throw ConfigurationError(key: "workers", message: "must be ≥ 0") }
+        if threads < 1 { throw ConfigurationError(key: "threads", message: "must be ≥ 1") }
+        if leaseSeconds < 1 { throw ConfigurationError(key: "lease", message: "must be ≥ 1 second") }
+        if let q = queueURL, !q.hasPrefix("sqlite:") {
+            throw ConfigurationError(key: "queue_url", message: "only sqlite:PATH is supported yet (PostgreSQL arrives with the workers issue)")
+        }
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) {
+            throw ConfigurationError(key: "log_level", message: "must be trace, debug, info, notice, warning, error or critical")
+        }
+        if ![96, 128, 160, 192, 224, 256, 320].contains(mp3Bitrate) {
+            throw ConfigurationError(key: "mp3_bitrate", message: "must be one of 96, 128, 160, 192, 224, 256, 320")
+        }
+    }
+}
+
+/// A configuration value that cannot be used; `key` is the YAML key or environment variable.
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+    public var key: String
+    public var message: String
+    public var description: String { "configuration '\(key)': \(message)" }
+}

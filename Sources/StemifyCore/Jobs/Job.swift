@@ -1,0 +1,119 @@
+public import Foundation
+
+/// Where a job is in its life.
+public enum JobStatus: String, Codable, Sendable, CaseIterable {
+    case queued, downloading, decoding, separating, encoding, done, failed, cancelled
+
+    /// No further change will happen.
+    public var isTerminal: Bool { self == .done || self == .failed || self == .cancelled }
+}
+
+/// What a client asked for.
+public struct JobOptions: Codable, Sendable, Equatable, Hashable {
+    /// Model name (`htdemucs`, …, or any bag in the model folder).
+    public var model: String
+    public var outputFormat: FFmpeg.Format
+    public var normalize: Bool
+    /// Karaoke: also write `instrumental`, everything but vocals.
+    public var removeVocals: Bool
+    public var shifts: Int
+    public var overlap: Double
+
+    public init(model: String = "htdemucs", outputFormat: FFmpeg.Format = .mp3, normalize: Bool = false,
+                removeVocals: Bool = false, shifts: Int = 1, overlap: Double = 0.25) {
+        self.model = model
+        self.outputFormat = outputFormat
+        self.normalize = normalize
+        self.removeVocals = removeVocals
+        self.shifts = shifts
+        self.overlap = overlap
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, outputFormat = "output_format", normalize, removeVocals = "remove_vocals", shifts, overlap
+    }
+}
+
+/// The quality presets of `POST /api/stemify` (`quality=fast|balanced|best`).
+public enum QualityPreset: String, Sendable, CaseIterable {
+    /// One pass, no shift, the 4-source htdemucs unless a model is given.
+    case fast
+    /// The reference CLI's defaults: one random shift, overlap 0.25.
+    case balanced
+    /// Two shifts averaged, overlap 0.5.
+    case best
+
+    public var shifts: Int { switch self { case .fast: 0; case .balanced: 1; case .best: 2 } }
+    public var overlap: Double { self == .best ? 0.5 : 0.25 }
+}
+
+/// A stem file of a finished job.
+public struct StemFile: Codable, Sendable, Equatable {
+    public var name: String
+    public var file: String
+    public var format: String
+    public var bytes: Int
+    public var duration: Double
+}
+
+/// Figures recorded for a finished job.
+public struct JobMetrics: Codable, Sendable, Equatable {
+    public var processingSeconds: Double
+    public var audioSeconds: Double
+    public var inputFormat: String
+    public var outputBytes: Int
+    public var cacheHit: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case processingSeconds = "processing_seconds", audioSeconds = "audio_seconds", inputFormat = "input_format",
+             outputBytes = "output_bytes", cacheHit = "cache_hit"
+    }
+}
+
+/// Where the audio comes from.
+public enum JobInput: Sendable, Equatable {
+    /// An uploaded file, already on disk.
+    case upload(path: String, filename: String)
+    /// A YouTube video to download.
+    case youtube(url: String)
+}
+
+/// A separation job as the queue stores it.
+public struct Job: Sendable, Equatable {
+    public var id: String
+    public var status: JobStatus
+    /// 0–1 over the whole job.
+    public var progress: Double
+    public var etaSeconds: Double?
+    public var options: JobOptions
+    public var input: JobInput
+    public var clientAddress: String
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var errorCode: ErrorCode?
+    public var errorMessage: String?
+    public var stems: [StemFile]
+    public var metrics: JobMetrics?
+    public var attempts: Int
+
+    public init(id: String, status: JobStatus, progress: Double, etaSeconds: Double?, options: JobOptions, input: JobInput,
+                clientAddress: String, createdAt: Date, startedAt: Date?, finishedAt: Date?, errorCode: ErrorCode?,
+                errorMessage: String?, stems: [StemFile], metrics: JobMetrics?, attempts: Int) {
+        self.id = id
+        self.status = status
+        self.progress = progress
+        self.etaSeconds = etaSeconds
+        self.options = options
+        self.input = input
+        self.clientAddress = clientAddress
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.errorCode = errorCode
+        self.errorMessage = errorMessage
+        self.stems = stems
+        self.metrics = metrics
+        self.attempts = attempts
+    }
+}

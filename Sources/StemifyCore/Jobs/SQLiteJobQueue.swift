@@ -1,0 +1,228 @@
+import Foundation
+import GRDB
+
+/// The embedded job queue: one SQLite file (GRDB), durable across restarts, nothing else to run.
+///
+/// Why SQLite by default: a single machine needs no server; WAL mode and one writer at a time
+/// are plenty for a handful of jobs per minute. PostgreSQL takes over for many machines.
+public final class SQLiteJobQueue: JobQueue {
+    private let db: DatabaseQueue
+    /// Seconds a claimed job stays with its worker without a heartbeat.
+    public let leaseSeconds: Double
+    /// Claims after which a job whose workers keep dying is failed instead of retried.
+    public let maxAttempts: Int
+
+    /// Opens (creating and migrating) the database at `path`.
+    public init(path: String, leaseSeconds: Double = 60, maxAttempts: Int = 3) throws {
+        try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        db = try DatabaseQueue(path: path, configuration: config)
+        self.leaseSeconds = leaseSeconds
+        self.maxAttempts = maxAttempts
+        try Self.migrator.migrate(db)
+    }
+
+    /// Versioned schema. A shipped migration is never edited; changes are new migrations.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE jobs (
+                    id TEXT PRIMARY KEY,
+                    status TEXT NOT NULL,
+                    progress REAL NOT NULL DEFAULT 0,
+                    eta REAL,
+                    options TEXT NOT NULL,
+                    input_kind TEXT NOT NULL,
+                    input_value TEXT NOT NULL,
+                    input_name TEXT,
+                    client TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    started_at REAL,
+                    finished_at REAL,
+                    error_code TEXT,
+                    error_message TEXT,
+                    stems TEXT,
+                    metrics TEXT,
+                    worker TEXT,
+                    lease_until REAL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    dedupe_key TEXT
+                );
+                CREATE INDEX jobs_by_status ON jobs(status, created_at);
+                CREATE INDEX jobs_by_dedupe ON jobs(dedupe_key);
+                CREATE TABLE submissions (client TEXT NOT NULL, at REAL NOT NULL);
+                CREATE INDEX submissions_by_client ON submissions(client, at);
+                """)
+        }
+        return m
+    }
+
+    private static let running: [String] = [JobStatus.downloading, .decoding, .separating, .encoding].map(\.rawValue)
+
+    public func enqueue(_ job: Job) async throws {
+        let options = String(decoding: try JSONEncoder().encode(job.options), as: UTF8.self)
+        let (kind, value, name): (String, String, String?) = switch job.input {
+        case let .upload(path, filename): ("upload", path, filename)
+        case let .youtube(url): ("youtube", url, nil)
+        }
+        try await db.write { db in
+            try db.execute(sql: """
+                INSERT INTO jobs (id, status, progress, options, input_kind, input_value, input_name, client, created_at)
+                VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)
+                """, arguments: [job.id, job.status.rawValue, options, kind, value, name, job.clientAddress, job.createdAt.timeIntervalSince1970])
+        }
+    }
+
+    public func job(id: String) async throws -> Job? {
+        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(Self.job) }
+    }
+
+    public func claim(worker: String) async throws -> Job? {
+        let now = Date().timeIntervalSince1970
+        let lease = leaseSeconds, maxAttempts = maxAttempts
+        return try await db.write { db in
+            let placeholders = Self.running.map { _ in "?" }.joined(separator: ",")
+            var args: [any DatabaseValueConvertible] = [JobStatus.queued.rawValue]
+            args += Self.running as [any DatabaseValueConvertible]
+            args.append(now)
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT * FROM jobs WHERE status = ? OR (status IN (\(placeholders)) AND lease_until < ?)
+                ORDER BY created_at LIMIT 1
+                """, arguments: StatementArguments(args)) else { return nil }
+            var job = Self.job(row)
+            if job.attempts >= maxAttempts {
+                try db.execute(sql: """
+                    UPDATE jobs SET status = ?, error_code = ?, error_message = ?, finished_at = ?, worker = NULL WHERE id = ?
+                    """, arguments: [JobStatus.failed.rawValue, ErrorCode.internalError.rawValue,
+                                     "the job was interrupted \(job.attempts) times", now, job.id])
+                return nil
+            }
+            let status: JobStatus = if case .youtube = job.input { .downloading } else { .decoding }
+            try db.execute(sql: """
+                UPDATE jobs SET status = ?, worker = ?, lease_until = ?, attempts = attempts + 1,
+                    started_at = COALESCE(started_at, ?), progress = 0 WHERE id = ?
+                """, arguments: [status.rawValue, worker, now + lease, now, job.id])
+            job.status = status
+            job.attempts += 1
+            job.progress = 0
+            return job
+        }
+    }
+
+    public func heartbeat(id: String, worker: String) async throws -> Bool {
+        let until = Date().timeIntervalSince1970 + leaseSeconds
+        return try await db.write { db in
+            try db.execute(sql: "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status NOT IN ('done','failed','cancelled')",
+                           arguments: [until, id, worker])
+            return db.changesCount > 0
+        }
+    }
+
+    public func update(id: String, worker: String, status: JobStatus, progress: Double, eta: Double?) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE jobs SET status = ?, progress = MAX(progress, ?), eta = ? WHERE id = ? AND worker = ?",
+                           arguments: [status.rawValue, progress, eta, id, worker])
+        }
+    }
+
+    public func complete(id: String, worker: String, stems: [StemFile], metrics: JobMetrics) async throws {
+        let stemsJSON = String(decoding: try JSONEncoder().encode(stems), as: UTF8.self)
+        let metricsJSON = String(decoding: try JSONEncoder().encode(metrics), as: UTF8.self)
+        try await db.write { db in
+            try db.execute(sql: """
+                UPDATE jobs SET status = 'done', progress = 1, eta = 0, stems = ?, metrics = ?, finished_at = ?, worker = NULL
+                WHERE id = ? AND worker = ?
+                """, arguments: [stemsJSON, metricsJSON, Date().timeIntervalSince1970, id, worker])
+        }
+    }
+
+    public func fail(id: String, worker: String?, code: ErrorCode, message: String) async throws {
+        try await db.write { db in
+            try db.execute(sql: """
+                UPDATE jobs SET status = 'failed', error_code = ?, error_message = ?, finished_at = ?, worker = NULL, eta = NULL
+                WHERE id = ? AND (? IS NULL OR worker = ?)
+                """, arguments: [code.rawValue, message, Date().timeIntervalSince1970, id, worker, worker])
+        }
+    }
+
+    public func cancel(id: String) async throws -> Job? {
+        try await db.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]) else { return nil }
+            try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
+            return Self.job(row)
+        }
+    }
+
+    public func position(id: String) async throws -> Int? {
+        try await db.read { db in
+            guard let created = try Double.fetchOne(db, sql: "SELECT created_at FROM jobs WHERE id = ? AND status = 'queued'", arguments: [id]) else {
+                return nil
+            }
+            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND created_at < ?", arguments: [created])
+        }
+    }
+
+    public func counts() async throws -> [JobStatus: Int] {
+        try await db.read { db in
+            var out: [JobStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status") {
+                if let s = JobStatus(rawValue: row["status"]) { out[s] = row["n"] }
+            }
+            return out
+        }
+    }
+
+    public func finishedJob(dedupeKey: String) async throws -> Job? {
+        try await db.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE dedupe_key = ? AND status = 'done' ORDER BY finished_at DESC LIMIT 1",
+                             arguments: [dedupeKey]).map(Self.job)
+        }
+    }
+
+    public func setDedupeKey(id: String, key: String) async throws {
+        try await db.write { db in try db.execute(sql: "UPDATE jobs SET dedupe_key = ? WHERE id = ?", arguments: [key, id]) }
+    }
+
+    public func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+        let now = Date().timeIntervalSince1970
+        return try await db.write { db in
+            try db.execute(sql: "DELETE FROM submissions WHERE at < ?", arguments: [now - period])
+            let times = try Double.fetchAll(db, sql: "SELECT at FROM submissions WHERE client = ? ORDER BY at", arguments: [client])
+            if limit > 0 && times.count >= limit {
+                return (false, max(1, times[0] + period - now))
+            }
+            try db.execute(sql: "INSERT INTO submissions (client, at) VALUES (?, ?)", arguments: [client, now])
+            return (true, 0)
+        }
+    }
+
+    public func expire(olderThan age: Double) async throws -> [Job] {
+        let cutoff = Date().timeIntervalSince1970 - age
+        return try await db.write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?",
+                                        arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?", arguments: [cutoff])
+            return rows.map(Self.job)
+        }
+    }
+
+    private static func job(_ row: Row) -> Job {
+        let decoder = JSONDecoder()
+        let options = (try? decoder.decode(JobOptions.self, from: Data((row["options"] as String).utf8))) ?? JobOptions()
+        let input: JobInput = (row["input_kind"] as String) == "youtube"
+            ? .youtube(url: row["input_value"])
+            : .upload(path: row["input_value"], filename: row["input_name"] ?? "upload")
+        let stems = (row["stems"] as String?).flatMap { try? decoder.decode([StemFile].self, from: Data($0.utf8)) } ?? []
+        let metrics = (row["metrics"] as String?).flatMap { try? decoder.decode(JobMetrics.self, from: Data($0.utf8)) }
+        return Job(
+            id: row["id"], status: JobStatus(rawValue: row["status"]) ?? .failed, progress: row["progress"], etaSeconds: row["eta"],
+            options: options, input: input, clientAddress: row["client"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            startedAt: (row["started_at"] as Double?).map { Date(timeIntervalSince1970: $0) },
+            finishedAt: (row["finished_at"] as Double?).map { Date(timeIntervalSince1970: $0) },
+            errorCode: (row["error_code"] as String?).map { ErrorCode(rawValue: $0) }, errorMessage: row["error_message"],
+            stems: stems, metrics: metrics, attempts: row["attempts"])
+    }
+}

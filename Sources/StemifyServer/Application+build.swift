@@ -1,0 +1,76 @@
+import Foundation
+public import Hummingbird
+public import Logging
+import ServiceLifecycle
+public import StemifyCore
+
+/// Everything `stemify serve` runs, built from its configuration; also what the tests start.
+///
+/// - Parameters:
+///   - configuration: deployment settings.
+///   - logger: the application's logger (JSON lines from `stemify serve`).
+/// - Returns: the application, with in-process workers and the expiry janitor as services.
+public func buildApplication(configuration: StemifyConfiguration, logger: Logger) throws -> some ApplicationProtocol {
+    try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+    let queue = try SQLiteJobQueue(path: configuration.jobsDatabasePath, leaseSeconds: configuration.leaseSeconds)
+    let models = ModelStore(directory: configuration.modelDirectory)
+    let metrics = ServiceMetrics()
+    EngineThreads.set(configuration.threads)
+
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: ErrorMiddleware())
+    StemifyController(queue: queue, models: models, configuration: configuration, metrics: metrics).addRoutes(to: router)
+    JobsController(queue: queue).addRoutes(to: router)
+    ServiceController(queue: queue, models: models, configuration: configuration, metrics: metrics).addRoutes(to: router)
+
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "stemify"),
+        logger: logger)
+    let runners = (0..<configuration.workers).map { i in
+        JobRunner(id: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(i)", queue: queue,
+                  models: models, configuration: configuration, logger: logger, metrics: metrics)
+    }
+    app.addServices(WorkerService(runners: runners), JanitorService(queue: queue, configuration: configuration, logger: logger))
+    return app
+}
+
+import DemucsKit
+
+/// The in-process workers.
+struct WorkerService: Service {
+    let runners: [JobRunner]
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                for runner in runners { group.addTask { await runner.run() } }
+            }
+        }
+    }
+}
+
+/// Removes finished jobs and their files after the configured time.
+struct JanitorService: Service {
+    let queue: any JobQueue
+    let configuration: StemifyConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    for job in try await queue.expire(olderThan: configuration.resultTTLSeconds) {
+                        let stems = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("stems/\(job.id)")
+                        try? FileManager.default.removeItem(at: stems)
+                        if case let .upload(path, _) = job.input { try? FileManager.default.removeItem(atPath: path) }
+                        logger.info("job expired", metadata: ["job.id": "\(job.id)"])
+                    }
+                } catch {
+                    logger.warning("expiry failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(60))
+            }
+        }
+    }
+}

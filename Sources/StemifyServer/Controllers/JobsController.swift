@@ -1,0 +1,182 @@
+import Foundation
+import Logging
+import Hummingbird
+import NIOCore
+import StemifyCore
+
+/// `GET /api/jobs/{id}`, its event stream, cancellation and stem downloads.
+struct JobsController: Sendable {
+    let queue: any JobQueue
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/api/jobs/:id", use: status)
+        router.get("/api/jobs/:id/events", use: events)
+        router.delete("/api/jobs/:id", use: cancel)
+        router.get("/api/jobs/:id/stems/:file", use: stem)
+        router.head("/api/jobs/:id/stems/:file", use: stem)
+    }
+
+    /// The job as the API shows it.
+    struct JobResponse: Encodable, Equatable {
+        struct ErrorBody: Encodable, Equatable {
+            var code: String
+            var message: String
+        }
+        struct Stem: Encodable, Equatable {
+            var name: String
+            var url: String
+            var format: String
+            var bytes: Int
+            var duration: Double
+        }
+        var jobId: String
+        var status: String
+        var stage: String?
+        var progress: Double
+        var etaSeconds: Double?
+        var queuePosition: Int?
+        var model: String
+        var createdAt: String
+        var error: ErrorBody?
+        var stems: [Stem]
+        var metrics: JobMetrics?
+        var statusUrl: String
+        var eventsUrl: String
+
+        enum CodingKeys: String, CodingKey {
+            case jobId = "job_id", status, stage, progress, etaSeconds = "eta_seconds", queuePosition = "queue_position", model,
+                 createdAt = "created_at", error, stems, metrics, statusUrl = "status_url", eventsUrl = "events_url"
+        }
+
+        init(_ job: Job, position: Int?) {
+            jobId = job.id
+            status = job.status.rawValue
+            stage = job.status.isTerminal || job.status == .queued ? nil : job.status.rawValue
+            progress = (job.progress * 1000).rounded() / 1000
+            etaSeconds = job.etaSeconds.map { $0.rounded() }
+            queuePosition = position
+            model = job.options.model
+            createdAt = ISO8601DateFormatter().string(from: job.createdAt)
+            error = job.errorCode.map { ErrorBody(code: $0.rawValue, message: job.errorMessage ?? "") }
+            stems = job.stems.map {
+                Stem(name: $0.name, url: "/api/jobs/\(job.id)/stems/\($0.name).\($0.format)", format: $0.format, bytes: $0.bytes, duration: $0.duration)
+            }
+            metrics = job.metrics
+            statusUrl = "/api/jobs/\(job.id)"
+            eventsUrl = "/api/jobs/\(job.id)/events"
+        }
+    }
+
+    func load(_ context: AppRequestContext) async throws -> (Job, JobResponse) {
+        let id = try context.parameters.require("id")
+        guard let job = try await queue.job(id: id) else {
+            throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)", status: 404)
+        }
+        return (job, JobResponse(job, position: try await queue.position(id: id)))
+    }
+
+    @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try jsonResponse(try await load(context).1, headers: [.cacheControl: "no-store"])
+    }
+
+    /// Server-Sent Events: the job's status whenever it changes, until it is done, failed or gone.
+    @Sendable func events(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (_, first) = try await load(context)
+        let id = first.jobId
+        let queue = self.queue
+        let body = ResponseBody { writer in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var last: JobResponse?
+            var idle = 0
+            while true {
+                guard let job = try await queue.job(id: id) else {
+                    try await writer.write(ByteBuffer(string: "event: deleted\ndata: {\"job_id\":\"\(id)\"}\n\n"))
+                    break
+                }
+                let current = JobResponse(job, position: try await queue.position(id: id))
+                if current != last {
+                    let json = String(decoding: try encoder.encode(current), as: UTF8.self)
+                    try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
+                    last = current
+                    idle = 0
+                } else {
+                    idle += 1
+                    // A comment line every ~15 s keeps proxies from closing the stream.
+                    if idle % 60 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                }
+                if job.status.isTerminal { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
+    }
+
+    /// Cancels (a running separation stops within one segment) and deletes the job and its files.
+    @Sendable func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let job = try await queue.cancel(id: id) else {
+            throw StemifyError(.jobNotFound, "no job '\(id)'", status: 404)
+        }
+        for stem in job.stems { try? FileManager.default.removeItem(atPath: stem.file) }
+        if case let .upload(path, _) = job.input { try? FileManager.default.removeItem(atPath: path) }
+        return try jsonResponse(["job_id": id, "status": "deleted"])
+    }
+
+    /// A stem file, with ETag, Range, Cache-Control and Content-Disposition for CDNs and players.
+    @Sendable func stem(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (job, _) = try await load(context)
+        let file = try context.parameters.require("file")
+        guard let stem = job.stems.first(where: { "\($0.name).\($0.format)" == file }),
+              let attributes = try? FileManager.default.attributesOfItem(atPath: stem.file),
+              let size = attributes[.size] as? Int
+        else { throw StemifyError(.stemNotFound, "job '\(job.id)' has no stem '\(file)'", status: 404) }
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let etag = "\"\(String(size, radix: 16))-\(String(Int(modified * 1000), radix: 16))\""
+        let types = ["mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"]
+        var headers: HTTPFields = [
+            .eTag: etag, .acceptRanges: "bytes", .contentType: types[stem.format] ?? "application/octet-stream",
+            // A job's stems never change once written.
+            .cacheControl: "public, max-age=86400, immutable",
+            .contentDisposition: "attachment; filename=\"\(stem.name).\(stem.format)\"",
+        ]
+        if let match = request.headers[.ifNoneMatch], match == etag || match == "*" {
+            return Response(status: .notModified, headers: headers)
+        }
+        let io = FileIO()
+        if let range = request.headers[.range], let r = parseRange(range, size: size) {
+            guard let r else {
+                headers[.contentRange] = "bytes */\(size)"
+                return Response(status: .rangeNotSatisfiable, headers: headers)
+            }
+            headers[.contentRange] = "bytes \(r.lowerBound)-\(r.upperBound)/\(size)"
+            headers[.contentLength] = "\(r.count)"
+            return Response(status: .partialContent, headers: headers,
+                            body: try await io.loadFile(path: stem.file, range: r, context: context))
+        }
+        headers[.contentLength] = "\(size)"
+        if request.method == .head { return Response(status: .ok, headers: headers) }
+        return Response(status: .ok, headers: headers, body: try await io.loadFile(path: stem.file, context: context))
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` for one range. Returns nil when the header is not a
+/// single byte range (served whole), `.some(nil)` when it cannot be satisfied.
+func parseRange(_ header: String, size: Int) -> ClosedRange<Int>?? {
+    guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+    let spec = header.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
+    guard spec.count == 2 else { return nil }
+    let (a, b) = (Int(spec[0]), Int(spec[1]))
+    switch (spec[0].isEmpty, spec[1].isEmpty) {
+    case (false, _):
+        guard let start = a, start < size, start >= 0 else { return .some(nil) }
+        let end = min(b ?? size - 1, size - 1)
+        return end >= start ? .some(start...end) : .some(nil)
+    case (true, false):
+        guard let n = b, n > 0 else { return .some(nil) }
+        return .some(max(0, size - n)...(size - 1))
+    default:
+        return nil
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import Hummingbird
+import NIOCore
+import StemifyCore
+
+/// Models, health, readiness, metrics, the OpenAPI document and the page.
+struct ServiceController: Sendable {
+    let queue: any JobQueue
+    let models: ModelStore
+    let configuration: StemifyConfiguration
+    let metrics: ServiceMetrics
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/api/models", use: listModels)
+        router.get("/api/limits", use: limits)
+        router.get("/healthz") { _, _ in try jsonResponse(["status": "ok"]) }
+        router.get("/readyz", use: ready)
+        router.get("/metrics", use: renderMetrics)
+        router.get("/openapi.yaml") { _, _ in try resource("openapi.yaml", type: "application/yaml") }
+        router.get("/") { _, _ in try resource("index.html", type: "text/html; charset=utf-8") }
+    }
+
+    struct ModelsResponse: Encodable {
+        var models: [ModelInfo]
+        var defaultModel = "htdemucs"
+        enum CodingKeys: String, CodingKey { case models, defaultModel = "default" }
+    }
+
+    @Sendable func listModels(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try jsonResponse(ModelsResponse(models: models.list()))
+    }
+
+    struct Limits: Encodable {
+        var maxFileSize: Int
+        var maxDurationSeconds: Double
+        var rateLimit: Int
+        var rateLimitPeriodSeconds: Double
+        var outputFormats = FFmpeg.Format.allCases.map(\.rawValue)
+        var qualities = QualityPreset.allCases.map(\.rawValue)
+        enum CodingKeys: String, CodingKey {
+            case maxFileSize = "max_file_size", maxDurationSeconds = "max_duration_seconds", rateLimit = "rate_limit",
+                 rateLimitPeriodSeconds = "rate_limit_period_seconds", outputFormats = "output_formats", qualities
+        }
+    }
+
+    @Sendable func limits(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try jsonResponse(Limits(maxFileSize: configuration.maxFileSize, maxDurationSeconds: configuration.maxDurationSeconds,
+                                rateLimit: configuration.rateLimit, rateLimitPeriodSeconds: configuration.rateLimitPeriodSeconds))
+    }
+
+    /// Ready when the queue answers and at least one model is available.
+    @Sendable func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
+        _ = try await queue.counts()
+        let available = models.list().filter(\.available).map(\.name)
+        guard !available.isEmpty else {
+            return errorResponse(StemifyError(.modelUnavailable, "no model files in \(models.repository.directory.path)", status: 503))
+        }
+        return try jsonResponse(["status": "ready", "models": available.joined(separator: ",")])
+    }
+
+    @Sendable func renderMetrics(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let text = metrics.render(counts: try await queue.counts())
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// A file shipped in the module's `Public/` resources.
+func resource(_ name: String, type: String) throws -> Response {
+    guard let url = Bundle.module.url(forResource: "Public/\(name)", withExtension: nil),
+          let data = try? Data(contentsOf: url)
+    else { throw StemifyError(.internalError, "missing resource \(name)", status: 500) }
+    return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: [UInt8](data))))
+}
