@@ -42,6 +42,11 @@ struct WorkerService: Service {
     let runners: [JobRunner]
 
     func run() async throws {
+        // A service that returns stops the whole application; with no workers, wait for shutdown.
+        if runners.isEmpty {
+            try? await gracefulShutdown()
+            return
+        }
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 for runner in runners { group.addTask { await runner.run() } }

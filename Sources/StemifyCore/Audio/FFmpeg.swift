@@ -67,17 +67,25 @@ public enum FFmpeg {
     }
 
     /// Decodes the whole first audio stream to nothing, so a truncated or corrupt file is refused
-    /// at upload rather than failing later in the queue.
+    /// at upload rather than failing later in the queue. A file whose header promises more audio
+    /// than decodes (an mp3 cut short, whose Xing/Info header still gives the full length) counts
+    /// as truncated.
     public static func validateDecodes(_ path: String, probe: Probe) throws {
         let demuxer = allowedDemuxers[probe.format]!
         let result = try Subprocess.run("ffmpeg", [
-            "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-err_detect", "crccheck+bitstream+buffer+explode",
-            "-protocol_whitelist", "file", "-format_whitelist", formatWhitelist, "-f", demuxer,
-            "-i", "file:\(path)", "-map", "0:a:0", "-f", "null", "-",
+            "-nostdin", "-hide_banner", "-v", "error", "-xerror",
+            "-protocol_whitelist", "file,pipe", "-format_whitelist", formatWhitelist, "-f", demuxer,
+            "-i", "file:\(path)", "-map", "0:a:0", "-f", "null", "-progress", "pipe:1", "-nostats", "-",
         ])
-        guard result.status == 0, result.stderr.isEmpty else {
-            throw StemifyError(.invalidAudio, "the audio could not be decoded (truncated or corrupt file)")
-        }
+        let invalid = StemifyError(.invalidAudio, "the audio could not be decoded completely (truncated or corrupt file)")
+        guard result.status == 0 else { throw invalid }
+        let decoded = String(decoding: result.stdout, as: UTF8.self).split(separator: "\n")
+            .compactMap { line -> Double? in
+                guard line.hasPrefix("out_time_us=") else { return nil }
+                return Double(line.dropFirst("out_time_us=".count)).map { $0 / 1e6 }
+            }.last ?? 0
+        guard decoded > 0 else { throw invalid }
+        if let promised = probe.duration, promised - decoded > max(0.25, 0.02 * promised) { throw invalid }
     }
 
     /// Output formats of stems.

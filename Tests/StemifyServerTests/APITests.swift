@@ -1,0 +1,285 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import StemifyCore
+import StemifyServer
+import StemifyTestSupport
+import Testing
+
+/// A server configuration over a fresh data folder and the fixture models.
+func testConfiguration(_ edit: (inout StemifyConfiguration) -> Void = { _ in }) -> StemifyConfiguration {
+    var c = StemifyConfiguration()
+    c.port = 0
+    c.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-api-\(UUID().uuidString)").path
+    c.modelPath = fixturesDirectory().appendingPathComponent("repo").path
+    c.workers = 1
+    c.threads = 2
+    c.rateLimit = 100
+    edit(&c)
+    return c
+}
+
+/// Runs `body` against a live server (real sockets, in-process workers).
+func withServer(_ configuration: StemifyConfiguration, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void) async throws {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    let app = try buildApplication(configuration: configuration, logger: logger)
+    defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
+    try await app.test(.live) { client in try await body(client) }
+}
+
+/// An audio file made by the real ffmpeg from a lavfi source (test input only).
+func makeAudio(seconds: Double, format: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-in-\(UUID().uuidString).\(format)")
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=220:duration=\(seconds)",
+                   "-f", "lavfi", "-i", "anoisesrc=amplitude=0.05:duration=\(seconds)", "-filter_complex", "amix=inputs=2",
+                   "-ac", "2", "-ar", "44100", url.path]
+    try p.run()
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0)
+    return url
+}
+
+/// `ffprobe` duration of a file, seconds.
+func probeDuration(_ url: URL) throws -> Double {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", url.path]
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    p.waitUntilExit()
+    return Double(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+}
+
+/// A multipart/form-data body.
+func multipart(fields: [String: String], file: (name: String, data: Data)? = nil) -> (HTTPFields, ByteBuffer) {
+    let boundary = "stemify-\(UUID().uuidString)"
+    var body = Data()
+    for (k, v) in fields.sorted(by: { $0.key < $1.key }) {
+        body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n".utf8)
+    }
+    if let file {
+        body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(file.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+        body += file.data
+        body += Data("\r\n".utf8)
+    }
+    body += Data("--\(boundary)--\r\n".utf8)
+    return ([.contentType: "multipart/form-data; boundary=\(boundary)"], ByteBuffer(bytes: [UInt8](body)))
+}
+
+func json(_ buffer: ByteBuffer) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data([UInt8](buffer.readableBytesView)))) as? [String: Any] ?? [:]
+}
+
+func errorCode(_ buffer: ByteBuffer) -> String? {
+    (json(buffer)["error"] as? [String: Any])?["code"] as? String
+}
+
+@Suite("HTTP API", .serialized)
+struct APITests {
+    @Test("upload a 20 s mp3, follow the event stream to done, download every stem at the input's duration")
+    func endToEnd() async throws {
+        let input = try makeAudio(seconds: 20, format: "mp3")
+        defer { try? FileManager.default.removeItem(at: input) }
+        let inputDuration = try probeDuration(input)
+        try await withServer(testConfiguration()) { client in
+            let (headers, body) = multipart(fields: ["model": "ht_small", "output_format": "flac", "remove_vocals": "true", "quality": "fast"],
+                                            file: ("song.mp3", try Data(contentsOf: input)))
+            let accepted = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+            #expect(accepted.status == .accepted)
+            let id = try #require(json(accepted.body)["job_id"] as? String)
+
+            let events = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+            #expect(events.headers[.contentType] == "text/event-stream")
+            let text = String(buffer: events.body)
+            let statuses = text.components(separatedBy: "\n").filter { $0.hasPrefix("data: ") }
+                .map { json(ByteBuffer(string: String($0.dropFirst(6)))) }
+            let progress = statuses.compactMap { $0["progress"] as? Double }
+            #expect(progress == progress.sorted(), "progress went backwards: \(progress)")
+            #expect(statuses.last?["status"] as? String == "done")
+
+            let job = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)
+            let stems = try #require(job["stems"] as? [[String: Any]])
+            #expect(stems.map { $0["name"] as? String } == ["drums", "bass", "other", "vocals", "instrumental"])
+            for stem in stems {
+                let url = try #require(stem["url"] as? String)
+                let response = try await client.execute(uri: url, method: .get)
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentDisposition]?.contains("attachment") == true)
+                let file = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-out-\(UUID().uuidString).flac")
+                defer { try? FileManager.default.removeItem(at: file) }
+                try Data([UInt8](response.body.readableBytesView)).write(to: file)
+                let duration = try probeDuration(file)
+                #expect(abs(duration - inputDuration) < 0.1, "\(url): \(duration) s vs input \(inputDuration) s")
+            }
+        }
+    }
+
+    @Test("stems support ETag, Range and HEAD; unknown jobs and stems are 404 with a code")
+    func downloads() async throws {
+        let input = try makeAudio(seconds: 2, format: "wav")
+        defer { try? FileManager.default.removeItem(at: input) }
+        try await withServer(testConfiguration()) { client in
+            let (headers, body) = multipart(fields: ["model": "ht_small", "output_format": "wav", "quality": "fast"],
+                                            file: ("a.wav", try Data(contentsOf: input)))
+            let id = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body).body)["job_id"] as? String)
+            _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+            let full = try await client.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .get)
+            let etag = try #require(full.headers[.eTag])
+            #expect(full.headers[.cacheControl]?.contains("immutable") == true)
+            let notModified = try await client.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .get, headers: [.ifNoneMatch: etag])
+            #expect(notModified.status == .notModified)
+            let part = try await client.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .get, headers: [.range: "bytes=10-19"])
+            #expect(part.status == .partialContent)
+            #expect([UInt8](part.body.readableBytesView) == [UInt8]([UInt8](full.body.readableBytesView)[10...19]))
+            let head = try await client.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .head)
+            #expect(head.status == .ok)
+            let missingStem = try await client.execute(uri: "/api/jobs/\(id)/stems/guitar.wav", method: .get)
+            #expect(missingStem.status == .notFound && errorCode(missingStem.body) == "stem_not_found")
+            let missingJob = try await client.execute(uri: "/api/jobs/nope", method: .get)
+            #expect(missingJob.status == .notFound && errorCode(missingJob.body) == "job_not_found")
+            let deleted = try await client.execute(uri: "/api/jobs/\(id)", method: .delete)
+            #expect(deleted.status == .ok)
+            let r1 = try await client.execute(uri: "/api/jobs/\(id)", method: .get)
+            #expect(r1.status == .notFound)
+        }
+    }
+
+    struct BadInput: CustomTestStringConvertible, Sendable {
+        let name: String
+        let fields: [String: String]
+        let file: (String, Data)?
+        let status: HTTPResponse.Status
+        let code: String
+        var testDescription: String { name }
+    }
+
+    static let hls = Data("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n".utf8)
+    static let ffconcat = Data("ffconcat version 1.0\nfile '/etc/passwd'\n".utf8)
+
+    static func badInputs() throws -> [BadInput] {
+        let mp3 = try Data(contentsOf: try makeAudio(seconds: 3, format: "mp3"))
+        return [
+            BadInput(name: "empty file", fields: ["model": "ht_small"], file: ("a.mp3", Data()), status: .badRequest, code: "empty_file"),
+            BadInput(name: "text renamed .mp3", fields: ["model": "ht_small"], file: ("a.mp3", Data(String(repeating: "hello, not audio\n", count: 200).utf8)),
+                     status: .unsupportedMediaType, code: "unsupported_format"),
+            BadInput(name: "HLS playlist renamed .mp3", fields: ["model": "ht_small"], file: ("a.mp3", hls), status: .unsupportedMediaType, code: "unsupported_format"),
+            BadInput(name: "ffconcat renamed .mp3", fields: ["model": "ht_small"], file: ("a.mp3", ffconcat), status: .unsupportedMediaType, code: "unsupported_format"),
+            BadInput(name: "truncated mp3", fields: ["model": "ht_small"], file: ("a.mp3", mp3.prefix(mp3.count / 2)),
+                     status: .badRequest, code: "invalid_audio"),
+            BadInput(name: "no input", fields: ["model": "ht_small"], file: nil, status: .badRequest, code: "missing_input"),
+            BadInput(name: "file and URL", fields: ["youtube_url": "https://youtu.be/dQw4w9WgXcQ"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "missing_input"),
+            BadInput(name: "non-YouTube URL", fields: ["youtube_url": "https://example.com/watch?v=dQw4w9WgXcQ"], file: nil,
+                     status: .badRequest, code: "invalid_youtube_url"),
+            BadInput(name: "look-alike host", fields: ["youtube_url": "https://www.youtube.com.evil.io/watch?v=dQw4w9WgXcQ"], file: nil,
+                     status: .badRequest, code: "invalid_youtube_url"),
+            BadInput(name: "playlist URL", fields: ["youtube_url": "https://www.youtube.com/playlist?list=PL590L5WQmH8fJ54F369BLDSqIwcs-TCfs"],
+                     file: nil, status: .badRequest, code: "youtube_playlist"),
+            BadInput(name: "unknown model", fields: ["model": "nope"], file: ("a.mp3", mp3), status: .badRequest, code: "unknown_model"),
+            BadInput(name: "unsupported model", fields: ["model": "mdx_extra_q"], file: ("a.mp3", mp3), status: .unprocessableContent,
+                     code: "model_unavailable"),
+            BadInput(name: "bad output format", fields: ["model": "ht_small", "output_format": "ogg"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
+            BadInput(name: "bad quality", fields: ["model": "ht_small", "quality": "ultra"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
+            BadInput(name: "bad boolean", fields: ["model": "ht_small", "normalize": "maybe"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
+        ]
+    }
+
+    @Test("every bad input gets its documented code and the server stays healthy")
+    func badInputs() async throws {
+        let cases = try Self.badInputs()
+        try await withServer(testConfiguration()) { client in
+            for c in cases {
+                let (headers, body) = multipart(fields: c.fields, file: c.file.map { (name: $0.0, data: $0.1) })
+                let response = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+                #expect(response.status == c.status, "\(c.name): \(response.status)")
+                #expect(errorCode(response.body) == c.code, "\(c.name): \(String(buffer: response.body))")
+                let health = try await client.execute(uri: "/healthz", method: .get)
+                #expect(health.status == .ok)
+            }
+        }
+    }
+
+    @Test("an upload over the limit is refused while it streams (413)")
+    func tooLarge() async throws {
+        try await withServer(testConfiguration { $0.maxFileSize = 1 << 20 }) { client in
+            let (headers, body) = multipart(fields: [:], file: ("big.mp3", Data(count: 3 << 20)))
+            let response = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+            #expect(response.status == .contentTooLarge)
+            #expect(errorCode(response.body) == "file_too_large")
+            let r2 = try await client.execute(uri: "/healthz", method: .get)
+            #expect(r2.status == .ok)
+        }
+    }
+
+    @Test("the sixth job within the hour is refused with 429 and Retry-After, and the count survives a restart")
+    func rateLimit() async throws {
+        let input = try Data(contentsOf: try makeAudio(seconds: 1, format: "mp3"))
+        let configuration = testConfiguration { $0.rateLimit = 5; $0.workers = 0 }
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let first = try buildApplication(configuration: configuration, logger: logger)
+        try await first.test(.live) { client in
+            for _ in 0..<5 {
+                let (headers, body) = multipart(fields: ["model": "ht_small"], file: ("a.mp3", input))
+                let r3 = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+                #expect(r3.status == .accepted)
+            }
+        }
+        // A restarted server still counts them.
+        try await withServer(configuration) { client in
+            let (headers, body) = multipart(fields: ["model": "ht_small"], file: ("a.mp3", input))
+            let response = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+            #expect(response.status == .tooManyRequests)
+            #expect(errorCode(response.body) == "rate_limited")
+            #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 > 0)
+        }
+    }
+
+    @Test("the OpenAPI document lists every route and every error code")
+    func openAPI() async throws {
+        try await withServer(testConfiguration()) { client in
+            let doc = String(buffer: try await client.execute(uri: "/openapi.yaml", method: .get).body)
+            for path in ["/api/stemify:", "/api/jobs/{id}:", "/api/jobs/{id}/events:", "/api/jobs/{id}/stems/{file}:",
+                         "/api/models:", "/api/limits:", "/healthz:", "/readyz:", "/metrics:"] {
+                #expect(doc.contains("  \(path)\n"), "missing \(path)")
+            }
+            let codes = ["missing_input", "empty_file", "file_too_large", "unsupported_format", "invalid_audio", "audio_too_long",
+                         "invalid_youtube_url", "youtube_playlist", "video_too_long", "video_blocked", "youtube_unavailable",
+                         "unknown_model", "model_unavailable", "invalid_option", "rate_limited", "job_not_found", "stem_not_found",
+                         "separation_failed", "cancelled", "internal_error"]
+            for code in codes { #expect(doc.contains(code), "missing \(code)") }
+            let errorsDoc = try String(contentsOf: fixturesDirectory().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("docs/errors.md"), encoding: .utf8)
+            for code in codes { #expect(errorsDoc.contains("`\(code)`"), "docs/errors.md misses \(code)") }
+        }
+    }
+
+    @Test("models, limits, readiness and metrics")
+    func service() async throws {
+        try await withServer(testConfiguration()) { client in
+            let models = json(try await client.execute(uri: "/api/models", method: .get).body)["models"] as? [[String: Any]] ?? []
+            let byName = Dictionary(uniqueKeysWithValues: models.map { ($0["name"] as! String, $0) })
+            #expect(byName["htdemucs"]?["supported"] as? Bool == true)
+            #expect(byName["htdemucs"]?["available"] as? Bool == false)
+            #expect(byName["mdx_q"]?["supported"] as? Bool == false)
+            #expect(byName["ht_small"]?["available"] as? Bool == true)
+            let limits = json(try await client.execute(uri: "/api/limits", method: .get).body)
+            #expect(limits["max_file_size"] as? Int == 50 * 1024 * 1024)
+            let r4 = try await client.execute(uri: "/readyz", method: .get)
+            #expect(r4.status == .ok)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("stemify_queue_depth 0"))
+        }
+    }
+}
