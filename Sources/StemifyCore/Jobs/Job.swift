@@ -54,6 +54,14 @@ public struct StemFile: Codable, Sendable, Equatable {
     public var format: String
     public var bytes: Int
     public var duration: Double
+
+    public init(name: String, file: String, format: String, bytes: Int, duration: Double) {
+        self.name = name
+        self.file = file
+        self.format = format
+        self.bytes = bytes
+        self.duration = duration
+    }
 }
 
 /// Figures recorded for a finished job.
@@ -63,6 +71,14 @@ public struct JobMetrics: Codable, Sendable, Equatable {
     public var inputFormat: String
     public var outputBytes: Int
     public var cacheHit: Bool
+
+    public init(processingSeconds: Double, audioSeconds: Double, inputFormat: String, outputBytes: Int, cacheHit: Bool) {
+        self.processingSeconds = processingSeconds
+        self.audioSeconds = audioSeconds
+        self.inputFormat = inputFormat
+        self.outputBytes = outputBytes
+        self.cacheHit = cacheHit
+    }
 
     enum CodingKeys: String, CodingKey {
         case processingSeconds = "processing_seconds", audioSeconds = "audio_seconds", inputFormat = "input_format",

@@ -1,0 +1,163 @@
+import Foundation
+import StemifyCore
+import Testing
+
+@Suite("YouTube URL acceptance")
+struct YouTubeURLTests {
+    let youtube = YouTube(configuration: StemifyConfiguration())
+
+    @Test("single-video URLs on YouTube's hosts are accepted", arguments: [
+        ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("https://youtube.com/watch?v=dQw4w9WgXcQ&t=42", "dQw4w9WgXcQ"),
+        ("https://m.youtube.com/watch?v=dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("https://music.youtube.com/watch?v=dQw4w9WgXcQ&list=RDAMVM", "dQw4w9WgXcQ"),
+        ("https://youtu.be/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("https://youtu.be/dQw4w9WgXcQ?si=abc", "dQw4w9WgXcQ"),
+        ("https://www.youtube.com/shorts/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("http://www.youtube.com/embed/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+    ])
+    func accepted(_ c: (String, String)) throws {
+        #expect(try youtube.videoID(c.0) == c.1)
+    }
+
+    @Test("hostile and non-video URLs are refused", arguments: [
+        "https://www.youtube.com.evil.io/watch?v=dQw4w9WgXcQ",
+        "https://evil.io/www.youtube.com/watch?v=dQw4w9WgXcQ",
+        "https://user:pass@www.youtube.com/watch?v=dQw4w9WgXcQ",
+        "https://www.youtube.com:8443/watch?v=dQw4w9WgXcQ",
+        "https://wwwyoutube.com/watch?v=dQw4w9WgXcQ",
+        "https://youtube.co/watch?v=dQw4w9WgXcQ",
+        "https://xn--yutube-wqf.com/watch?v=dQw4w9WgXcQ",
+        "file:///etc/passwd",
+        "ftp://youtube.com/watch?v=dQw4w9WgXcQ",
+        "https://www.youtube.com/watch?v=../../etc",
+        "https://www.youtube.com/channel/UC38IQsAvIsxxjztdMZQtwHA",
+        "https://www.youtube.com/",
+        "not a url",
+        "",
+    ])
+    func refused(_ url: String) {
+        #expect(throws: StemifyError.self) { try youtube.videoID(url) }
+    }
+
+    @Test("playlists and blocked videos have their own codes")
+    func codes() throws {
+        let error = #expect(throws: StemifyError.self) { try youtube.videoID("https://www.youtube.com/playlist?list=PLx") }
+        #expect(error?.code == .youtubePlaylist)
+        var c = StemifyConfiguration()
+        c.youtubeBlocklist = ["dQw4w9WgXcQ"]
+        let blocked = #expect(throws: StemifyError.self) { try YouTube(configuration: c).videoID("https://youtu.be/dQw4w9WgXcQ") }
+        #expect(blocked?.code == .videoBlocked)
+    }
+}
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test("YAML, then environment, override the defaults")
+    func layering() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID().uuidString).yaml")
+        try "port: 9000\nrate_limit: 7\ntrusted_proxies: [10.0.0.1, 10.0.0.2]\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let c = try StemifyConfiguration.load(file: file.path, environment: ["RATE_LIMIT": "3", "DEMUCS_MODEL_PATH": "/models", "MAX_FILE_SIZE": "1000"])
+        #expect(c.port == 9000)
+        #expect(c.rateLimit == 3)
+        #expect(c.trustedProxies == ["10.0.0.1", "10.0.0.2"])
+        #expect(c.modelDirectory.path == "/models")
+        #expect(c.maxFileSize == 1000)
+    }
+
+    @Test("invalid settings fail at start naming the key", arguments: [
+        (["RATE_LIMIT": "five"], "RATE_LIMIT"), (["STEMIFY_PORT": "70000"], "port"), (["LOG_LEVEL": "loud"], "log_level"),
+        (["STEMIFY_QUEUE_URL": "redis://x"], "queue_url"), (["MAX_FILE_SIZE": "-1"], "max_file_size"),
+    ])
+    func invalid(_ c: ([String: String], String)) {
+        let error = #expect(throws: ConfigurationError.self) { try StemifyConfiguration.load(file: nil, environment: c.0) }
+        #expect(error?.key == c.1)
+    }
+
+    @Test("an unknown YAML key is refused by name")
+    func unknownKey() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID().uuidString).yaml")
+        try "prot: 9000\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let error = #expect(throws: ConfigurationError.self) { try StemifyConfiguration.load(file: file.path, environment: [:]) }
+        #expect(error?.key == "prot")
+    }
+}
+
+@Suite("SQLite job queue")
+struct SQLiteJobQueueTests {
+    func makeJob(_ id: String, at: Date = Date()) -> Job {
+        Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: JobOptions(model: "ht_small"),
+            input: .upload(path: "/tmp/\(id)", filename: "a.mp3"), clientAddress: "1.2.3.4", createdAt: at, startedAt: nil,
+            finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [], metrics: nil, attempts: 0)
+    }
+
+    func tempPath() -> String { FileManager.default.temporaryDirectory.appendingPathComponent("stemify-q-\(UUID().uuidString)/jobs.sqlite").path }
+
+    @Test("jobs are claimed oldest first, once, and survive reopening the database")
+    func claimOrder() async throws {
+        let path = tempPath()
+        let q = try SQLiteJobQueue(path: path)
+        let now = Date()
+        try await q.enqueue(makeJob("b", at: now))
+        try await q.enqueue(makeJob("a", at: now - 10))
+        #expect(try await q.position(id: "b") == 1)
+        #expect(try await q.claim(worker: "w1")?.id == "a")
+        let reopened = try SQLiteJobQueue(path: path)
+        #expect(try await reopened.claim(worker: "w2")?.id == "b")
+        #expect(try await reopened.claim(worker: "w3") == nil)
+    }
+
+    @Test("a job whose worker stopped heartbeating is claimed again; the old worker is told it lost it")
+    func leaseExpiry() async throws {
+        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 1)
+        try await q.enqueue(makeJob("j"))
+        #expect(try await q.claim(worker: "dead")?.id == "j")
+        #expect(try await q.claim(worker: "other") == nil)
+        try await Task.sleep(for: .milliseconds(1200))
+        let again = try await q.claim(worker: "other")
+        #expect(again?.id == "j" && again?.attempts == 2)
+        #expect(try await q.heartbeat(id: "j", worker: "dead") == false)
+        #expect(try await q.heartbeat(id: "j", worker: "other") == true)
+    }
+
+    @Test("a job interrupted too often fails instead of looping")
+    func maxAttempts() async throws {
+        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 0.2, maxAttempts: 2)
+        try await q.enqueue(makeJob("j"))
+        _ = try await q.claim(worker: "a")
+        try await Task.sleep(for: .milliseconds(300))
+        _ = try await q.claim(worker: "b")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await q.claim(worker: "c") == nil)
+        let job = try await q.job(id: "j")
+        #expect(job?.status == .failed && job?.errorCode == .internalError)
+    }
+
+    @Test("progress never goes backwards; completion, cancellation and dedupe lookups")
+    func lifecycle() async throws {
+        let q = try SQLiteJobQueue(path: tempPath())
+        try await q.enqueue(makeJob("j"))
+        _ = try await q.claim(worker: "w")
+        try await q.update(id: "j", worker: "w", status: .separating, progress: 0.5, eta: 10)
+        try await q.update(id: "j", worker: "w", status: .separating, progress: 0.3, eta: 10)
+        #expect(try await q.job(id: "j")?.progress == 0.5)
+        try await q.setDedupeKey(id: "j", key: "k")
+        let stem = StemFile(name: "vocals", file: "/tmp/v.mp3", format: "mp3", bytes: 1, duration: 1)
+        try await q.complete(id: "j", worker: "w", stems: [stem],
+                             metrics: JobMetrics(processingSeconds: 1, audioSeconds: 1, inputFormat: "mp3", outputBytes: 1, cacheHit: false))
+        #expect(try await q.finishedJob(dedupeKey: "k")?.stems == [stem])
+        #expect(try await q.cancel(id: "j")?.id == "j")
+        #expect(try await q.job(id: "j") == nil)
+    }
+
+    @Test("the rate limit counts per client within the period")
+    func rateLimit() async throws {
+        let q = try SQLiteJobQueue(path: tempPath())
+        for _ in 0..<2 { #expect(try await q.recordSubmission(client: "a", period: 60, limit: 2).allowed) }
+        let third = try await q.recordSubmission(client: "a", period: 60, limit: 2)
+        #expect(!third.allowed && third.retryAfter > 50)
+        #expect(try await q.recordSubmission(client: "b", period: 60, limit: 2).allowed)
+    }
+}
