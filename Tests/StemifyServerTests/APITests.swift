@@ -25,7 +25,7 @@ func testConfiguration(_ edit: (inout StemifyConfiguration) -> Void = { _ in }) 
 /// Runs `body` against a live server (real sockets, in-process workers).
 func withServer(_ configuration: StemifyConfiguration, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void) async throws {
     var logger = Logger(label: "test")
-    logger.logLevel = .warning
+    logger.logLevel = ProcessInfo.processInfo.environment["STEMIFY_TEST_LOG"] != nil ? .debug : .warning
     let app = try buildApplication(configuration: configuration, logger: logger)
     defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
     try await app.test(.live) { client in try await body(client) }
@@ -280,6 +280,78 @@ struct APITests {
             #expect(r4.status == .ok)
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains("stemify_queue_depth 0"))
+        }
+    }
+}
+
+/// A local stand-in for YouTube: `python3 -m http.server` serving pages whose JSON-LD names the
+/// audio and its duration, which yt-dlp's generic extractor reads like a video page.
+final class FakeVideoSite: @unchecked Sendable {
+    let port = Int.random(in: 20000..<40000)
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-site-\(UUID().uuidString)")
+    private let process = Process()
+
+    init(audio: URL, videos: [String: Int]) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: audio, to: directory.appendingPathComponent("audio.mp3"))
+        for (name, seconds) in videos {
+            let page = """
+                <html><head><title>\(name)</title><script type="application/ld+json">
+                {"@context":"https://schema.org","@type":"VideoObject","name":"\(name)","contentUrl":"http://127.0.0.1:\(port)/audio.mp3",
+                 "duration":"PT\(seconds)S","uploadDate":"2024-01-01","thumbnailUrl":"http://127.0.0.1:\(port)/t.jpg","description":"test"}
+                </script></head><body>\(name)</body></html>
+                """
+            try page.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until it accepts connections.
+        for _ in 0..<50 {
+            let probe = Process()
+            probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            probe.arguments = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', \(port)), 0.2)"]
+            probe.standardError = FileHandle.nullDevice
+            try probe.run()
+            probe.waitUntilExit()
+            if probe.terminationStatus == 0 { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+
+    func url(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)" }
+
+    func stop() {
+        // SIGKILL: the server's signal handling leaves SIGTERM ignored in children it spawns.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+@Suite("YouTube input through the real yt-dlp", .serialized)
+struct YouTubeAPITests {
+    @Test("a video is fetched, separated and served; an over-long one is refused before download")
+    func youtube() async throws {
+        let audio = try makeAudio(seconds: 3, format: "mp3")
+        defer { try? FileManager.default.removeItem(at: audio) }
+        let site = try FakeVideoSite(audio: audio, videos: ["song": 3, "concert": 3600])
+        defer { site.stop() }
+        let configuration = testConfiguration { $0.youtubeTestHosts = ["127.0.0.1"] }
+        try await withServer(configuration) { client in
+            let long = try await client.execute(uri: "/api/stemify", method: .post, headers: [.contentType: "application/json"],
+                                                body: ByteBuffer(string: #"{"youtube_url": "\#(site.url("concert"))", "model": "ht_small"}"#))
+            #expect(long.status == .badRequest && errorCode(long.body) == "video_too_long")
+            let accepted = try await client.execute(uri: "/api/stemify", method: .post, headers: [.contentType: "application/json"],
+                                                    body: ByteBuffer(string: #"{"youtube_url": "\#(site.url("song"))", "model": "ht_small", "output_format": "wav"}"#))
+            #expect(accepted.status == .accepted, "\(String(buffer: accepted.body))")
+            let id = try #require(json(accepted.body)["job_id"] as? String)
+            _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+            let job = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)
+            #expect(job["status"] as? String == "done", "\(job)")
+            #expect((job["stems"] as? [Any])?.count == 4)
         }
     }
 }

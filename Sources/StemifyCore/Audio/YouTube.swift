@@ -47,28 +47,38 @@ public struct YouTube: Sendable {
         return id
     }
 
-    /// Fetches metadata, checks the duration, downloads the audio into `directory`.
+    private static let common = ["--no-playlist", "--no-config", "--no-warnings", "--socket-timeout", "20"]
+
+    /// Reads the video's metadata and checks its duration, before anything is downloaded.
     ///
-    /// - Returns: the downloaded file's path.
-    public func download(_ url: String, into directory: URL) throws -> String {
+    /// - Returns: the duration in seconds.
+    /// - Throws: ``ErrorCode/youtubePlaylist``, ``ErrorCode/videoTooLong``, ``ErrorCode/youtubeUnavailable``.
+    public func checkMetadata(_ url: String) throws -> Double {
         _ = try videoID(url)
-        let common = ["--no-playlist", "--no-config", "--no-warnings", "--socket-timeout", "20", "--"]
-        let info = try Subprocess.run("yt-dlp", ["--dump-single-json", "--skip-download"] + common + [url])
+        let info = try Subprocess.run("yt-dlp", ["--dump-single-json", "--skip-download"] + Self.common + ["--", url])
         guard info.status == 0, let json = try? JSONSerialization.jsonObject(with: info.stdout) as? [String: Any] else {
             throw StemifyError(.youtubeUnavailable, "the video could not be fetched", status: 502)
         }
         if json["_type"] as? String == "playlist" {
             throw StemifyError(.youtubePlaylist, "playlists are not accepted; give the URL of one video")
         }
-        guard let duration = (json["duration"] as? NSNumber)?.doubleValue else {
+        guard let duration = (json["duration"] as? NSNumber)?.doubleValue, json["is_live"] as? Bool != true else {
             throw StemifyError(.youtubeUnavailable, "the video's duration is unknown (live streams are not accepted)", status: 502)
         }
         if duration > configuration.maxDurationSeconds {
             throw StemifyError(.videoTooLong, "the video is \(Int(duration)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")
         }
+        return duration
+    }
+
+    /// Checks the metadata again, then downloads the audio into `directory`.
+    ///
+    /// - Returns: the downloaded file's path.
+    public func download(_ url: String, into directory: URL) throws -> String {
+        _ = try checkMetadata(url)
         let template = directory.appendingPathComponent("youtube.%(ext)s").path
-        let result = try Subprocess.run("yt-dlp", ["-f", "bestaudio/best", "-o", template,
-                                                   "--max-filesize", "\(configuration.maxFileSize * 4)"] + common + [url])
+        let result = try Subprocess.run("yt-dlp", ["-f", "bestaudio/best", "-o", template, "--max-filesize",
+                                                   "\(configuration.maxFileSize * 4)"] + Self.common + ["--", url])
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         guard result.status == 0, let file = files.first(where: { $0.hasPrefix("youtube.") && !$0.hasSuffix(".part") }) else {
             throw StemifyError(.youtubeUnavailable, "the video could not be downloaded", status: 502)

@@ -50,7 +50,8 @@ public final class JobRunner: Sendable {
         log.info("job started", metadata: ["job.attempt": "\(job.attempts)"])
         let state = RunState()
         let started = Date()
-        let work = Task.detached { [self] in try self.execute(job, state: state, logger: log) }
+        let jobLogger = log
+        let work = Task { [self] in try await onThread { try self.execute(job, state: state, logger: jobLogger) } }
         // Heartbeat and progress until the work ends.
         while true {
             let finished = await withTaskGroup(of: Bool.self) { group in

@@ -41,14 +41,19 @@ struct StemifyController: Sendable {
             switch (form.filename, form.fields["youtube_url"]) {
             case let (filename?, nil):
                 guard form.fileBytes > 0 else { throw StemifyError(.emptyFile, "the uploaded file is empty") }
-                let probe = try FFmpeg.probe(uploadPath)
-                if let d = probe.duration, d > configuration.maxDurationSeconds {
-                    throw StemifyError(.audioTooLong, "the audio is \(Int(d)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")
+                let maxDuration = configuration.maxDurationSeconds
+                try await onThread {
+                    let probe = try FFmpeg.probe(uploadPath)
+                    if let d = probe.duration, d > maxDuration {
+                        throw StemifyError(.audioTooLong, "the audio is \(Int(d)) s long; the limit is \(Int(maxDuration)) s")
+                    }
+                    try FFmpeg.validateDecodes(uploadPath, probe: probe)
                 }
-                try FFmpeg.validateDecodes(uploadPath, probe: probe)
                 input = .upload(path: uploadPath, filename: filename)
             case let (nil, url?):
-                _ = try YouTube(configuration: configuration).videoID(url)
+                let youtube = YouTube(configuration: configuration)
+                _ = try youtube.videoID(url)
+                _ = try await onThread { try youtube.checkMetadata(url) }
                 input = .youtube(url: url)
             default:
                 throw StemifyError(.missingInput, "send exactly one of a multipart 'file' part or a 'youtube_url' field")
