@@ -265,6 +265,24 @@ struct APITests {
         }
     }
 
+    @Test("the same audio with the same options is served from the finished stems")
+    func dedupe() async throws {
+        let input = try Data(contentsOf: try makeAudio(seconds: 2, format: "mp3"))
+        try await withServer(testConfiguration()) { client in
+            var results: [[String: Any]] = []
+            for _ in 0..<2 {
+                let (headers, body) = multipart(fields: ["model": "ht_small", "output_format": "wav", "quality": "fast"], file: ("a.mp3", input))
+                let id = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body).body)["job_id"] as? String)
+                _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+                results.append(json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body))
+            }
+            let hits = results.map { ($0["metrics"] as? [String: Any])?["cache_hit"] as? Bool }
+            #expect(hits == [false, true])
+            let sizes = results.map { ($0["stems"] as? [[String: Any]])?.map { $0["bytes"] as? Int } }
+            #expect(sizes[0] == sizes[1])
+        }
+    }
+
     @Test("models, limits, readiness and metrics")
     func service() async throws {
         try await withServer(testConfiguration()) { client in

@@ -181,7 +181,10 @@ public final class JobRunner: Sendable {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: raw))
         defer { try? handle.close() }
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        hasher.update(data: try JSONEncoder().encode(options))
+        // Sorted keys: JSONEncoder's key order is otherwise not stable between runs.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        hasher.update(data: try encoder.encode(options))
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }
