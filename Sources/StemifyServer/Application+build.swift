@@ -13,7 +13,10 @@ public import StemifyCore
 public func buildApplication(configuration: StemifyConfiguration, logger: Logger) throws -> some ApplicationProtocol {
     try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
     let queue = try SQLiteJobQueue(path: configuration.jobsDatabasePath, leaseSeconds: configuration.leaseSeconds)
-    let models = ModelStore(directory: configuration.modelDirectory)
+    let models = ModelStore(
+        directory: configuration.modelDirectory,
+        downloader: configuration.modelDownload
+            ? ModelDownloader(huggingFaceBase: configuration.modelHuggingFaceURL, legacyBase: configuration.modelLegacyURL) : nil)
     let metrics = ServiceMetrics()
     EngineThreads.set(configuration.threads)
 

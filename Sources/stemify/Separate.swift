@@ -35,6 +35,15 @@ struct Separate: ParsableCommand {
     @Flag(help: "Write 32-bit float WAV.")
     var float32 = false
 
+    @Flag(help: "Write mp3 stems (through ffmpeg).")
+    var mp3 = false
+
+    @Option(help: "mp3 bit rate in kbit/s.")
+    var mp3Bitrate = 320
+
+    @Flag(help: "Write flac stems (through ffmpeg).")
+    var flac = false
+
     @Option(help: "Clipping prevention: rescale, clamp or none.")
     var clipMode: String = "rescale"
 
@@ -44,11 +53,12 @@ struct Separate: ParsableCommand {
     @Flag(help: "No progress bar.")
     var quiet = false
 
-    @Argument(help: "Audio files (WAV).")
+    @Argument(help: "Audio files (WAV read directly; mp3, flac, ogg, m4a, … through ffmpeg).")
     var files: [String]
 
     func validate() throws {
         if int24 && float32 { throw ValidationError("--int24 and --float32 are exclusive") }
+        if mp3 && flac { throw ValidationError("--mp3 and --flac are exclusive") }
         if ClipMode(rawValue: clipMode) == nil { throw ValidationError("--clip-mode must be rescale, clamp or none") }
         if OtherMethod(rawValue: otherMethod) == nil { throw ValidationError("--other-method must be add, minus or none") }
         if shifts < 0 { throw ValidationError("--shifts must be ≥ 0") }
@@ -69,9 +79,10 @@ struct Separate: ParsableCommand {
                 bag: bag,
                 separation: SeparationOptions(shifts: shifts, overlap: overlap),
                 output: StemOutputOptions(
+                    format: mp3 ? .mp3 : flac ? .flac : .wav,
                     encoding: float32 ? .float32 : int24 ? .int24 : .int16,
                     clipMode: ClipMode(rawValue: clipMode)!, twoStems: twoStems,
-                    otherMethod: OtherMethod(rawValue: otherMethod)!))
+                    otherMethod: OtherMethod(rawValue: otherMethod)!, mp3Bitrate: mp3Bitrate))
         }
         let base = URL(fileURLWithPath: out).appendingPathComponent(name)
         if !quiet { FileHandle.standardError.write(Data("Separated tracks will be stored in \(base.path)\n".utf8)) }

@@ -133,6 +133,27 @@ struct TrackSeparatorTests {
         }
     }
 
+    @Test("any input format goes through ffmpeg; mp3 and flac stems come out at the input's length")
+    func otherFormats() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-fmt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let mp3 = out.appendingPathComponent("in.mp3")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["ffmpeg", "-v", "error", "-y", "-i", audioFixture("long"), "-c:a", "libmp3lame", mp3.path]
+        try p.run()
+        p.waitUntilExit()
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        for format in [FFmpeg.Format.mp3, .flac] {
+            let files = try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 0), output: StemOutputOptions(format: format))
+                .separate(input: mp3.path, into: out.appendingPathComponent(format.rawValue))
+            #expect(files.map(\.pathExtension) == Array(repeating: format.rawValue, count: 4))
+            let probe = try FFmpeg.probe(files[0].path)
+            #expect(abs((probe.duration ?? 0) - 1.1) < 0.1, "\(format): \(String(describing: probe.duration))")
+        }
+    }
+
     @Test("an unknown --two-stems stem is refused with the list of stems")
     func unknownStem() throws {
         let bag = try fixtureRepo.loadBag(named: "ht_small")

@@ -18,6 +18,8 @@ func testConfiguration(_ edit: (inout StemifyConfiguration) -> Void = { _ in }) 
     c.workers = 1
     c.threads = 2
     c.rateLimit = 100
+    // No internet here: published models are not fetched.
+    c.modelDownload = false
     edit(&c)
     return c
 }

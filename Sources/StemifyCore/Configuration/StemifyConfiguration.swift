@@ -45,6 +45,12 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var youtubeTestHosts: [String] = []
     /// `mp3_bitrate` / `MP3_BITRATE`, kbit/s. The default is 320.
     public var mp3Bitrate = 320
+    /// `model_download` / `MODEL_DOWNLOAD`: fetch published models on first use. The default is true.
+    public var modelDownload = true
+    /// `model_hf_url` / `MODEL_HF_URL`: HuggingFace base. The default is `https://huggingface.co`.
+    public var modelHuggingFaceURL = "https://huggingface.co"
+    /// `model_legacy_url` / `MODEL_LEGACY_URL`: legacy base. The default is `https://dl.fbaipublicfiles.com/demucs`.
+    public var modelLegacyURL = "https://dl.fbaipublicfiles.com/demucs"
 
     public init() {}
 
@@ -83,7 +89,8 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
-        ("mp3_bitrate", "MP3_BITRATE"),
+        ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"),
+        ("model_legacy_url", "MODEL_LEGACY_URL"),
     ]
 
     mutating func set(_ key: String, _ value: String, source: String) throws {
@@ -116,6 +123,14 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "youtube_blocklist": youtubeBlocklist = list()
         case "youtube_test_hosts": youtubeTestHosts = list()
         case "mp3_bitrate": mp3Bitrate = try int()
+        case "model_download":
+            switch value.lowercased() {
+            case "true", "1", "yes", "on": modelDownload = true
+            case "false", "0", "no", "off": modelDownload = false
+            default: throw ConfigurationError(key: source, message: "'\(value)' is not true or false")
+            }
+        case "model_hf_url": modelHuggingFaceURL = value
+        case "model_legacy_url": modelLegacyURL = value
         default: throw ConfigurationError(key: source, message: "unknown setting")
         }
     }

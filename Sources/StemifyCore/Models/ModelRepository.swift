@@ -107,6 +107,11 @@ public struct ModelRepository: Sendable {
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw ModelRepositoryError.invalidBagFile(path: url.path, reason: "unreadable")
         }
+        return try parseBag(text: text, path: url.path)
+    }
+
+    static func parseBag(text: String, path: String) throws -> BagSpec {
+        let url = URL(fileURLWithPath: path)
         let node: Any?
         do { node = try Yams.load(yaml: text) } catch {
             throw ModelRepositoryError.invalidBagFile(path: url.path, reason: "not valid YAML")

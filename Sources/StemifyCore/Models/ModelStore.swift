@@ -29,8 +29,12 @@ public final class ModelStore: @unchecked Sendable {
     private let lock = NSLock()
     private var cache: [String: ModelBag] = [:]
 
-    public init(directory: URL) {
+    /// Fetches published models on first use; nil when downloads are off.
+    public let downloader: ModelDownloader?
+
+    public init(directory: URL, downloader: ModelDownloader? = nil) {
         repository = ModelRepository(directory: directory)
+        self.downloader = downloader
     }
 
     private static let four = ["drums", "bass", "other", "vocals"]
@@ -76,7 +80,7 @@ public final class ModelStore: @unchecked Sendable {
         if entry == nil && !repository.list().bags.contains(name) {
             throw StemifyError(.unknownModel, "unknown model '\(name)'; GET /api/models lists the models", status: 400)
         }
-        if !isAvailable(name) {
+        if !isAvailable(name) && !(downloader != nil && ModelDownloader.bags[name] != nil) {
             throw StemifyError(.modelUnavailable, "model '\(name)' is not in the model folder \(repository.directory.path); put \(name).yaml and its checkpoints there", status: 503)
         }
     }
@@ -86,6 +90,9 @@ public final class ModelStore: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let b = cache[name] { return b }
+        if !isAvailable(name), let downloader {
+            try downloader.pull(name, into: repository.directory)
+        }
         let b = try repository.loadBag(named: name)
         cache[name] = b
         return b

@@ -103,15 +103,25 @@ public struct TrackSeparator {
         }
     }
 
-    /// Separates the WAV file at `input` into `directory/STEM.wav`.
+    /// Separates the audio file at `input` into `directory/STEM.EXT`.
     ///
+    /// WAV is read directly (and resampled like the reference); any other format is decoded by
+    /// ffmpeg to 44.1 kHz stereo first.
     /// - Returns: the written files.
     public func separate(
         input: String, into directory: URL,
         progress: (SeparationProgress) -> Void = { _ in },
         isCancelled: () -> Bool = { false }
     ) throws -> [URL] {
-        let wav = try WAVFileSource(path: input)
+        let wav: WAVFileSource
+        do {
+            wav = try WAVFileSource(path: input)
+        } catch AudioError.notWAV, AudioError.unsupportedEncoding {
+            let raw = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID().uuidString).f32").path
+            defer { try? FileManager.default.removeItem(atPath: raw) }
+            try FFmpeg.decode(input, probe: try FFmpeg.probe(input), to: raw, sampleRate: bag.samplerate)
+            return try separate(source: try RawAudioFile(path: raw), into: directory, progress: progress, isCancelled: isCancelled)
+        }
         let source: any AudioSource = (wav.sampleRate == bag.samplerate && wav.channelCount == bag.audioChannels)
             ? wav
             : ConvertedAudioSource(wav, rate: wav.sampleRate, targetRate: bag.samplerate, channels: bag.audioChannels)

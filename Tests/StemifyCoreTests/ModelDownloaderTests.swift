@@ -1,0 +1,136 @@
+import DemucsKit
+import Foundation
+import StemifyCore
+import StemifyTestSupport
+import Testing
+
+/// A local HTTP server with Range support (`python3`), standing in for HuggingFace and the
+/// legacy download site; counts the requests that asked for a range.
+final class LocalFileServer: @unchecked Sendable {
+    let port = Int.random(in: 40000..<50000)
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-files-\(UUID().uuidString)")
+    private let process = Process()
+    static let script = #"""
+import http.server, os, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def send_head(self):
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404); return None
+        size = os.path.getsize(path); start = 0
+        r = self.headers.get("Range")
+        f = open(path, "rb")
+        if r and r.startswith("bytes="):
+            start = int(r[6:].split("-")[0]); f.seek(start)
+            open(os.path.join(sys.argv[2], ".ranges"), "a").write(self.path + "\n")
+            self.send_response(206); self.send_header("Content-Range", f"bytes {start}-{size-1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(size - start)); self.send_header("Accept-Ranges", "bytes"); self.end_headers()
+        return f
+    def log_message(self, *a): pass
+os.chdir(sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""#
+
+    init() throws {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", Self.script, "\(port)", root.path]
+        try process.run()
+        for _ in 0..<50 {
+            let probe = Process()
+            probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            probe.arguments = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', \(port)), 0.2)"]
+            probe.standardError = FileHandle.nullDevice
+            try probe.run()
+            probe.waitUntilExit()
+            if probe.terminationStatus == 0 { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    func put(_ data: Data, at path: String) throws {
+        let url = root.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try data.write(to: url)
+    }
+
+    var rangeRequests: [String] {
+        ((try? String(contentsOf: root.appendingPathComponent(".ranges"), encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: root)
+    }
+}
+
+@Suite("Model download", .serialized)
+struct ModelDownloaderTests {
+    let fixtureRepo = fixturesDirectory().appendingPathComponent("repo")
+
+    func tempDir() -> URL { FileManager.default.temporaryDirectory.appendingPathComponent("stemify-models-\(UUID().uuidString)") }
+
+    @Test("a model comes from its HuggingFace repository, resumes a partial file, and then loads")
+    func huggingFace() throws {
+        let server = try LocalFileServer()
+        defer { server.stop() }
+        let checkpoint = try Data(contentsOf: try #require(try ModelRepository(directory: fixtureRepo).checkpoint(for: "a1c0ffee")))
+        let base = "adefossez/\(ModelDownloader.huggingFaceRepository("ht_small"))/resolve/main"
+        try server.put(Data("models: ['a1c0ffee']\n".utf8), at: "\(base)/ht_small.yaml")
+        try server.put(checkpoint, at: "\(base)/a1c0ffee.safetensors")
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A previous, interrupted try left half of the file.
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try checkpoint.prefix(checkpoint.count / 2).write(to: dir.appendingPathComponent("a1c0ffee.safetensors.part"))
+        var pulled: [String] = []
+        try ModelDownloader(huggingFaceBase: server.base, legacyBase: server.base).pull("ht_small", into: dir) { pulled.append($0) }
+        #expect(pulled == ["a1c0ffee.safetensors"])
+        #expect(try Data(contentsOf: dir.appendingPathComponent("a1c0ffee.safetensors")) == checkpoint)
+        #expect(server.rangeRequests.contains { $0.hasSuffix("a1c0ffee.safetensors") })
+        #expect(try ModelRepository(directory: dir).loadBag(named: "ht_small").sources.count == 4)
+    }
+
+    @Test("the legacy fallback verifies the checksum in the file name")
+    func legacyChecksum() throws {
+        let server = try LocalFileServer()
+        defer { server.stop() }
+        try server.put(Data("not the real model".utf8), at: "hybrid_transformer/955717e8-8726e21a.th")
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let error = #expect(throws: StemifyError.self) {
+            try ModelDownloader(huggingFaceBase: server.base, legacyBase: server.base).pull("htdemucs", into: dir)
+        }
+        #expect(error?.code == .modelUnavailable)
+        #expect(error?.message.contains("955717e8-8726e21a.th") == true)
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("955717e8-8726e21a.th").path))
+    }
+
+    @Test("without network the error says which files to put where")
+    func offline() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let error = #expect(throws: StemifyError.self) {
+            try ModelDownloader(huggingFaceBase: "http://127.0.0.1:9", legacyBase: "http://127.0.0.1:9").pull("htdemucs_ft", into: dir)
+        }
+        #expect(error?.message.contains("f7e0c4bc-ba3fe64a.th") == true)
+        #expect(error?.message.contains(dir.path) == true)
+    }
+
+    @Test("verify checks the sha256 prefix of SIG-CHECKSUM.th files")
+    func verify() throws {
+        let dir = tempDir()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = try #require(try ModelRepository(directory: fixtureRepo).checkpoint(for: "a1c0ffee"))
+        try FileManager.default.copyItem(at: good, to: dir.appendingPathComponent(good.lastPathComponent))
+        #expect(try ModelDownloader().verify(directory: dir).isEmpty)
+        try Data("corrupt".utf8).write(to: dir.appendingPathComponent("deadbeef-12345678.th"))
+        #expect(try ModelDownloader().verify(directory: dir) == ["deadbeef-12345678.th"])
+    }
+}
