@@ -267,6 +267,34 @@ struct APITests {
         }
     }
 
+    @Test("DELETE stops a running separation: the job is gone and the worker takes the next one")
+    func cancelRunning() async throws {
+        let long = try Data(contentsOf: try makeAudio(seconds: 240, format: "mp3"))
+        let short = try Data(contentsOf: try makeAudio(seconds: 1, format: "mp3"))
+        try await withServer(testConfiguration()) { client in
+            let (h1, b1) = multipart(fields: ["model": "ht_small", "quality": "best"], file: ("long.mp3", long))
+            let id = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: h1, body: b1).body)["job_id"] as? String)
+            var status = ""
+            for _ in 0..<200 where status != "separating" {
+                try await Task.sleep(for: .milliseconds(100))
+                status = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)["status"] as? String ?? ""
+            }
+            #expect(status == "separating")
+            let deleted = try await client.execute(uri: "/api/jobs/\(id)", method: .delete)
+            #expect(deleted.status == .ok)
+            let gone = try await client.execute(uri: "/api/jobs/\(id)", method: .get)
+            #expect(gone.status == .notFound)
+            // The long job would take minutes; the next one finishes at once only if the worker let go.
+            let started = Date()
+            let (h2, b2) = multipart(fields: ["model": "ht_small", "quality": "fast", "output_format": "wav"], file: ("short.mp3", short))
+            let next = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: h2, body: b2).body)["job_id"] as? String)
+            _ = try await client.execute(uri: "/api/jobs/\(next)/events", method: .get)
+            let job = json(try await client.execute(uri: "/api/jobs/\(next)", method: .get).body)
+            #expect(job["status"] as? String == "done")
+            #expect(Date().timeIntervalSince(started) < 20)
+        }
+    }
+
     @Test("the same audio with the same options is served from the finished stems")
     func dedupe() async throws {
         let input = try Data(contentsOf: try makeAudio(seconds: 2, format: "mp3"))

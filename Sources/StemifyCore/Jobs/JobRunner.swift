@@ -51,17 +51,17 @@ public final class JobRunner: Sendable {
         let state = RunState()
         let started = Date()
         let jobLogger = log
-        let work = Task { [self] in try await onThread { try self.execute(job, state: state, logger: jobLogger) } }
-        // Heartbeat and progress until the work ends.
-        while true {
-            let finished = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { _ = await work.result; return true }
-                group.addTask { try? await Task.sleep(for: .seconds(1)); return false }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            if finished { break }
+        let work = Task { [self] in
+            defer { state.finish() }
+            return try await onThread { try self.execute(job, state: state, logger: jobLogger) }
+        }
+        // Heartbeat and progress every second until the work ends. (Awaiting the work in a task
+        // group child would not do: a task's value cannot be cancelled, so the group would wait.)
+        var lastBeat = Date.distantPast
+        while !state.isFinished {
+            try? await Task.sleep(for: .milliseconds(100))
+            guard Date().timeIntervalSince(lastBeat) >= 1, !state.isFinished else { continue }
+            lastBeat = Date()
             let snapshot = state.snapshot()
             do {
                 if try await !queue.heartbeat(id: job.id, worker: id) {
@@ -212,6 +212,7 @@ final class RunState: @unchecked Sendable {
     private var progress = 0.0
     private var eta: Double?
     private var cancelled = false
+    private var finished = false
 
     func set(_ status: JobStatus, _ progress: Double, eta: Double? = nil) {
         lock.withLock {
@@ -223,5 +224,7 @@ final class RunState: @unchecked Sendable {
 
     func snapshot() -> (status: JobStatus, progress: Double, eta: Double?) { lock.withLock { (status, progress, eta) } }
     func cancel() { lock.withLock { cancelled = true } }
+    func finish() { lock.withLock { finished = true } }
+    var isFinished: Bool { lock.withLock { finished } }
     var isCancelled: Bool { lock.withLock { cancelled } }
 }
