@@ -14,6 +14,8 @@ struct StemifyController: Sendable {
     let models: ModelStore
     let configuration: StemifyConfiguration
     let metrics: ServiceMetrics
+    /// One upload validation (ffprobe + full decode) per core at a time.
+    let validation = AsyncLimiter(limit: ProcessInfo.processInfo.activeProcessorCount)
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("/api/stemify", use: submit)
@@ -42,13 +44,13 @@ struct StemifyController: Sendable {
             case let (filename?, nil):
                 guard form.fileBytes > 0 else { throw StemifyError(.emptyFile, "the uploaded file is empty") }
                 let maxDuration = configuration.maxDurationSeconds
-                try await onThread {
+                try await validation.run { try await onThread {
                     let probe = try FFmpeg.probe(uploadPath)
                     if let d = probe.duration, d > maxDuration {
                         throw StemifyError(.audioTooLong, "the audio is \(Int(d)) s long; the limit is \(Int(maxDuration)) s")
                     }
                     try FFmpeg.validateDecodes(uploadPath, probe: probe)
-                }
+                } }
                 input = .upload(path: uploadPath, filename: filename)
             case let (nil, url?):
                 let youtube = YouTube(configuration: configuration)
