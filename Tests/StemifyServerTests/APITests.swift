@@ -248,6 +248,28 @@ struct APITests {
         }
     }
 
+    @Test("X-Forwarded-For counts only from a trusted proxy")
+    func trustedProxy() async throws {
+        let input = try Data(contentsOf: try makeAudio(seconds: 1, format: "mp3"))
+        @Sendable func submit(_ client: any TestClientProtocol, from address: String) async throws -> HTTPResponse.Status {
+            var (headers, body) = multipart(fields: ["model": "ht_small"], file: ("a.mp3", input))
+            headers[HTTPField.Name("X-Forwarded-For")!] = address
+            return try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body).status
+        }
+        try await withServer(testConfiguration { $0.rateLimit = 1; $0.workers = 0; $0.trustedProxies = ["127.0.0.1"] }) { client in
+            let first = try await submit(client, from: "203.0.113.1")
+            let other = try await submit(client, from: "203.0.113.2")
+            let again = try await submit(client, from: "203.0.113.1")
+            #expect(first == .accepted && other == .accepted && again == .tooManyRequests)
+        }
+        // Without a trusted proxy the header is ignored: every request is the peer's.
+        try await withServer(testConfiguration { $0.rateLimit = 1; $0.workers = 0 }) { client in
+            let first = try await submit(client, from: "203.0.113.1")
+            let other = try await submit(client, from: "203.0.113.2")
+            #expect(first == .accepted && other == .tooManyRequests)
+        }
+    }
+
     @Test("the OpenAPI document lists every route and every error code")
     func openAPI() async throws {
         try await withServer(testConfiguration()) { client in
