@@ -43,9 +43,8 @@ extension Models {
         var name: String
 
         func run() throws {
-            let env = ProcessInfo.processInfo.environment
-            let downloader = ModelDownloader(huggingFaceBase: env["MODEL_HF_URL"] ?? "https://huggingface.co",
-                                             legacyBase: env["MODEL_LEGACY_URL"] ?? "https://dl.fbaipublicfiles.com/demucs")
+            let c = try reportingErrors { try StemifyConfiguration.load(file: nil) }
+            let downloader = ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL)
             try reportingErrors { try downloader.pull(name, into: try modelFolder(repo)) { print("downloaded \($0)") } }
             print("\(name) is ready")
         }

@@ -38,16 +38,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", Self.script, "\(port)", root.path]
         try process.run()
-        for _ in 0..<50 {
-            let probe = Process()
-            probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            probe.arguments = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', \(port)), 0.2)"]
-            probe.standardError = FileHandle.nullDevice
-            try probe.run()
-            probe.waitUntilExit()
-            if probe.terminationStatus == 0 { return }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
+        try waitUntilListening(port: port)
     }
 
     var base: String { "http://127.0.0.1:\(port)" }

@@ -378,17 +378,7 @@ final class FakeVideoSite: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Wait until it accepts connections.
-        for _ in 0..<50 {
-            let probe = Process()
-            probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            probe.arguments = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', \(port)), 0.2)"]
-            probe.standardError = FileHandle.nullDevice
-            try probe.run()
-            probe.waitUntilExit()
-            if probe.terminationStatus == 0 { return }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
+        try waitUntilListening(port: port)
     }
 
     func url(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)" }

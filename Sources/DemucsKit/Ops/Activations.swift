@@ -77,34 +77,16 @@ public func add(_ x: inout Tensor, _ y: Tensor) {
     }
 }
 
-/// `exp(x)` to within 2 ulp over the float range, branch-free so loops vectorise: `2^n · p(r)`
-/// with `x = n·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 polynomial for `e^r`. Used where libm's
-/// `expf` call dominated (softmax, sigmoid, GELU); parity tests bound its effect.
-@inline(__always)
-func fastExp(_ x: Float) -> Float {
-    let x = min(max(x, -87.3), 88.3)
-    // Adding 1.5·2^23 rounds to an integer that sits in the low mantissa bits: n without a
-    // float-to-int conversion (whose range check would stop vectorisation).
-    let t = x * 1.442695041 + 12_582_912
-    let n = t - 12_582_912
-    // Cody–Waite: ln2 split in a high part exact in float and a low correction.
-    let r = (x - n * 0.693145751953125) - n * 1.428606765330187e-06
-    var p: Float = 1.0 / 720
-    p = p * r + 1.0 / 120
-    p = p * r + 1.0 / 24
-    p = p * r + 1.0 / 6
-    p = p * r + 0.5
-    p = p * r + 1
-    p = p * r + 1
-    return p * Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) << 23)
-}
-
-/// Eight lanes of ``fastExp(_:)``.
+/// `exp(x)` to within 2 ulp over the float range, eight lanes, branch-free: `2^n · p(r)` with
+/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 polynomial for `e^r`. Used where libm's scalar
+/// `expf` dominated (softmax, sigmoid, GELU); parity tests bound its effect.
 @inline(__always)
 func fastExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     // Comparisons and blends inline; `clamped` went through unspecialised generic calls.
     var x = x.replacing(with: -87.3, where: x .< -87.3)
     x = x.replacing(with: 88.3, where: x .> 88.3)
+    // Adding 1.5·2^23 rounds to an integer that sits in the low mantissa bits: n without a
+    // float-to-int conversion. Cody–Waite: ln2 split in a part exact in float and a correction.
     let t = x * 1.442695041 + 12_582_912
     let n = t - 12_582_912
     let r = (x - n * 0.693145751953125) - n * 1.428606765330187e-06
@@ -119,7 +101,8 @@ func fastExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
 }
 
-/// Eight lanes of ``erfcNonNegative(_:)``.
+/// `erfc(z)` for `z ≥ 0`, relative error below 1.2e-7 (Numerical Recipes' Chebyshev fit),
+/// eight lanes, branch-free.
 @inline(__always)
 func erfcNonNegative(_ z: SIMD8<Float>) -> SIMD8<Float> {
     let t = 1 / (1 + 0.5 * z)
@@ -135,6 +118,13 @@ func erfcNonNegative(_ z: SIMD8<Float>) -> SIMD8<Float> {
     p = p * t - 1.26551223
     return t * fastExp(-z * z + p)
 }
+
+/// Scalar forms for loop tails: lane 0 of the vector forms, so both give the same numbers.
+@inline(__always)
+func fastExp(_ x: Float) -> Float { fastExp(SIMD8(repeating: x))[0] }
+
+@inline(__always)
+func erfcNonNegative(_ z: Float) -> Float { erfcNonNegative(SIMD8(repeating: z))[0] }
 
 /// Applies `scalar` to every element of `p[range]`, eight lanes at a time through `vector`.
 @inline(__always)
@@ -155,22 +145,6 @@ func mapInPlace(
     }
 }
 
-/// `erfc(z)` for `z ≥ 0`, relative error below 1.2e-7 (Numerical Recipes' Chebyshev fit), branch-free.
-@inline(__always)
-func erfcNonNegative(_ z: Float) -> Float {
-    let t = 1 / (1 + 0.5 * z)
-    var p: Float = 0.17087277
-    p = p * t - 0.82215223
-    p = p * t + 1.48851587
-    p = p * t - 1.13520398
-    p = p * t + 0.27886807
-    p = p * t - 0.18628806
-    p = p * t + 0.09678418
-    p = p * t + 0.37409196
-    p = p * t + 1.00002368
-    p = p * t - 1.26551223
-    return t * fastExp(-z * z + p)
-}
 
 /// Sum of `p[0..<count]`: eight float lanes per block of 1024 elements, blocks added in Double,
 /// so long reductions stay accurate and fast.

@@ -1,4 +1,3 @@
-public import DemucsKit
 import Foundation
 
 /// Audio decoding and encoding through ffmpeg, hardened for untrusted files.
@@ -49,7 +48,8 @@ public enum FFmpeg {
         return Probe(format: name, duration: duration, audioStreams: audio)
     }
 
-    /// Decodes the first audio stream to 44.1 kHz stereo Float32 (interleaved, raw) at `output`.
+    /// Decodes the first audio stream to a 44.1 kHz stereo Float32 WAV at `output`, which
+    /// ``WAVFileSource`` then reads on demand.
     ///
     /// - Throws: ``ErrorCode/invalidAudio`` when ffmpeg cannot decode it (truncated, corrupt).
     public static func decode(_ path: String, probe: Probe, to output: String, sampleRate: Int = 44100) throws {
@@ -58,7 +58,7 @@ public enum FFmpeg {
             "-nostdin", "-hide_banner", "-v", "error", "-xerror",
             "-protocol_whitelist", "file,pipe", "-format_whitelist", formatWhitelist, "-f", demuxer,
             "-i", "file:\(path)", "-map", "0:a:0", "-vn", "-ac", "2", "-ar", "\(sampleRate)",
-            "-f", "f32le", "-c:a", "pcm_f32le", "-y", "file:\(output)",
+            "-f", "wav", "-c:a", "pcm_f32le", "-y", "file:\(output)",
         ])
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         guard result.status == 0, size > 0 else {
@@ -106,43 +106,5 @@ public enum FFmpeg {
         guard result.status == 0 else {
             throw StemifyError(.internalError, "encoding \(format.rawValue) failed: \(String(decoding: result.stderr.prefix(300), as: UTF8.self))", status: 500)
         }
-    }
-}
-
-/// Raw interleaved Float32 audio on disk (what ``FFmpeg/decode(_:probe:to:sampleRate:)``
-/// writes), read on demand.
-public final class RawAudioFile: AudioSource, @unchecked Sendable {
-    public let path: String
-    public let channelCount: Int
-    public let frameCount: Int
-    private let handle: FileHandle
-
-    public init(path: String, channels: Int = 2) throws {
-        self.path = path
-        channelCount = channels
-        guard let h = FileHandle(forReadingAtPath: path) else { throw AudioError.unreadable(path: path, reason: "cannot open") }
-        handle = h
-        let size = Int(try h.seekToEnd())
-        frameCount = size / (4 * channels)
-        guard frameCount > 0 else { throw AudioError.empty(path: path) }
-    }
-
-    deinit { try? handle.close() }
-
-    public func read(from start: Int, count: Int) throws -> Tensor {
-        var out = Tensor(zeros: [channelCount, count])
-        let lo = max(start, 0), hi = min(start + count, frameCount)
-        guard hi > lo else { return out }
-        try handle.seek(toOffset: UInt64(lo * channelCount * 4))
-        let data = try handle.read(upToCount: (hi - lo) * channelCount * 4) ?? Data()
-        data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
-            let frames = p.count / (4 * channelCount)
-            for f in 0..<frames {
-                for c in 0..<channelCount {
-                    out.data[c * count + (lo - start) + f] = p.loadUnaligned(fromByteOffset: (f * channelCount + c) * 4, as: Float.self)
-                }
-            }
-        }
-        return out
     }
 }

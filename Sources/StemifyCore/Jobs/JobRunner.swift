@@ -93,10 +93,14 @@ public final class JobRunner: Sendable {
             } else {
                 (.separationFailed, "separation failed")
             }
-            if (error as? StemifyError) == nil { log.error("job failed", metadata: ["error": "\(error)"]) }
             metrics?.recordFailure(code: code)
             try? await queue.fail(id: job.id, worker: id, code: code, message: message)
-            log.info("job failed", metadata: ["error.code": "\(code)"])
+            // Unexpected errors carry details for the log only; the client sees the code.
+            if error is StemifyError {
+                log.info("job failed", metadata: ["error.code": "\(code)"])
+            } else {
+                log.error("job failed", metadata: ["error.code": "\(code)", "error": "\(error)"])
+            }
         }
     }
 
@@ -126,9 +130,9 @@ public final class JobRunner: Sendable {
         if let d = probe.duration, d > configuration.maxDurationSeconds {
             throw StemifyError(.audioTooLong, "the audio is \(Int(d)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")
         }
-        let raw = workDir.appendingPathComponent("input.f32").path
+        let raw = workDir.appendingPathComponent("input.wav").path
         try FFmpeg.decode(inputPath, probe: probe, to: raw)
-        let source = try RawAudioFile(path: raw)
+        let source = try WAVFileSource(path: raw)
         let audioSeconds = Double(source.frameCount) / 44100
         if audioSeconds > configuration.maxDurationSeconds {
             throw StemifyError(.audioTooLong, "the audio is \(Int(audioSeconds)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")

@@ -117,10 +117,10 @@ public struct TrackSeparator {
         do {
             wav = try WAVFileSource(path: input)
         } catch AudioError.notWAV, AudioError.unsupportedEncoding {
-            let raw = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID().uuidString).f32").path
+            let raw = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID().uuidString).wav").path
             defer { try? FileManager.default.removeItem(atPath: raw) }
             try FFmpeg.decode(input, probe: try FFmpeg.probe(input), to: raw, sampleRate: bag.samplerate)
-            return try separate(source: try RawAudioFile(path: raw), into: directory, progress: progress, isCancelled: isCancelled)
+            return try separate(source: try WAVFileSource(path: raw), into: directory, progress: progress, isCancelled: isCancelled)
         }
         let source: any AudioSource = (wav.sampleRate == bag.samplerate && wav.channelCount == bag.audioChannels)
             ? wav
