@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import StemifyCore
 import Testing
@@ -111,25 +112,30 @@ struct SQLiteJobQueueTests {
 
     @Test("a job whose worker stopped heartbeating is claimed again; the old worker is told it lost it")
     func leaseExpiry() async throws {
-        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 1)
+        let clock = ManualClock()
+        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 60, clock: clock.now)
         try await q.enqueue(makeJob("j"))
         #expect(try await q.claim(worker: "dead")?.id == "j")
+        clock.advance(59)
         #expect(try await q.claim(worker: "other") == nil)
-        try await Task.sleep(for: .milliseconds(1200))
+        clock.advance(2)
         let again = try await q.claim(worker: "other")
         #expect(again?.id == "j" && again?.attempts == 2)
         #expect(try await q.heartbeat(id: "j", worker: "dead") == false)
         #expect(try await q.heartbeat(id: "j", worker: "other") == true)
+        clock.advance(59)
+        #expect(try await q.claim(worker: "third") == nil, "a heartbeat extends the lease")
     }
 
     @Test("a job interrupted too often fails instead of looping")
     func maxAttempts() async throws {
-        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 0.2, maxAttempts: 2)
+        let clock = ManualClock()
+        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 10, maxAttempts: 2, clock: clock.now)
         try await q.enqueue(makeJob("j"))
-        _ = try await q.claim(worker: "a")
-        try await Task.sleep(for: .milliseconds(300))
-        _ = try await q.claim(worker: "b")
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await q.claim(worker: "a")?.attempts == 1)
+        clock.advance(11)
+        #expect(try await q.claim(worker: "b")?.attempts == 2)
+        clock.advance(11)
         #expect(try await q.claim(worker: "c") == nil)
         let job = try await q.job(id: "j")
         #expect(job?.status == .failed && job?.errorCode == .internalError)
@@ -154,10 +160,23 @@ struct SQLiteJobQueueTests {
 
     @Test("the rate limit counts per client within the period")
     func rateLimit() async throws {
-        let q = try SQLiteJobQueue(path: tempPath())
-        for _ in 0..<2 { #expect(try await q.recordSubmission(client: "a", period: 60, limit: 2).allowed) }
+        let clock = ManualClock()
+        let q = try SQLiteJobQueue(path: tempPath(), clock: clock.now)
+        for _ in 0..<2 {
+            #expect(try await q.recordSubmission(client: "a", period: 60, limit: 2).allowed)
+            clock.advance(10)
+        }
         let third = try await q.recordSubmission(client: "a", period: 60, limit: 2)
-        #expect(!third.allowed && third.retryAfter > 50)
+        #expect(!third.allowed && third.retryAfter == 40, "the oldest submission leaves the window in 40 s")
         #expect(try await q.recordSubmission(client: "b", period: 60, limit: 2).allowed)
+        clock.advance(41)
+        #expect(try await q.recordSubmission(client: "a", period: 60, limit: 2).allowed)
     }
+}
+
+/// A settable wall clock for the queue, in seconds since 1970.
+final class ManualClock: Sendable {
+    private let value = Mutex(1_800_000_000.0)
+    var now: @Sendable () -> Double { { self.value.withLock { $0 } } }
+    func advance(_ seconds: Double) { value.withLock { $0 += seconds } }
 }

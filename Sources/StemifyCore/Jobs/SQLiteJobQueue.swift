@@ -11,15 +11,20 @@ public final class SQLiteJobQueue: JobQueue {
     public let leaseSeconds: Double
     /// Claims after which a job whose workers keep dying is failed instead of retried.
     public let maxAttempts: Int
+    /// Seconds since 1970. Injected so that lease and rate-limit tests do not depend on how
+    /// busy the machine running them is.
+    private let clock: @Sendable () -> Double
 
     /// Opens (creating and migrating) the database at `path`.
-    public init(path: String, leaseSeconds: Double = 60, maxAttempts: Int = 3) throws {
+    public init(path: String, leaseSeconds: Double = 60, maxAttempts: Int = 3,
+                clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) throws {
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         var config = Configuration()
         config.busyMode = .timeout(10)
         db = try DatabaseQueue(path: path, configuration: config)
         self.leaseSeconds = leaseSeconds
         self.maxAttempts = maxAttempts
+        self.clock = clock
         try Self.migrator.migrate(db)
     }
 
@@ -80,7 +85,7 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func claim(worker: String) async throws -> Job? {
-        let now = Date().timeIntervalSince1970
+        let now = clock()
         let lease = leaseSeconds, maxAttempts = maxAttempts
         return try await db.write { db in
             let placeholders = Self.running.map { _ in "?" }.joined(separator: ",")
@@ -112,7 +117,7 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func heartbeat(id: String, worker: String) async throws -> Bool {
-        let until = Date().timeIntervalSince1970 + leaseSeconds
+        let until = clock() + leaseSeconds
         return try await db.write { db in
             try db.execute(sql: "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status NOT IN ('done','failed','cancelled')",
                            arguments: [until, id, worker])
@@ -130,20 +135,22 @@ public final class SQLiteJobQueue: JobQueue {
     public func complete(id: String, worker: String, stems: [StemFile], metrics: JobMetrics) async throws {
         let stemsJSON = String(decoding: try JSONEncoder().encode(stems), as: UTF8.self)
         let metricsJSON = String(decoding: try JSONEncoder().encode(metrics), as: UTF8.self)
+        let now = clock()
         try await db.write { db in
             try db.execute(sql: """
                 UPDATE jobs SET status = 'done', progress = 1, eta = 0, stems = ?, metrics = ?, finished_at = ?, worker = NULL
                 WHERE id = ? AND worker = ?
-                """, arguments: [stemsJSON, metricsJSON, Date().timeIntervalSince1970, id, worker])
+                """, arguments: [stemsJSON, metricsJSON, now, id, worker])
         }
     }
 
     public func fail(id: String, worker: String?, code: ErrorCode, message: String) async throws {
+        let now = clock()
         try await db.write { db in
             try db.execute(sql: """
                 UPDATE jobs SET status = 'failed', error_code = ?, error_message = ?, finished_at = ?, worker = NULL, eta = NULL
                 WHERE id = ? AND (? IS NULL OR worker = ?)
-                """, arguments: [code.rawValue, message, Date().timeIntervalSince1970, id, worker, worker])
+                """, arguments: [code.rawValue, message, now, id, worker, worker])
         }
     }
 
@@ -186,7 +193,7 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
-        let now = Date().timeIntervalSince1970
+        let now = clock()
         return try await db.write { db in
             try db.execute(sql: "DELETE FROM submissions WHERE at < ?", arguments: [now - period])
             let times = try Double.fetchAll(db, sql: "SELECT at FROM submissions WHERE client = ? ORDER BY at", arguments: [client])
@@ -199,7 +206,7 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func expire(olderThan age: Double) async throws -> [Job] {
-        let cutoff = Date().timeIntervalSince1970 - age
+        let cutoff = clock() - age
         return try await db.write { db in
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?",
                                         arguments: [cutoff])
