@@ -40,6 +40,8 @@ from torch import nn
 
 from demucs.apply import apply_model, BagOfModels
 from demucs.htdemucs import HTDemucs
+from demucs.hdemucs import HDemucs
+from demucs.demucs import Demucs, LocalState
 from demucs.states import load_model, serialize_model
 from demucs.transformer import LayerScale
 from demucs.audio import convert_audio
@@ -60,11 +62,31 @@ HTDEMUCS_KW = dict(
 )
 
 
+# Hybrid Demucs (v3) members: hdemucs_mmi and the hybrid members of mdx / mdx_extra.
+HDEMUCS_KW = dict(
+    sources=SOURCES4, audio_channels=2, samplerate=44100, segment=44,
+    channels=48, growth=2, nfft=4096, cac=True, depth=6, rewrite=True, hybrid=True,
+    hybrid_old=False, multi_freqs=None, freq_emb=0.2, emb_scale=10, kernel_size=8,
+    time_stride=2, stride=4, context=1, context_enc=0, norm_starts=4, norm_groups=4,
+    dconv_mode=1, dconv_depth=2, dconv_comp=4, dconv_attn=4, dconv_lstm=4, dconv_init=1e-4,
+)
+
+# Time-domain Demucs members of mdx (the reference's defaults, with the v3 DConv branches).
+DEMUCS_KW = dict(
+    sources=SOURCES4, audio_channels=2, samplerate=44100, segment=44, channels=64, growth=2,
+    depth=6, rewrite=True, lstm_layers=0, kernel_size=8, stride=4, context=1, gelu=True, glu=True,
+    norm_starts=4, norm_groups=4, dconv_mode=1, dconv_depth=2, dconv_comp=4, dconv_attn=4,
+    dconv_lstm=4, dconv_init=1e-4, normalize=True, resample=True,
+)
+
+MDX_WEIGHTS = "weights: [\n  [1., 1., 0., 0.],\n  [0., 1., 0., 0.],\n  [1., 0., 1., 1.],\n  [1., 0., 1., 1.],\n]\n"
+
+
 def small(kw, **over):
     """Reduced width and segment, same structure."""
     kw = dict(kw)
     kw.update(channels=8, segment=Fraction(1, 2))
-    if kw["bottom_channels"]:
+    if kw.get("bottom_channels"):
         kw["bottom_channels"] = 32
     kw.update(over)
     return kw
@@ -78,11 +100,36 @@ def randomize_affines(model, gen):
         elif isinstance(module, (nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
             module.weight.data.copy_(1 + 0.6 * (torch.rand(module.weight.shape, generator=gen) - 0.5))
             module.bias.data.copy_(0.2 * (torch.rand(module.bias.shape, generator=gen) - 0.5))
+        elif isinstance(module, LocalState) and module.ndecay:
+            # Initialised at -2 (almost no decay); a spread makes the distance penalty matter.
+            module.query_decay.bias.data.uniform_(-2.0, 2.0, generator=gen)
 
 
-def build(kw, seed):
+def set_conv_gains(model, gain, gen):
+    """Draw every convolution's weights with standard deviation gain/sqrt(fan-in).
+
+    At the reference's initialisation (scaled down further by `rescale`) each of the v2/v3
+    decoders' un-normalised levels shrinks the signal several-fold, so at random weights the
+    deepest layers reach the stems at about -70 dB and a missing BLSTM or LocalState there
+    would still pass the 60 dB bar. With gains near one (a trained network's regime) they
+    matter: ParityTests.sensitivityV3 measures 14-41 dB with one of them off."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            fan = module.weight[0].numel()
+        elif isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+            stride = module.stride[0]
+            fan = module.weight.shape[0] * module.weight[0, 0].numel() / stride
+        else:
+            continue
+        with torch.no_grad():
+            module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * gain / math.sqrt(fan))
+
+
+def build(kw, seed, klass=HTDemucs):
     torch.manual_seed(seed)
-    model = HTDemucs(**kw)
+    model = klass(**kw)
+    if klass is not HTDemucs:
+        set_conv_gains(model, 1.25, torch.Generator().manual_seed(seed + 2000))
     gen = torch.Generator().manual_seed(seed + 1000)
     randomize_affines(model, gen)
     model.eval()
@@ -136,6 +183,70 @@ def save_safetensors(model, folder, sig):
     }
     path = folder / f"{sig}.safetensors"
     path.write_bytes(st_save(state, metadata=metadata))
+    return path
+
+
+def quantizer_for(model, seed, min_size=0.004):
+    """DiffQ as the mdx_q training used it (groups of 8), with per-group bit widths spread over
+    2..14 so every packing width occurs (a fresh quantizer would give all groups 8 bits)."""
+    from diffq import DiffQuantizer
+    quantizer = DiffQuantizer(model, min_size=min_size, group_size=8)
+    gen = torch.Generator().manual_seed(seed)
+    for qparam in quantizer._qparams:
+        qparam.logit.data.uniform_(-4.0, 2.0, generator=gen)
+    return quantizer
+
+
+def save_th_quantized(model, folder, sig, seed):
+    """The legacy .th form of a DiffQ model: serialize_model with the quantizer."""
+    from omegaconf import OmegaConf
+    quantizer = quantizer_for(model, seed)
+    package = serialize_model(model, OmegaConf.create({"seed": sig}), quantizer=quantizer)
+    buf = io.BytesIO()
+    torch.save(package, buf)
+    data = buf.getvalue()
+    path = folder / f"{sig}-{hashlib.sha256(data).hexdigest()[:8]}.th"
+    path.write_bytes(data)
+    return path
+
+
+def _flatten_state(state):
+    """Nested DiffQ state -> flat tensors + JSON structure (the inverse of demucs/hf.py
+    `_unflatten_state`; HF's tools/export_hf.py is not in the wheel)."""
+    tensors = {}
+
+    def flat(node):
+        if isinstance(node, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = node.contiguous()
+            return {"_tensor": key}
+        if isinstance(node, dict):
+            return {"_dict": [[k, flat(v)] for k, v in node.items()]}
+        if isinstance(node, list):
+            return {"_list": [flat(v) for v in node]}
+        if isinstance(node, tuple):
+            return {"_tuple": [flat(v) for v in node]}
+        if isinstance(node, type):
+            return {"_class": f"{node.__module__}.{node.__name__}"}
+        return node
+    return tensors, flat(state)
+
+
+def save_safetensors_quantized(model, folder, sig, seed):
+    """The HuggingFace form of a DiffQ model: packed tensors plus a `structure` metadata entry."""
+    from demucs.states import get_state
+    quantizer = quantizer_for(model, seed)
+    state = get_state(model, quantizer)
+    tensors, structure = _flatten_state(state)
+    args, kwargs = model._init_args_kwargs
+    metadata = {
+        "klass": f"{type(model).__module__}.{type(model).__name__}",
+        "args": json.dumps(list(args), default=_json_default),
+        "kwargs": json.dumps(kwargs, default=_json_default),
+        "structure": json.dumps(structure),
+    }
+    path = folder / f"{sig}.safetensors"
+    path.write_bytes(st_save(tensors, metadata=metadata))
     return path
 
 
@@ -238,6 +349,30 @@ def make_small():
         "models: [" + ", ".join(f"'{s}'" for s in ft_sigs) + "]\n"
         "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n")
 
+    # Part 2 families at width 4 (the deep layers keep the published LSTM / LocalState layout).
+    hd = build(small(HDEMUCS_KW, channels=4), seed=20, klass=HDemucs)
+    save_th(hd, repo, "c0ffee20")
+    hdmag = build(small(HDEMUCS_KW, channels=4, cac=False, hybrid_old=True), seed=21, klass=HDemucs)
+    save_safetensors(hdmag, repo, "c0ffee21")
+    hdmulti = build(small(HDEMUCS_KW, channels=4, multi_freqs=[0.1, 0.3]), seed=22, klass=HDemucs)
+    save_th(hdmulti, repo, "c0ffee22")
+    for i in range(2):
+        save_th(build(small(DEMUCS_KW, channels=4), seed=30 + i, klass=Demucs), repo, f"c0ffee3{i}")
+    (repo / "hd_small.yaml").write_text("models: ['c0ffee20']\n")
+    (repo / "hdmag_small.yaml").write_text("models: ['c0ffee21']\n")
+    (repo / "hdmulti_small.yaml").write_text("models: ['c0ffee22']\n")
+    (repo / "demucs_small.yaml").write_text("models: ['c0ffee30']\n")
+    # Like mdx: two waveform and two hybrid members, a weight matrix and a bag segment.
+    (repo / "mdx_small.yaml").write_text(
+        "models: ['c0ffee30', 'c0ffee31', 'c0ffee21', 'c0ffee20']\n" + MDX_WEIGHTS + "segment: 0.4\n")
+    # Like mdx_q: DiffQ-quantized members, one per file format.
+    qd = build(small(DEMUCS_KW, channels=4), seed=40, klass=Demucs)
+    save_th_quantized(qd, repo, "c0ffee40", seed=41)
+    qh = build(small(HDEMUCS_KW, channels=4, cac=False), seed=42, klass=HDemucs)
+    save_safetensors_quantized(qh, repo, "c0ffee42", seed=43)
+    (repo / "mdxq_small.yaml").write_text(
+        "models: ['c0ffee40', 'c0ffee42']\nweights: [[1., 1., 0., 0.5], [0.5, 1., 1., 1.]]\nsegment: 0.4\n")
+
     # Signals: shorter than one segment (0.5 s), and spanning several segments.
     write_wav(audio / "short.wav", signal(0.3, seed=1), 44100)
     write_wav(audio / "long.wav", signal(1.1, seed=2), 44100)
@@ -249,6 +384,8 @@ def make_small():
     cases = [
         ("ht_small", "short"), ("ht_small", "long"), ("ht6s_small", "short"),
         ("htft_small", "short"), ("ht_small", "mono22k"),
+        ("hd_small", "long"), ("hdmag_small", "short"), ("hdmulti_small", "short"),
+        ("demucs_small", "long"), ("mdx_small", "short"), ("mdxq_small", "short"),
     ]
     for name, sig_name in cases:
         # Reload from disk with the reference loader, so the fp16-rounded weights are used.
@@ -346,6 +483,30 @@ def make_ops(folder: Path):
     for src in (22050, 48000):
         r_in = torch.randn(2, 1000)
         save(f"resample_{src}_in", r_in); save(f"resample_{src}_out", julius.resample_frac(r_in, src, 44100))
+
+    # BLSTM as in the deep DConv branches, on more steps than one window (framed and stitched).
+    from demucs.demucs import BLSTM
+    blstm = BLSTM(6, layers=2, max_steps=200, skip=True).eval()
+    b_in = torch.randn(6, 450)
+    with torch.no_grad():
+        save("blstm_in", b_in)
+        save("blstm_out", blstm(b_in[None])[0])
+        save("blstm_short_in", b_in[:, :150])
+        save("blstm_short_out", blstm(b_in[None, :, :150])[0])
+    for name, value in blstm.state_dict().items():
+        save(f"blstm.{name}", value)
+    local = LocalState(8, heads=4, ndecay=4).eval()
+    with torch.no_grad():
+        local.query_decay.bias.uniform_(-2, 2)
+        l_in = torch.randn(8, 37)
+        save("localstate_in", l_in)
+        save("localstate_out", local(l_in[None])[0])
+    for name, value in local.state_dict().items():
+        save(f"localstate.{name}", value)
+    up_in = torch.randn(2, 301)
+    save("resample_up_in", up_in); save("resample_up_out", julius.resample_frac(up_in, 1, 2))
+    save("resample_down_out", julius.resample_frac(up_in, 2, 1))
+
 
 
 def make_full(out: Path, seconds: float, parity_seconds: float):

@@ -109,4 +109,42 @@ struct ParityTests {
         // Measured on these fixtures: 41–52 dB for transformer sub-layers, lower for DConv.
         #expect(db < parityThresholdDB - 5, "\(branch) off: SNR \(db) dB should be clearly below \(parityThresholdDB)")
     }
+
+    /// The same proof for the v2/v3 families: their deepest DConv branches carry a BLSTM and
+    /// LocalState attention, each of which must matter at the 60 dB bar.
+    @Test("switching off one BLSTM, LocalState or deep DConv branch of Hybrid or waveform Demucs fails the parity bar",
+          arguments: ["hybrid BLSTM", "hybrid LocalState", "hybrid deep DConv", "waveform BLSTM", "waveform LocalState"])
+    func sensitivityV3(_ branch: String) throws {
+        func edit(_ d: inout DConv) {
+            switch branch {
+            case "hybrid BLSTM", "waveform BLSTM": d.layers[0].lstm = nil
+            case "hybrid LocalState", "waveform LocalState": d.layers[1].attention = nil
+            default: d.layers[1].scale.data = [Float](repeating: 0, count: d.layers[1].scale.count)
+            }
+        }
+        let name = branch.hasPrefix("hybrid") ? "hd_small" : "demucs_small"
+        let model = try #require(try fixtureRepo.loadBag(named: name).models.first)
+        let broken: any SeparationModel
+        if var hd = model as? HDemucs {
+            var w = hd.weights
+            guard case var .layer(layer) = w.encoder[5], var d = layer.dconv else { Issue.record("no DConv at level 5"); return }
+            edit(&d)
+            layer.dconv = d
+            w.encoder[5] = .layer(layer)
+            hd = HDemucs(config: hd.config, weights: w)
+            broken = hd
+        } else {
+            let demucs = try #require(model as? Demucs)
+            var w = demucs.weights
+            let index = try #require(w.encoder[4].steps.firstIndex { if case .dconv = $0 { true } else { false } })
+            guard case var .dconv(d) = w.encoder[4].steps[index] else { return }
+            edit(&d)
+            w.encoder[4].steps[index] = .dconv(d)
+            broken = Demucs(config: demucs.config, weights: w)
+        }
+        let est = try separateFixture(try ModelBag(models: [broken]), "long")
+        let db = snr(reference: try reference(name, "long"), estimate: est)
+        #expect(db < parityThresholdDB - 5, "\(branch) off: SNR \(db) dB should be clearly below \(parityThresholdDB)")
+        print("sensitivity: \(branch) off gives \(db) dB")
+    }
 }

@@ -49,6 +49,19 @@ public struct ModelPackage: Sendable {
     public var state: [String: Tensor]
     /// State keys in the order the file lists them.
     public var stateOrder: [String]
+    /// A DiffQ-quantized state instead of `state`; ``loadModel(_:)`` dequantizes it.
+    public var quantized: DiffQState?
+    /// Set while a loader lists the parameters it takes (see ``parameterOrder()``).
+    var recorder: ParameterRecorder?
+
+    public init(klass: String, kwargs: [String: KwargValue], state: [String: Tensor], stateOrder: [String],
+                quantized: DiffQState? = nil) {
+        self.klass = klass
+        self.kwargs = kwargs
+        self.state = state
+        self.stateOrder = stateOrder
+        self.quantized = quantized
+    }
 
     /// Reads a `.th` (torch zip + pickle) or `.safetensors` checkpoint.
     ///
@@ -88,7 +101,8 @@ public struct ModelPackage: Sendable {
         for (k, v) in kw.items { kwargs[k] = try kwarg(v, key: k) }
         guard case let .dict(stateDict)? = package["state"] else { throw CheckpointError.malformedPackage("no 'state' dict") }
         if stateDict["__quantized"] != nil {
-            throw CheckpointError.unsupportedKwarg(key: "state", value: "DiffQ-quantized state (not supported yet)")
+            let tree = try node(.dict(stateDict), zip: zip, dir: dir)
+            return ModelPackage(klass: "\(module).\(name)", kwargs: kwargs, state: [:], stateOrder: [], quantized: try DiffQState(tree))
         }
         var state: [String: Tensor] = [:]
         var order: [String] = []
@@ -115,6 +129,44 @@ public struct ModelPackage: Sendable {
             for (k, item) in d.items { out[k] = try kwarg(item, key: "\(key).\(k)") }
             return .dict(out)
         default: throw CheckpointError.malformedPackage("kwarg '\(key)' has an unsupported value \(v)")
+        }
+    }
+
+    /// A pickle subtree as a ``StateNode``, tensors read raw (DiffQ states mix int64 and float).
+    private static func node(_ v: PickleValue, zip: TorchZip, dir: String) throws -> StateNode {
+        switch v {
+        case .none: return .none
+        case let .bool(b): return .bool(b)
+        case let .int(i): return .number(Double(i))
+        case let .float(d): return .number(d)
+        case let .string(s): return .string(s)
+        case let .global(m, n): return .string("\(m).\(n)")
+        case let .tuple(t): return .list(try t.map { try node($0, zip: zip, dir: dir) })
+        case let .list(l): return .list(try l.items.map { try node($0, zip: zip, dir: dir) })
+        case let .dict(d):
+            var out: [String: StateNode] = [:]
+            for (k, item) in d.items { out[k] = try node(item, zip: zip, dir: dir) }
+            return .dict(out)
+        case let .tensor(ref):
+            let (dtype, size): (RawTensor.DType, Int) = switch ref.dtype {
+            case "HalfStorage": (.float16, 2)
+            case "BFloat16Storage": (.bfloat16, 2)
+            case "FloatStorage": (.float32, 4)
+            case "LongStorage": (.int64, 8)
+            default: throw CheckpointError.unsupportedDType(key: "DiffQ state", dtype: ref.dtype)
+            }
+            let count = ref.shape.reduce(1, *)
+            var contiguous = [Int](repeating: 1, count: ref.shape.count)
+            for d in stride(from: ref.shape.count - 2, through: 0, by: -1) { contiguous[d] = contiguous[d + 1] * ref.shape[d + 1] }
+            guard ref.strides == contiguous || count <= 1 else { throw CheckpointError.malformedPackage("DiffQ state holds a strided tensor") }
+            let raw = try zip.data("\(dir)data/\(ref.storageKey)")
+            let start = raw.startIndex + ref.offset * size
+            guard ref.offset >= 0, start + count * size <= raw.endIndex else {
+                throw CheckpointError.corruptArchive("storage \(ref.storageKey) is shorter than its tensor \(ref.shape)")
+            }
+            return .tensor(RawTensor(dtype: dtype, shape: ref.shape, bytes: Array(raw[start..<(start + count * size)])))
+        default:
+            throw CheckpointError.malformedPackage("DiffQ state holds an unexpected value \(v)")
         }
     }
 

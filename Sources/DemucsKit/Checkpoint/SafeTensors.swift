@@ -24,9 +24,6 @@ enum SafeTensors {
             for (k, v) in m { if case let .string(s) = v { metadata[k] = s } }
         }
         guard let klass = metadata["klass"] else { throw CheckpointError.malformedPackage("safetensors metadata has no 'klass'") }
-        if metadata["structure"] != nil {
-            throw CheckpointError.unsupportedKwarg(key: "structure", value: "DiffQ-quantized state (not supported yet)")
-        }
         if let args = metadata["args"], case let .array(a)? = try? JSONDecoder().decode(JSONValue.self, from: Data(args.utf8)), !a.isEmpty {
             throw CheckpointError.malformedPackage("positional constructor arguments are not supported")
         }
@@ -37,41 +34,74 @@ enum SafeTensors {
         for (k, v) in kwJSON { kwargs[k] = v.kwarg }
 
         let dataStart = 8 + headerLength
-        var state: [String: Tensor] = [:]
+        var raw: [String: RawTensor] = [:]
         var entries: [(String, Int)] = []
         for (key, value) in header where key != "__metadata__" {
-            guard case let .object(info) = value, case let .string(dtype)? = info["dtype"],
+            guard case let .object(info) = value, case let .string(name)? = info["dtype"],
                   let shape = info["shape"]?.ints, let offsets = info["data_offsets"]?.ints, offsets.count == 2
             else { throw CheckpointError.malformedSafetensors("bad entry for tensor '\(key)'") }
             let count = shape.reduce(1, *)
-            let size: Int
-            switch dtype {
-            case "F16", "BF16": size = 2
-            case "F32": size = 4
-            default: throw CheckpointError.unsupportedDType(key: key, dtype: dtype)
+            let (dtype, size): (RawTensor.DType, Int) = switch name {
+            case "F16": (.float16, 2)
+            case "BF16": (.bfloat16, 2)
+            case "F32": (.float32, 4)
+            case "I64": (.int64, 8)
+            default: throw CheckpointError.unsupportedDType(key: key, dtype: name)
             }
             let (a, b) = (dataStart + offsets[0], dataStart + offsets[1])
             guard offsets[0] >= 0, b - a == count * size, b <= bytes.count else {
                 throw CheckpointError.malformedSafetensors("tensor '\(key)' data [\(offsets[0]), \(offsets[1])) does not fit its shape \(shape) or the file")
             }
-            var t = Tensor(zeros: shape)
-            t.data.withUnsafeMutableBufferPointer { out in
-                for i in 0..<count {
-                    let p = a + i * size
-                    switch dtype {
-                    case "F16": out[i] = Float(Float16(bitPattern: UInt16(bytes[p]) | UInt16(bytes[p + 1]) << 8))
-                    case "BF16": out[i] = Float(bitPattern: (UInt32(bytes[p]) | UInt32(bytes[p + 1]) << 8) << 16)
-                    default: out[i] = Float(bitPattern: bytes.u32(p))
-                    }
-                }
-            }
-            state[key] = t
+            raw[key] = RawTensor(dtype: dtype, shape: shape, bytes: Array(bytes[a..<b]))
             entries.append((key, offsets[0]))
+        }
+        // DiffQ states are nested; `structure` (JSON) says where each tensor goes (`demucs/hf.py`).
+        if let structure = metadata["structure"] {
+            guard let tree = try? JSONDecoder().decode(JSONValue.self, from: Data(structure.utf8)) else {
+                throw CheckpointError.malformedSafetensors("metadata 'structure' is not JSON")
+            }
+            return ModelPackage(klass: klass, kwargs: kwargs, state: [:], stateOrder: [],
+                                quantized: try DiffQState(try unflatten(tree, raw)))
+        }
+        var state: [String: Tensor] = [:]
+        for (key, t) in raw {
+            guard t.dtype != .int64 else { throw CheckpointError.unsupportedDType(key: key, dtype: "I64") }
+            state[key] = try t.floats()
         }
         let order = entries.sorted { $0.1 < $1.1 }.map(\.0)
         return ModelPackage(klass: klass, kwargs: kwargs, state: state, stateOrder: order)
     }
 
+    /// `_unflatten_state`: `{"_tensor": key}`, `{"_dict": [[k, v], …]}`, `{"_list": […]}`,
+    /// `{"_tuple": […]}`, `{"_class": "module.Name"}`, or a plain JSON value.
+    private static func unflatten(_ node: JSONValue, _ tensors: [String: RawTensor]) throws -> StateNode {
+        switch node {
+        case .null: return .none
+        case let .bool(b): return .bool(b)
+        case let .int(i): return .number(Double(i))
+        case let .double(d): return .number(d)
+        case let .string(s): return .string(s)
+        case let .array(a): return .list(try a.map { try unflatten($0, tensors) })
+        case let .object(o):
+            if case let .string(key)? = o["_tensor"] {
+                guard let t = tensors[key] else { throw CheckpointError.missingTensor(key: key) }
+                return .tensor(t)
+            }
+            if case let .string(name)? = o["_class"] { return .string(name) }
+            if case let .array(items)? = o["_list"] ?? o["_tuple"] { return .list(try items.map { try unflatten($0, tensors) }) }
+            if case let .array(pairs)? = o["_dict"] {
+                var out: [String: StateNode] = [:]
+                for pair in pairs {
+                    guard case let .array(kv) = pair, kv.count == 2, case let .string(k) = kv[0] else {
+                        throw CheckpointError.malformedSafetensors("structure has a malformed _dict entry")
+                    }
+                    out[k] = try unflatten(kv[1], tensors)
+                }
+                return .dict(out)
+            }
+            throw CheckpointError.malformedSafetensors("structure has an unknown node with keys \(o.keys.sorted())")
+        }
+    }
 }
 
 /// A JSON value, decoded strictly (a number stays a number, a bool a bool).

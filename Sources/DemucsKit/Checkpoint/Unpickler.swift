@@ -16,7 +16,7 @@ struct Unpickler {
         "torch HalfStorage", "torch FloatStorage", "torch BFloat16Storage", "torch LongStorage",
         "torch IntStorage", "torch ByteStorage", "torch CharStorage", "torch ShortStorage",
         "torch DoubleStorage", "torch BoolStorage",
-        "_codecs encode",
+        "_codecs encode", "diffq.diffq DiffQuantizer",
     ]
 
     private let bytes: ArraySlice<UInt8>

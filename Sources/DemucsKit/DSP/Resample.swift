@@ -107,3 +107,12 @@ public struct ConvertedAudioSource: AudioSource {
 }
 
 private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+/// julius `resample_frac(x, old, new)` of a whole `[C, L]` tensor (Demucs' ×2 and ÷2 steps):
+/// `floor(L · new / old)` samples.
+public func resampleFrac(_ x: Tensor, from old: Int, to new: Int) -> Tensor {
+    let channels = x.shape[0], length = x.shape[x.shape.count - 1]
+    let converted = ConvertedAudioSource(TensorAudioSource(x.reshaped([channels, length])), rate: old, targetRate: new, channels: channels)
+    // Reading a whole in-memory tensor cannot fail.
+    return try! converted.read(from: 0, count: converted.frameCount)
+}

@@ -8,14 +8,19 @@ import Foundation
 /// - then `torch.stft(center=True)` reflect-pads by `nfft/2` again;
 /// - periodic Hann window, `normalized=True` (scale `1/√nfft`);
 /// - the Nyquist bin is dropped and frames `[2, 2 + ⌈L/hop⌉)` are kept.
+///
+/// `hybridOld` reproduces the padding bug some Hybrid Demucs models were trained with: zero
+/// padding instead of reflection before the STFT, and an inverse cropped from the start.
 public struct Spectrogram: Sendable {
     public let nfft: Int
     public let hop: Int
+    public let hybridOld: Bool
     private let fft: FFT
     private let window: [Float]
 
-    public init(nfft: Int) {
+    public init(nfft: Int, hybridOld: Bool = false) {
         self.nfft = nfft
+        self.hybridOld = hybridOld
         self.hop = nfft / 4
         fft = FFT(size: nfft)
         // Periodic Hann: torch.hann_window(nfft) with periodic=True.
@@ -36,7 +41,9 @@ public struct Spectrogram: Sendable {
         let scale = 1 / Float(nfft).squareRoot()
         for c in 0..<channels {
             let signal = Array(x.data[c * length..<(c + 1) * length])
-            let once = reflectPad1d(signal, left: pad, right: pad + le * hop - length)
+            let once = hybridOld
+                ? [Float](repeating: 0, count: pad) + signal + [Float](repeating: 0, count: pad + le * hop - length)
+                : reflectPad1d(signal, left: pad, right: pad + le * hop - length)
             let padded = reflectPad1d(once, left: nfft / 2, right: nfft / 2)
             var fr = [Float](repeating: 0, count: nfft)
             var fi = [Float](repeating: 0, count: nfft)
@@ -67,7 +74,7 @@ public struct Spectrogram: Sendable {
         let channels = re.shape[0], bins = re.shape[1], t = re.shape[2]
         precondition(bins == nfft / 2 && im.shape == re.shape, "inverse: spectrum \(re.shape) for nfft \(nfft)")
         let pad = hop / 2 * 3
-        let le = hop * ((length + hop - 1) / hop) + 2 * pad
+        let le = hop * ((length + hop - 1) / hop) + (hybridOld ? 0 : 2 * pad)
         let frames = t + 4
         let full = nfft + hop * (frames - 1)
         // torch.istft trims nfft/2 at the start (center=True) and keeps `le` samples.
@@ -106,7 +113,7 @@ public struct Spectrogram: Sendable {
                 let start = (frame + 2) * hop
                 for i in 0..<nfft { y[start + i] += fr[i] * scale * window[i] }
             }
-            let begin = nfft / 2 + pad
+            let begin = nfft / 2 + (hybridOld ? 0 : pad)
             for i in 0..<length {
                 let e = envelope[begin + i]
                 out.data[c * length + i] = e > 1e-11 ? y[begin + i] / e : y[begin + i]

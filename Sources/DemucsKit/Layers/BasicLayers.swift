@@ -9,6 +9,13 @@ public struct ConvLayer: Sendable {
     public var geometry: ConvGeometry
     public var isTransposed: Bool
 
+    public init(weight: Tensor, bias: Tensor?, geometry: ConvGeometry, isTransposed: Bool) {
+        self.weight = weight
+        self.bias = bias
+        self.geometry = geometry
+        self.isTransposed = isTransposed
+    }
+
     /// Loads `prefix.weight` / `prefix.bias`.
     ///
     /// - Parameters:
@@ -69,9 +76,14 @@ public struct LinearLayer: Sendable {
     public var weight: Tensor
     public var bias: Tensor
 
+    public init(weight: Tensor, bias: Tensor) {
+        self.weight = weight
+        self.bias = bias
+    }
+
     static func load(_ r: inout StateReader, _ prefix: String, inFeatures: Int, outFeatures: Int) throws -> LinearLayer {
         LinearLayer(weight: try r.take("\(prefix).weight", [outFeatures, inFeatures]), bias: try r.take("\(prefix).bias", [outFeatures]))
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
 }

@@ -1,7 +1,9 @@
 /// The residual branch of every encoder and decoder layer (`demucs/demucs.py`, `DConv`).
 ///
 /// Each of `depth` layers: dilated conv (kernel 3, dilation 2^d) to `C/compress` channels →
-/// GroupNorm(1) → GELU → 1×1 conv to `2C` → GroupNorm(1) → GLU → LayerScale, added to the input.
+/// GroupNorm(1) → GELU → [BLSTM] → [LocalState] → 1×1 conv to `2C` → GroupNorm(1) → GLU →
+/// LayerScale, added to the input. The BLSTM and LocalState appear in the deepest layers of
+/// Demucs v2/v3 (`dconv_lstm`, `dconv_attn`); HTDemucs has neither.
 /// On a frequency layer the reference folds frequencies into the batch (`[B·F, C, T]`), so the
 /// convolutions run along time only and each GroupNorm normalises each frequency row on its own.
 public struct DConv: Sendable {
@@ -10,28 +12,47 @@ public struct DConv: Sendable {
         public var conv: ConvLayer
         /// `layers.{d}.1`: GroupNorm(1, C/compress)
         public var norm1: GroupNormLayer
-        /// `layers.{d}.3`: Conv1d(C/compress, 2C, 1)
+        /// `layers.{d}.3`: BLSTM(C/compress, layers 2, max_steps 200, skip)
+        public var lstm: BLSTM?
+        /// `layers.{d}.3` or `.4` after the LSTM: LocalState(C/compress, heads 4, ndecay 4)
+        public var attention: LocalState?
+        /// `layers.{d}.3`, shifted by one per inserted module: Conv1d(C/compress, 2C, 1)
         public var pointwise: ConvLayer
-        /// `layers.{d}.4`: GroupNorm(1, 2C)
+        /// next: GroupNorm(1, 2C)
         public var norm2: GroupNormLayer
-        /// `layers.{d}.6.scale [C]`: LayerScale
+        /// last: LayerScale `scale [C]`
         public var scale: Tensor
     }
 
     public var layers: [Layer]
 
-    static func load(_ r: inout StateReader, _ prefix: String, channels: Int, compress: Double, depth: Int) throws -> DConv {
+    static func load(_ r: inout StateReader, _ prefix: String, channels: Int, compress: Double, depth: Int,
+                     lstm: Bool = false, attention: Bool = false) throws -> DConv {
         let hidden = Int(Double(channels) / compress)
         var layers: [Layer] = []
         for d in 0..<depth {
             let dilation = 1 << d
             let p = "\(prefix).layers.\(d)"
+            let conv: ConvLayer = try .load(&r, "\(p).0", cin: channels, cout: hidden, kernel: (1, 3), padding: (0, dilation),
+                                            dilation: (1, dilation), oneD: true)
+            let norm1: GroupNormLayer = try .load(&r, "\(p).1", groups: 1, channels: hidden)
+            var next = 3
+            var blstm: BLSTM?
+            if lstm {
+                blstm = try .load(&r, "\(p).3", channels: hidden, layers: 2, maxSteps: 200, skip: true)
+                next += 1
+            }
+            var local: LocalState?
+            if attention {
+                guard hidden % 4 == 0 else { throw CheckpointError.unsupportedKwarg(key: "dconv_attn", value: "LocalState over \(hidden) channels in 4 heads") }
+                local = try .load(&r, "\(p).\(next)", channels: hidden, heads: 4, ndecay: 4)
+                next += 1
+            }
             layers.append(Layer(
-                conv: try .load(&r, "\(p).0", cin: channels, cout: hidden, kernel: (1, 3), padding: (0, dilation), dilation: (1, dilation), oneD: true),
-                norm1: try .load(&r, "\(p).1", groups: 1, channels: hidden),
-                pointwise: try .load(&r, "\(p).3", cin: hidden, cout: 2 * channels, kernel: (1, 1), oneD: true),
-                norm2: try .load(&r, "\(p).4", groups: 1, channels: 2 * channels),
-                scale: try r.take("\(p).6.scale", [channels])))
+                conv: conv, norm1: norm1, lstm: blstm, attention: local,
+                pointwise: try .load(&r, "\(p).\(next)", cin: hidden, cout: 2 * channels, kernel: (1, 1), oneD: true),
+                norm2: try .load(&r, "\(p).\(next + 1)", groups: 1, channels: 2 * channels),
+                scale: try r.take("\(p).\(next + 3).scale", [channels])))
         }
         return DConv(layers: layers)
     }
@@ -43,6 +64,8 @@ public struct DConv: Sendable {
             var y = layer.conv(x)
             layer.norm1(&y, perRow: true)
             gelu(&y)
+            if let lstm = layer.lstm { y = eachRow(y) { lstm($0) } }
+            if let attention = layer.attention { y = eachRow(y) { attention($0) } }
             y = layer.pointwise(y)
             layer.norm2(&y, perRow: true)
             y = glu(y)
@@ -51,4 +74,19 @@ public struct DConv: Sendable {
         }
         return x
     }
+}
+
+/// Applies a `[C, T]` module to every frequency row of `[C, F, T]`: the reference folds the
+/// rows into the batch, so the recurrent and attention parts see each row on its own.
+private func eachRow(_ x: Tensor, _ body: (Tensor) -> Tensor) -> Tensor {
+    let c = x.shape[0], f = x.shape[1], t = x.shape[2]
+    if f == 1 { return body(x.reshaped([c, t])).reshaped([c, 1, t]) }
+    var out = Tensor(uninitialized: [c, f, t])
+    var row = Tensor(uninitialized: [c, t])
+    for fi in 0..<f {
+        for ch in 0..<c { row.data[ch * t..<(ch + 1) * t] = x.data[(ch * f + fi) * t..<(ch * f + fi + 1) * t] }
+        let y = body(row)
+        for ch in 0..<c { out.data[(ch * f + fi) * t..<(ch * f + fi + 1) * t] = y.data[ch * t..<(ch + 1) * t] }
+    }
+    return out
 }

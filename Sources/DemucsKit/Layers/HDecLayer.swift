@@ -34,6 +34,8 @@ public struct HDecLayer: Sendable {
         var dconv: Bool
         var dconvCompress: Double
         var dconvDepth: Int
+        var dconvLSTM = false
+        var dconvAttention = false
         var empty: Bool
         var last: Bool
     }
@@ -57,7 +59,8 @@ public struct HDecLayer: Sendable {
             }
             if o.norm { layer.norm1 = try .load(&r, "\(prefix).norm1", groups: o.normGroups, channels: 2 * cin) }
         }
-        if o.dconv { layer.dconv = try .load(&r, "\(prefix).dconv", channels: cin, compress: o.dconvCompress, depth: o.dconvDepth) }
+        if o.dconv { layer.dconv = try .load(&r, "\(prefix).dconv", channels: cin, compress: o.dconvCompress, depth: o.dconvDepth,
+                                        lstm: o.dconvLSTM, attention: o.dconvAttention) }
         return layer
     }
 

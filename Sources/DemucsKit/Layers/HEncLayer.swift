@@ -31,6 +31,8 @@ public struct HEncLayer: Sendable {
         var dconv: Bool
         var dconvCompress: Double
         var dconvDepth: Int
+        var dconvLSTM = false
+        var dconvAttention = false
         var empty: Bool
     }
 
@@ -42,7 +44,6 @@ public struct HEncLayer: Sendable {
         var layer = HEncLayer(isFrequency: o.isFrequency, stride: o.stride, isEmpty: o.empty, conv: conv)
         if o.empty { return layer }
         if o.norm { layer.norm1 = try .load(&r, "\(prefix).norm1", groups: o.normGroups, channels: cout) }
-        if o.dconv { layer.dconv = try .load(&r, "\(prefix).dconv", channels: cout, compress: o.dconvCompress, depth: o.dconvDepth) }
         if o.rewrite {
             let k = 1 + 2 * o.context
             layer.rewrite = o.isFrequency
@@ -50,6 +51,10 @@ public struct HEncLayer: Sendable {
                 : try .load(&r, "\(prefix).rewrite", cin: cout, cout: 2 * cout, kernel: (1, k), padding: (0, o.context), oneD: true)
             if o.norm { layer.norm2 = try .load(&r, "\(prefix).norm2", groups: o.normGroups, channels: 2 * cout) }
         }
+        // Taken after the rewrite: the reference registers `dconv` last, and DiffQ states follow
+        // registration order.
+        if o.dconv { layer.dconv = try .load(&r, "\(prefix).dconv", channels: cout, compress: o.dconvCompress, depth: o.dconvDepth,
+                                        lstm: o.dconvLSTM, attention: o.dconvAttention) }
         return layer
     }
 

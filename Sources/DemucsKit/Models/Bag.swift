@@ -13,6 +13,10 @@ public protocol SeparationModel: Sendable {
     func validLength(_ length: Int) -> Int
     /// `[C, validLength] → [S, C, validLength]`.
     func forward(_ mix: Tensor) -> Tensor
+    /// The model as a bag with `segment: seconds` leaves it (demucs 4.1.0 `BagOfModels`: the
+    /// bag's segment replaces the member's, except that a transformer model keeps a shorter
+    /// training segment).
+    func withBagSegment(_ seconds: Double) -> any SeparationModel
 }
 
 extension HTDemucs: SeparationModel {
@@ -22,14 +26,24 @@ extension HTDemucs: SeparationModel {
     public var segmentLength: Int { config.trainingLength }
     public func validLength(_ length: Int) -> Int { config.trainingLength }
     public func forward(_ mix: Tensor) -> Tensor { forward(mix, trace: nil) }
+    public func withBagSegment(_ seconds: Double) -> any SeparationModel {
+        guard seconds <= config.segmentSeconds else { return self }
+        // Parity: `int(segment · samplerate)` with the bag's float segment.
+        var c = config
+        c.segment = (Int(Double(c.samplerate) * seconds), c.samplerate)
+        return HTDemucs(config: c, weights: weights)
+    }
 }
 
 /// Loads any supported model class from a package.
 ///
 /// - Throws: ``CheckpointError/unsupportedClass(_:)`` for a class the engine does not implement yet.
 public func loadModel(_ package: ModelPackage) throws -> any SeparationModel {
+    if package.quantized != nil { return try loadModel(try package.dequantized()) }
     switch package.klass {
     case "demucs.htdemucs.HTDemucs": return try HTDemucs(package: package)
+    case "demucs.hdemucs.HDemucs": return try HDemucs(package: package)
+    case "demucs.demucs.Demucs": return try Demucs(package: package)
     default: throw CheckpointError.unsupportedClass(package.klass)
     }
 }

@@ -152,7 +152,7 @@ extension HTDemucs {
     public init(package: ModelPackage) throws {
         guard package.klass == "demucs.htdemucs.HTDemucs" else { throw CheckpointError.unsupportedClass(package.klass) }
         let cfg = try HTDemucsConfig(kwargs: package.kwargs)
-        var r = StateReader(package.state)
+        var r = StateReader(package)
         var w = HTDemucsWeights(encoder: [], timeEncoder: [], decoder: [], timeDecoder: [])
 
         var chin = cfg.audioChannels

@@ -44,13 +44,7 @@ public struct HTDemucs: Sendable {
         let (re, im) = spectrogram.forward(padded)
         trace?("spec_re", re)
         trace?("spec_im", im)
-        let fq = re.shape[1], frames = re.shape[2]
-        var x = Tensor(zeros: [2 * audio, fq, frames])
-        let plane = fq * frames
-        for c in 0..<audio {
-            x.data[(2 * c) * plane..<(2 * c + 1) * plane] = re.data[c * plane..<(c + 1) * plane]
-            x.data[(2 * c + 1) * plane..<(2 * c + 2) * plane] = im.data[c * plane..<(c + 1) * plane]
-        }
+        var x = complexAsChannels(re: re, im: im)
         // Parity: unbiased std, `(x - mean) / (1e-5 + std)`, for both branches.
         let (mean, std) = x.data.withUnsafeBufferPointer { meanAndStd($0) }
         normalize(&x, mean: mean, std: std)
@@ -118,12 +112,7 @@ public struct HTDemucs: Sendable {
         // x: [S·2C, Fq, T] → denormalise → complex spectrogram per (source, channel) → iSTFT.
         let sources = cfg.sources.count
         denormalize(&x, mean: mean, std: std)
-        var specRe = Tensor(zeros: [sources * audio, fq, frames])
-        var specIm = Tensor(zeros: [sources * audio, fq, frames])
-        for sc in 0..<(sources * audio) {
-            specRe.data[sc * plane..<(sc + 1) * plane] = x.data[(2 * sc) * plane..<(2 * sc + 1) * plane]
-            specIm.data[sc * plane..<(sc + 1) * plane] = x.data[(2 * sc + 1) * plane..<(2 * sc + 2) * plane]
-        }
+        let (specRe, specIm) = channelsAsComplex(x)
         var wave = spectrogram.inverse(re: specRe, im: specIm, length: total)
 
         // Sum of both branches: [S·C, L] → [S, C, L].
@@ -131,31 +120,6 @@ public struct HTDemucs: Sendable {
         add(&wave, xt.reshaped([sources * audio, total]))
         if length < total { wave = wave.slicingLast(0..<length) }
         return wave.reshaped([sources, audio, length])
-    }
-
-    // MARK: - Helpers
-
-    private func normalize(_ x: inout Tensor, mean: Float, std: Float) {
-        let inv = 1 / (1e-5 + std)
-        x.data.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = (p[i] - mean) * inv } }
-    }
-
-    private func denormalize(_ x: inout Tensor, mean: Float, std: Float) {
-        x.data.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = p[i] * std + mean } }
-    }
-
-    /// `x += scale · emb(f)ᵀ` broadcast over time; `emb [F, Ch]` is `freq_emb.embedding.weight`
-    /// (the `ScaledEmbedding` scale is folded into `scale`).
-    private func addFrequencyEmbedding(_ x: inout Tensor, _ emb: Tensor, scale: Float) {
-        let (ch, f, t) = (x.shape[0], x.shape[1], x.shape[2])
-        precondition(emb.shape == [f, ch], "frequency embedding \(emb.shape) does not fit \(x.shape)")
-        for c in 0..<ch {
-            for fi in 0..<f {
-                let v = scale * emb.data[fi * ch + c]
-                let base = (c * f + fi) * t
-                for i in 0..<t { x.data[base + i] += v }
-            }
-        }
     }
 }
 
@@ -178,13 +142,4 @@ public struct HTDemucsWeights: Sendable {
     public var channelDownsamplerTime: ConvLayer?
     /// `crosstransformer`.
     public var transformer: CrossTransformer?
-}
-
-extension HTDemucs {
-    /// The same network with another segment (a bag's override; only shorter is meaningful).
-    public func withSegment(numerator: Int, denominator: Int) -> HTDemucs {
-        var c = config
-        c.segment = (numerator, denominator)
-        return HTDemucs(config: c, weights: weights)
-    }
 }

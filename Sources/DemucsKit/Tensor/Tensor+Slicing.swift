@@ -1,13 +1,31 @@
 extension Tensor {
-    /// `x[:, range, :]` of a `[C, F, T]` tensor.
+    /// `x[:, range, :]` of a `[C, F, T]` tensor; rows outside `0..<F` read as zeros.
     public func slicingMiddle(_ range: Range<Int>) -> Tensor {
-        precondition(shape.count == 3 && range.lowerBound >= 0 && range.upperBound <= shape[1], "slicingMiddle \(range) of \(shape)")
+        precondition(shape.count == 3, "slicingMiddle \(range) of \(shape)")
         let (c, f, t) = (shape[0], shape[1], shape[2])
-        var out = Tensor(uninitialized: [c, range.count, t])
+        var out = Tensor(zeros: [c, range.count, t])
+        let lo = max(range.lowerBound, 0), hi = min(range.upperBound, f)
+        guard hi > lo else { return out }
         for ci in 0..<c {
-            let src = (ci * f + range.lowerBound) * t
-            let dst = ci * range.count * t
-            out.data[dst..<(dst + range.count * t)] = data[src..<(src + range.count * t)]
+            let src = (ci * f + lo) * t
+            let dst = (ci * range.count + lo - range.lowerBound) * t
+            out.data[dst..<(dst + (hi - lo) * t)] = data[src..<(src + (hi - lo) * t)]
+        }
+        return out
+    }
+
+    /// `torch.cat(parts, dim=1)` of `[C, F_i, T]` tensors.
+    public static func concatenatingMiddle(_ parts: [Tensor]) -> Tensor {
+        let c = parts[0].shape[0], t = parts[0].shape[2]
+        let f = parts.reduce(0) { $0 + $1.shape[1] }
+        var out = Tensor(uninitialized: [c, f, t])
+        for ci in 0..<c {
+            var dst = ci * f * t
+            for p in parts {
+                let n = p.shape[1] * t
+                out.data[dst..<(dst + n)] = p.data[(ci * n)..<((ci + 1) * n)]
+                dst += n
+            }
         }
         return out
     }

@@ -83,7 +83,7 @@ public struct ModelRepository: Sendable {
                 throw ModelRepositoryError.missingMember(bag: name, signature: sig, directory: directory.path)
             }
             var model = try loadModel(try ModelPackage.load(contentsOf: url))
-            if let segment = spec.segment { model = applyingBagSegment(segment, to: model) }
+            if let segment = spec.segment { model = model.withBagSegment(segment) }
             cache[sig] = model
             models.append(model)
         }
@@ -140,13 +140,4 @@ public struct ModelRepository: Sendable {
         }
         return BagSpec(models: sigs, weights: weights, segment: segment)
     }
-}
-
-/// demucs 4.1.0 `BagOfModels`: the bag's segment replaces a member's unless the member is a
-/// transformer model trained on a shorter one.
-func applyingBagSegment(_ seconds: Double, to model: any SeparationModel) -> any SeparationModel {
-    guard var ht = model as? HTDemucs else { return model }
-    guard seconds <= ht.config.segmentSeconds else { return ht }
-    ht = ht.withSegment(numerator: Int((seconds * 1000).rounded()), denominator: 1000)
-    return ht
 }

@@ -1,0 +1,167 @@
+import Foundation
+
+/// Hybrid Demucs (v3), `demucs/hdemucs.py`, `HDemucs.forward`.
+///
+/// ```
+///  mix ──STFT──► spectrogram ──norm──► freq encoder ×4 ──(+)──► merged encoder ×2 ─┐
+///   │                                                    ▲                          │ zeros
+///   └──────────────────────────norm──► time encoder ×4 ──┘ (injected at level 4)    ▼
+///                                                         merged decoder ×2 ──► freq decoder ×4 ──► iSTFT ─┐
+///                                                                   └─(pre)──► time decoder ×4 ───────────(+)──► stems
+/// ```
+/// Figure 1 of Défossez, "Hybrid Spectrogram and Waveform Source Separation" (MDX workshop,
+/// 2021). The two branches run side by side until their strides match (the spectrogram is
+/// down to one bin), then share the deepest layers; the decoder starts from zeros and gets
+/// everything through the skips. The deep DConv branches carry a BLSTM and LocalState.
+/// Chunks run at their real length. Shapes below, batch axis dropped.
+public struct HDemucs: Sendable {
+    public let config: HDemucsConfig
+    public let weights: HDemucsWeights
+    private let spectrogram: Spectrogram
+
+    public init(config: HDemucsConfig, weights: HDemucsWeights) {
+        self.config = config
+        self.weights = weights
+        self.spectrogram = Spectrogram(nfft: config.nfft, hybridOld: config.hybridOld)
+    }
+
+    /// `[C, L] → [S, C, L]` for any `L`.
+    public func forward(_ mix: Tensor, trace: ((String, Tensor) -> Void)? = nil) -> Tensor {
+        let cfg = config
+        let audio = cfg.audioChannels
+        let length = mix.shape[1]
+        precondition(mix.shape[0] == audio, "HDemucs.forward: mix \(mix.shape), expected [\(audio), L]")
+
+        // Spectrogram [C, Fq, T]: as channels [2C, Fq, T] (cac) or its magnitude [C, Fq, T].
+        let (re, im) = spectrogram.forward(mix)
+        var x: Tensor
+        if cfg.cac {
+            x = complexAsChannels(re: re, im: im)
+        } else {
+            x = Tensor(uninitialized: re.shape)
+            for i in 0..<x.count { x.data[i] = (re.data[i] * re.data[i] + im.data[i] * im.data[i]).squareRoot() }
+        }
+        let (mean, std) = x.data.withUnsafeBufferPointer { meanAndStd($0) }
+        normalize(&x, mean: mean, std: std)
+        var xt = mix.reshaped([audio, 1, length])
+        let (meanT, stdT) = xt.data.withUnsafeBufferPointer { meanAndStd($0) }
+        normalize(&xt, mean: meanT, std: stdT)
+
+        var saved: [Tensor] = [], savedT: [Tensor] = []
+        var lengths: [Int] = [], lengthsT: [Int] = []
+        for (i, encode) in weights.encoder.enumerated() {
+            lengths.append(x.shape[2])
+            var inject: Tensor?
+            if i < weights.timeEncoder.count {
+                lengthsT.append(xt.shape[2])
+                let tenc = weights.timeEncoder[i]
+                xt = tenc(xt)
+                trace?("tenc\(i)", xt)
+                if tenc.isEmpty { inject = xt } else { savedT.append(xt) }
+            }
+            switch encode {
+            case let .layer(layer): x = layer(x, inject: inject)
+            case let .bands(wrap): x = wrap.encode(x)
+            }
+            trace?("enc\(i)", x)
+            if i == 0, let emb = weights.frequencyEmbedding {
+                addFrequencyEmbedding(&x, emb, scale: Float(cfg.freqEmb * cfg.embScale))
+            }
+            saved.append(x)
+        }
+
+        // The decoder starts from zeros: the signal comes back through the skips.
+        x = Tensor(zeros: x.shape)
+        let offset = weights.decoder.count - weights.timeDecoder.count
+        for (i, decode) in weights.decoder.enumerated() {
+            let skip = saved.removeLast(), len = lengths.removeLast()
+            var pre: Tensor?
+            switch decode {
+            case let .layer(layer): (x, pre) = layer(x, skip: skip, length: len)
+            case let .bands(wrap): x = wrap.decode(x, skip: skip)
+            }
+            trace?("dec\(i)", x)
+            if i >= offset {
+                let tdec = weights.timeDecoder[i - offset]
+                let lengthT = lengthsT.removeLast()
+                if tdec.isEmpty, let pre {
+                    xt = tdec(pre.reshaped([pre.shape[0], 1, pre.shape[pre.shape.count - 1]]), skip: nil, length: lengthT).out
+                } else {
+                    xt = tdec(xt, skip: savedT.removeLast(), length: lengthT).out
+                }
+                trace?("tdec\(i - offset)", xt)
+            }
+        }
+        precondition(saved.isEmpty && savedT.isEmpty && lengthsT.isEmpty, "unbalanced skip connections")
+
+        let sources = cfg.sources.count
+        denormalize(&x, mean: mean, std: std)
+        var wave: Tensor
+        if cfg.cac {
+            let (specRe, specIm) = channelsAsComplex(x)
+            wave = spectrogram.inverse(re: specRe, im: specIm, length: length)
+        } else {
+            // Estimated magnitudes with the mixture's phase (`_wiener` with 0 iterations).
+            let plane = re.shape[1] * re.shape[2]
+            var specRe = Tensor(uninitialized: x.shape), specIm = Tensor(uninitialized: x.shape)
+            for s in 0..<sources {
+                for c in 0..<audio {
+                    let dst = (s * audio + c) * plane, src = c * plane
+                    for i in 0..<plane {
+                        let m = x.data[dst + i]
+                        let (zr, zi) = (re.data[src + i], im.data[src + i])
+                        // Parity: the reference's atan2 maps an exact zero to angle 0.
+                        let angle = zr == 0 && zi == 0 ? 0 : atan2f(zi, zr)
+                        specRe.data[dst + i] = m * cosf(angle)
+                        specIm.data[dst + i] = m * sinf(angle)
+                    }
+                }
+            }
+            wave = spectrogram.inverse(re: specRe, im: specIm, length: length)
+        }
+        denormalize(&xt, mean: meanT, std: stdT)
+        add(&wave, xt.reshaped([sources * audio, length]))
+        return wave.reshaped([sources, audio, length])
+    }
+}
+
+/// A frequency-branch layer: plain, or split into bands (``MultiWrap``).
+public enum FrequencyEncoder: Sendable {
+    case layer(HEncLayer)
+    case bands(MultiWrap)
+}
+
+/// See ``FrequencyEncoder``.
+public enum FrequencyDecoder: Sendable {
+    case layer(HDecLayer)
+    case bands(MultiWrap)
+}
+
+/// Weights of ``HDemucs``, nested like its state dict.
+public struct HDemucsWeights: Sendable {
+    /// `encoder.{i}`: frequency branch, then the merged layers; input first.
+    public var encoder: [FrequencyEncoder]
+    /// `decoder.{i}`: deepest first.
+    public var decoder: [FrequencyDecoder]
+    /// `tencoder.{i}`: time branch up to the merge (the last is only a convolution).
+    public var timeEncoder: [HEncLayer]
+    /// `tdecoder.{i}`: deepest first (the first is only a transposed convolution).
+    public var timeDecoder: [HDecLayer]
+    /// `freq_emb.embedding.weight [Fq/stride, Ch]`.
+    public var frequencyEmbedding: Tensor?
+}
+
+extension HDemucs: SeparationModel {
+    public var sources: [String] { config.sources }
+    public var audioChannels: Int { config.audioChannels }
+    public var samplerate: Int { config.samplerate }
+    public var segmentLength: Int { config.segmentLength }
+    /// Any length: the reference runs Hybrid Demucs on the chunk as it is.
+    public func validLength(_ length: Int) -> Int { length }
+    public func forward(_ mix: Tensor) -> Tensor { forward(mix, trace: nil) }
+    public func withBagSegment(_ seconds: Double) -> any SeparationModel {
+        var c = config
+        c.segmentLength = Int(Double(c.samplerate) * seconds)
+        return HDemucs(config: c, weights: weights)
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+
+/// One direction of one `nn.LSTM` layer.
+///
+/// Gates in PyTorch's order `i, f, g, o`: `W_ih [4H, I]`, `W_hh [4H, H]`; the two biases are
+/// summed once at load time (they are only ever added together).
+public struct LSTMDirection: Sendable {
+    public var inputWeight: Tensor
+    public var hiddenWeight: Tensor
+    public var bias: Tensor
+
+    public init(inputWeight: Tensor, hiddenWeight: Tensor, bias: Tensor) {
+        self.inputWeight = inputWeight
+        self.hiddenWeight = hiddenWeight
+        self.bias = bias
+    }
+
+    var hidden: Int { hiddenWeight.shape[1] }
+
+    /// Runs the direction over `x [T, N, I]` (time-major) and writes `h_t` for each step into
+    /// columns `offset..<offset+H` of `out [T, N, stride]`.
+    func run(_ x: UnsafePointer<Float>, steps: Int, batch: Int, reverse: Bool,
+             into out: UnsafeMutablePointer<Float>, stride: Int, offset: Int) {
+        let h = hidden, g4 = 4 * h, inF = inputWeight.shape[1]
+        // Input contributions for every step at once: one large product instead of T small ones.
+        var gates = [Float](repeating: 0, count: steps * batch * g4)
+        var state = [Float](repeating: 0, count: batch * h)
+        var cell = [Float](repeating: 0, count: batch * h)
+        inputWeight.data.withUnsafeBufferPointer { wi in
+            bias.data.withUnsafeBufferPointer { b in
+                gates.withUnsafeMutableBufferPointer { g in
+                    linear(x, rows: steps * batch, inFeatures: inF, weight: wi.baseAddress!, outFeatures: g4,
+                           bias: b.baseAddress!, into: g.baseAddress!)
+                }
+            }
+        }
+        hiddenWeight.data.withUnsafeBufferPointer { wh in
+            gates.withUnsafeMutableBufferPointer { g in
+                state.withUnsafeMutableBufferPointer { hp in
+                    cell.withUnsafeMutableBufferPointer { cp in
+                        for s in 0..<steps {
+                            let t = reverse ? steps - 1 - s : s
+                            let gt = g.baseAddress! + t * batch * g4
+                            if s > 0 {
+                                gemm(transB: true, m: batch, n: g4, k: h, a: hp.baseAddress!, lda: h,
+                                     b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4)
+                            }
+                            for n in 0..<batch {
+                                let row = gt + n * g4
+                                let o = out + (t * batch + n) * stride + offset
+                                for j in 0..<h {
+                                    let i = sigmoid(row[j]), f = sigmoid(row[h + j])
+                                    let gg = tanhf(row[2 * h + j]), og = sigmoid(row[3 * h + j])
+                                    let c = f * cp[n * h + j] + i * gg
+                                    cp[n * h + j] = c
+                                    let hv = og * tanhf(c)
+                                    hp[n * h + j] = hv
+                                    o[j] = hv
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+
+/// A stack of bidirectional `nn.LSTM` layers (`bidirectional=True`, `num_layers = layers.count`).
+public struct BidirectionalLSTM: Sendable {
+    public var layers: [(forward: LSTMDirection, backward: LSTMDirection)]
+
+    public init(layers: [(forward: LSTMDirection, backward: LSTMDirection)]) { self.layers = layers }
+
+    /// `[T, N, I] → [T, N, 2H]`, forward states in the first half of each row.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var x = x
+        let steps = x.shape[0], batch = x.shape[1]
+        for layer in layers {
+            let h = layer.forward.hidden
+            var out = Tensor(uninitialized: [steps, batch, 2 * h])
+            x.data.withUnsafeBufferPointer { xp in
+                out.data.withUnsafeMutableBufferPointer { op in
+                    let (xs, os) = (UnsafeSendable(xp.baseAddress!), UnsafeMutableSendablePointer(op.baseAddress!))
+                    // The two directions are independent: one per engine thread when there are two.
+                    parallelFor(2) { range in
+                        for d in range {
+                            let dir = d == 0 ? layer.forward : layer.backward
+                            dir.run(xs.pointer, steps: steps, batch: batch, reverse: d == 1,
+                                    into: os.pointer, stride: 2 * h, offset: d * h)
+                        }
+                    }
+                }
+            }
+            x = out
+        }
+        return x
+    }
+}
+
+/// `demucs.demucs.BLSTM`: a bidirectional LSTM with as many hidden units as channels, a linear
+/// map back to the channels, optionally a residual, over `[C, T]`.
+///
+/// Long inputs are cut in windows of `maxSteps` with half-window hops, run as one batch and
+/// stitched from the middles of the windows (the first and last keep their outer edges), as
+/// the reference does to bound the recurrence length.
+public struct BLSTM: Sendable {
+    public var lstm: BidirectionalLSTM
+    /// `linear`: Linear(2C, C)
+    public var linear: LinearLayer
+    public var maxSteps: Int?
+    public var skip: Bool
+
+    public init(lstm: BidirectionalLSTM, linear: LinearLayer, maxSteps: Int?, skip: Bool) {
+        self.lstm = lstm
+        self.linear = linear
+        self.maxSteps = maxSteps
+        self.skip = skip
+    }
+
+    /// `[C, T] → [C, T]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let c = x.shape[0], t = x.shape[x.shape.count - 1]
+        let framed = maxSteps.map { t > $0 } ?? false
+        let width = framed ? maxSteps! : t
+        let hop = width / 2
+        let frames = framed ? (t + hop - 1) / hop : 1
+        // seq[step, frame, channel]; past the end of the input the windows read zeros (`unfold`).
+        var seq = Tensor(zeros: [width, frames, c])
+        for f in 0..<frames {
+            let start = framed ? f * hop : 0
+            for ch in 0..<c {
+                let row = ch * t
+                for s in 0..<width where start + s < t {
+                    seq.data[(s * frames + f) * c + ch] = x.data[row + start + s]
+                }
+            }
+        }
+        let y = linear(lstm(seq))  // [width·frames, C]
+        var out = Tensor(zeros: [c, t])
+        let limit = hop / 2
+        for f in 0..<frames {
+            let lo = !framed || f == 0 ? 0 : limit
+            let hi = !framed || f == frames - 1 ? width : width - limit
+            let start = framed ? f * hop : 0
+            for s in lo..<hi where start + s < t {
+                for ch in 0..<c { out.data[ch * t + start + s] = y.data[(s * frames + f) * c + ch] }
+            }
+        }
+        if skip { add(&out, x.reshaped([c, t])) }
+        return out
+    }
+}
+
+extension BLSTM {
+    /// `prefix.lstm.{weight,bias}_{ih,hh}_l{k}[_reverse]` and `prefix.linear`, in the order the
+    /// reference registers them.
+    static func load(_ r: inout StateReader, _ prefix: String, channels: Int, layers: Int, maxSteps: Int?, skip: Bool) throws -> BLSTM {
+        var stack: [(forward: LSTMDirection, backward: LSTMDirection)] = []
+        for k in 0..<layers {
+            let inF = k == 0 ? channels : 2 * channels
+            func direction(_ suffix: String) throws -> LSTMDirection {
+                let p = "\(prefix).lstm"
+                let wi = try r.take("\(p).weight_ih_l\(k)\(suffix)", [4 * channels, inF])
+                let wh = try r.take("\(p).weight_hh_l\(k)\(suffix)", [4 * channels, channels])
+                var b = try r.take("\(p).bias_ih_l\(k)\(suffix)", [4 * channels])
+                add(&b, try r.take("\(p).bias_hh_l\(k)\(suffix)", [4 * channels]))
+                return LSTMDirection(inputWeight: wi, hiddenWeight: wh, bias: b)
+            }
+            let f = try direction("")
+            stack.append((f, try direction("_reverse")))
+        }
+        return BLSTM(lstm: BidirectionalLSTM(layers: stack),
+                     linear: try .load(&r, "\(prefix).linear", inFeatures: 2 * channels, outFeatures: channels),
+                     maxSteps: maxSteps, skip: skip)
+    }
+}
