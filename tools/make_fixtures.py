@@ -6,6 +6,7 @@ Run by hand, never by tests or CI:
     tools/setup_reference.sh            # once: venv with CPU torch + demucs 4.1.0 in .reference/
     .reference/bin/python tools/make_fixtures.py            # small fixtures -> Tests/Fixtures
     .reference/bin/python tools/make_fixtures.py --full DIR # full-size models for benchmarks
+        [--families ht,v3] [--seconds 60] [--parity-seconds 20]
 
 What it writes (small mode), all under Tests/Fixtures:
   repo/            a folder laid out like the official model repository (`--repo`):
@@ -186,7 +187,7 @@ def save_safetensors(model, folder, sig):
     return path
 
 
-def quantizer_for(model, seed, min_size=0.004):
+def quantizer_for(model, seed, min_size):
     """DiffQ as the mdx_q training used it (groups of 8), with per-group bit widths spread over
     2..14 so every packing width occurs (a fresh quantizer would give all groups 8 bits)."""
     from diffq import DiffQuantizer
@@ -197,10 +198,10 @@ def quantizer_for(model, seed, min_size=0.004):
     return quantizer
 
 
-def save_th_quantized(model, folder, sig, seed):
+def save_th_quantized(model, folder, sig, seed, min_size=0.004):
     """The legacy .th form of a DiffQ model: serialize_model with the quantizer."""
     from omegaconf import OmegaConf
-    quantizer = quantizer_for(model, seed)
+    quantizer = quantizer_for(model, seed, min_size)
     package = serialize_model(model, OmegaConf.create({"seed": sig}), quantizer=quantizer)
     buf = io.BytesIO()
     torch.save(package, buf)
@@ -232,10 +233,10 @@ def _flatten_state(state):
     return tensors, flat(state)
 
 
-def save_safetensors_quantized(model, folder, sig, seed):
+def save_safetensors_quantized(model, folder, sig, seed, min_size=0.004):
     """The HuggingFace form of a DiffQ model: packed tensors plus a `structure` metadata entry."""
     from demucs.states import get_state
-    quantizer = quantizer_for(model, seed)
+    quantizer = quantizer_for(model, seed, min_size)
     state = get_state(model, quantizer)
     tensors, structure = _flatten_state(state)
     args, kwargs = model._init_args_kwargs
@@ -509,25 +510,53 @@ def make_ops(folder: Path):
 
 
 
-def make_full(out: Path, seconds: float, parity_seconds: float):
-    """Full-size random-weight models for benchmarks and by-hand parity."""
+def make_full(out: Path, seconds: float, parity_seconds: float, families):
+    """Full-size random-weight models for benchmarks and by-hand parity, under the published
+    names and signatures (the files are not the published weights)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    ht = build(HTDEMUCS_KW, seed=100)
-    save_th(ht, out, "955717e8")
-    (out / "htdemucs.yaml").write_text("models: ['955717e8']\n")
-    ht6 = build(dict(HTDEMUCS_KW, sources=SOURCES6, bottom_channels=0), seed=101)
-    save_th(ht6, out, "5c90dfd2")
-    (out / "htdemucs_6s.yaml").write_text("models: ['5c90dfd2']\n")
-    sigs = ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"]
-    for i, sig in enumerate(sigs):
-        save_safetensors(build(HTDEMUCS_KW, seed=200 + i), out, sig)
-    (out / "htdemucs_ft.yaml").write_text(
-        "models: [" + ", ".join(f"'{s}'" for s in sigs) + "]\n"
-        "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n")
+    names = []
+    if "ht" in families:
+        ht = build(HTDEMUCS_KW, seed=100)
+        save_th(ht, out, "955717e8")
+        (out / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+        ht6 = build(dict(HTDEMUCS_KW, sources=SOURCES6, bottom_channels=0), seed=101)
+        save_th(ht6, out, "5c90dfd2")
+        (out / "htdemucs_6s.yaml").write_text("models: ['5c90dfd2']\n")
+        sigs = ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"]
+        for i, sig in enumerate(sigs):
+            save_safetensors(build(HTDEMUCS_KW, seed=200 + i), out, sig)
+        (out / "htdemucs_ft.yaml").write_text(
+            "models: [" + ", ".join(f"'{s}'" for s in sigs) + "]\n"
+            "weights: [\n  [1., 0., 0., 0.],\n  [0., 1., 0., 0.],\n  [0., 0., 1., 0.],\n  [0., 0., 0., 1.],\n]\n")
+        names += ["htdemucs", "htdemucs_6s", "htdemucs_ft"]
+    if "v3" in families:
+        # The variants the issue names, spread over the bags' members.
+        variants = [dict(), dict(cac=False, hybrid_old=True), dict(multi_freqs=[0.1, 0.3]), dict(cac=False)]
+        save_th(build(HDEMUCS_KW, seed=300, klass=HDemucs), out, "75fc33f5")
+        (out / "hdemucs_mmi.yaml").write_text("models: ['75fc33f5']\nsegment: 44\n")
+        extra = ["e51eebcc", "a1d90b5c", "5d2d6c55", "cfa93e08"]
+        for i, sig in enumerate(extra):
+            save_th(build(dict(HDEMUCS_KW, **variants[i]), seed=310 + i, klass=HDemucs), out, sig)
+        (out / "mdx_extra.yaml").write_text("models: [" + ", ".join(f"'{s}'" for s in extra) + "]\nsegment: 44\n")
+        mdx = ["0d19c1c6", "7ecf8ec1", "c511e2ab", "7d865c68"]
+        save_th(build(DEMUCS_KW, seed=320, klass=Demucs), out, mdx[0])
+        save_th(build(DEMUCS_KW, seed=321, klass=Demucs), out, mdx[1])
+        save_th(build(dict(HDEMUCS_KW, **variants[1]), seed=322, klass=HDemucs), out, mdx[2])
+        save_th(build(dict(HDEMUCS_KW, **variants[2]), seed=323, klass=HDemucs), out, mdx[3])
+        (out / "mdx.yaml").write_text("models: [" + ", ".join(f"'{s}'" for s in mdx) + "]\n" + MDX_WEIGHTS + "segment: 44\n")
+        # Quantized bags: DiffQ at the published settings (min_size 0.2 MB, groups of 8).
+        q = ["6b9c2ca1", "b72baf4e", "42e558d4", "305bc58f"]
+        for i, sig in enumerate(q):
+            model = build(DEMUCS_KW, seed=330 + i, klass=Demucs) if i < 2 else \
+                build(dict(HDEMUCS_KW, **variants[i - 1]), seed=330 + i, klass=HDemucs)
+            quantized_saver = save_th_quantized if i % 2 == 0 else save_safetensors_quantized
+            quantized_saver(model, out, sig, seed=340 + i, min_size=0.2)
+        (out / "mdx_q.yaml").write_text("models: [" + ", ".join(f"'{s}'" for s in q) + "]\n" + MDX_WEIGHTS + "segment: 44\n")
+        names += ["hdemucs_mmi", "mdx_extra", "mdx", "mdx_q"]
     write_wav(out / f"bench{int(seconds)}.wav", signal(seconds, seed=7), 44100)
     write_wav(out / "parity.wav", signal(parity_seconds, seed=8), 44100)
-    for name in ("htdemucs", "htdemucs_6s", "htdemucs_ft"):
+    for name in names:
         model = load_bag(out, name)
         wav, _ = read_wav(out / "parity.wav")
         np.save(out / f"parity__{name}.npy", separate(model, wav).numpy().astype(np.float32))
@@ -539,9 +568,10 @@ def main():
     parser.add_argument("--full", type=Path, help="write full-size models and signals to this folder")
     parser.add_argument("--seconds", type=float, default=60.0, help="benchmark signal length (--full)")
     parser.add_argument("--parity-seconds", type=float, default=20.0, help="parity signal length (--full)")
+    parser.add_argument("--families", default="ht,v3", help="model families for --full: ht (v4), v3 (v2/v3, mdx bags)")
     args = parser.parse_args()
     if args.full:
-        make_full(args.full, args.seconds, args.parity_seconds)
+        make_full(args.full, args.seconds, args.parity_seconds, args.families.split(","))
     else:
         make_small()
 

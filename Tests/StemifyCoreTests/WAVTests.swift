@@ -70,8 +70,21 @@ struct ModelRepositoryTests {
         #expect(spec.weights?[3] == [0, 0, 0, 1])
         #expect(try fixtureRepo.bagSpec(named: "a1c0ffee").models == ["a1c0ffee"])
         let listing = fixtureRepo.list()
-        #expect(listing.bags == ["ht6s_small", "ht_small", "htft_small"])
-        #expect(listing.singles == ["a1c0ffee", "b6c0ffee", "f0c0ffee", "f1c0ffee"])
+        #expect(listing.bags == ["demucs_small", "hd_small", "hdmag_small", "hdmulti_small", "ht6s_small", "ht_small",
+                                 "htft_small", "mdx_small", "mdxq_small"])
+        #expect(listing.singles == ["a1c0ffee", "b6c0ffee", "c0ffee20", "c0ffee21", "c0ffee22", "c0ffee30", "c0ffee31",
+                                    "c0ffee40", "c0ffee42", "f0c0ffee", "f1c0ffee"])
+    }
+
+    @Test("a bag's segment replaces its members' (0.4 s here), except a transformer model's shorter one")
+    func bagSegment() throws {
+        let mdx = try fixtureRepo.loadBag(named: "mdx_small")
+        #expect(mdx.models.map(\.segmentLength) == [17640, 17640, 17640, 17640])
+        #expect(mdx.weights[1] == [0, 1, 0, 0])
+        let ht = try fixtureRepo.loadBag(named: "ht_small").models[0]
+        #expect(ht.segmentLength == 22050)
+        #expect(ht.withBagSegment(44).segmentLength == 22050)
+        #expect(ht.withBagSegment(0.4).segmentLength == 17640)
     }
 
     @Test("a missing model says which files to put where")

@@ -185,8 +185,8 @@ struct APITests {
             BadInput(name: "playlist URL", fields: ["youtube_url": "https://www.youtube.com/playlist?list=PL590L5WQmH8fJ54F369BLDSqIwcs-TCfs"],
                      file: nil, status: .badRequest, code: "youtube_playlist"),
             BadInput(name: "unknown model", fields: ["model": "nope"], file: ("a.mp3", mp3), status: .badRequest, code: "unknown_model"),
-            BadInput(name: "unsupported model", fields: ["model": "mdx_extra_q"], file: ("a.mp3", mp3), status: .unprocessableContent,
-                     code: "model_unavailable"),
+            BadInput(name: "published model not in the folder, downloads off", fields: ["model": "mdx_extra_q"], file: ("a.mp3", mp3),
+                     status: .serviceUnavailable, code: "model_unavailable"),
             BadInput(name: "bad output format", fields: ["model": "ht_small", "output_format": "ogg"], file: ("a.mp3", mp3),
                      status: .badRequest, code: "invalid_option"),
             BadInput(name: "bad quality", fields: ["model": "ht_small", "quality": "ultra"], file: ("a.mp3", mp3),
@@ -340,9 +340,9 @@ struct APITests {
         try await withServer(testConfiguration()) { client in
             let models = json(try await client.execute(uri: "/api/models", method: .get).body)["models"] as? [[String: Any]] ?? []
             let byName = Dictionary(uniqueKeysWithValues: models.map { ($0["name"] as! String, $0) })
-            #expect(byName["htdemucs"]?["supported"] as? Bool == true)
             #expect(byName["htdemucs"]?["available"] as? Bool == false)
-            #expect(byName["mdx_q"]?["supported"] as? Bool == false)
+            #expect(byName["mdx_q"]?["available"] as? Bool == false)
+            #expect(byName["mdx_small"]?["available"] as? Bool == true)
             #expect(byName["ht_small"]?["available"] as? Bool == true)
             let limits = json(try await client.execute(uri: "/api/limits", method: .get).body)
             #expect(limits["max_file_size"] as? Int == 50 * 1024 * 1024)

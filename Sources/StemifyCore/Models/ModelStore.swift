@@ -7,23 +7,20 @@ public struct ModelInfo: Codable, Sendable, Equatable {
     public var description: String
     /// Stems it produces.
     public var sources: [String]
-    /// The engine implements its network family.
-    public var supported: Bool
     /// Its files are in the model folder.
     public var available: Bool
     /// Relative cost against htdemucs (1 = one 7.8 s-segment HTDemucs network).
     public var relativeCost: Double
 
     enum CodingKeys: String, CodingKey {
-        case name, description, sources, supported, available, relativeCost = "relative_cost"
+        case name, description, sources, available, relativeCost = "relative_cost"
     }
 }
 
 /// Models by name over a model folder (``ModelRepository``), with loaded bags cached.
 ///
-/// The published names are always listed; a name whose network family the engine does not
-/// implement yet is listed as unsupported, never faked. Any other bag file in the folder (a
-/// user's own or fine-tuned model) is offered too.
+/// The published names are always listed (every one runs on the native engine). Any other bag
+/// file in the folder (a user's own or fine-tuned model) is offered too.
 public final class ModelStore: @unchecked Sendable {
     public let repository: ModelRepository
     private let lock = NSLock()
@@ -39,28 +36,27 @@ public final class ModelStore: @unchecked Sendable {
 
     private static let four = ["drums", "bass", "other", "vocals"]
 
-    static let catalog: [(name: String, description: String, sources: [String], supported: Bool, cost: Double)] = [
-        ("htdemucs", "Hybrid Transformer Demucs v4: the default, good quality at moderate speed", four, true, 1),
-        ("htdemucs_ft", "Fine-tuned htdemucs bag: best quality, about 4× slower", four, true, 4),
-        ("htdemucs_6s", "htdemucs with guitar and piano stems (piano is weak)", four + ["guitar", "piano"], true, 0.8),
-        ("hdemucs_mmi", "Hybrid Demucs v3 trained on extra data (engine support pending)", four, false, 2.7),
-        ("mdx", "Demucs v3 MDX challenge bag (engine support pending)", four, false, 8),
-        ("mdx_extra", "MDX bag trained on extra data (engine support pending)", four, false, 11),
-        ("mdx_q", "Quantized mdx: smaller download (engine support pending)", four, false, 8),
-        ("mdx_extra_q", "Quantized mdx_extra (engine support pending)", four, false, 11),
+    static let catalog: [(name: String, description: String, sources: [String], cost: Double)] = [
+        ("htdemucs", "Hybrid Transformer Demucs v4: the default, good quality at moderate speed", four, 1),
+        ("htdemucs_ft", "Fine-tuned htdemucs bag: best quality, about 4× slower", four, 4),
+        ("htdemucs_6s", "htdemucs with guitar and piano stems (piano is weak)", four + ["guitar", "piano"], 0.8),
+        ("hdemucs_mmi", "Hybrid Demucs v3 trained on extra data: the previous generation's best single model", four, 1.3),
+        ("mdx", "Demucs v3 MDX challenge bag: two waveform and two hybrid networks", four, 5.5),
+        ("mdx_extra", "MDX bag of four hybrid networks trained on extra data", four, 5.2),
+        ("mdx_q", "Quantized mdx: the same networks from a 4× smaller download", four, 5.5),
+        ("mdx_extra_q", "Quantized mdx_extra: the same networks from a 4× smaller download", four, 5.2),
     ]
-
 
     /// Every offered model.
     public func list() -> [ModelInfo] {
         var out = Self.catalog.map { entry in
-            ModelInfo(name: entry.name, description: entry.description, sources: entry.sources, supported: entry.supported,
-                      available: entry.supported && isAvailable(entry.name), relativeCost: entry.cost)
+            ModelInfo(name: entry.name, description: entry.description, sources: entry.sources,
+                      available: isAvailable(entry.name), relativeCost: entry.cost)
         }
         let known = Set(out.map(\.name))
         for bag in repository.list().bags where !known.contains(bag) {
             out.append(ModelInfo(name: bag, description: "Custom model from the model folder", sources: [],
-                                 supported: true, available: isAvailable(bag), relativeCost: 1))
+                                 available: isAvailable(bag), relativeCost: 1))
         }
         return out
     }
@@ -74,9 +70,6 @@ public final class ModelStore: @unchecked Sendable {
     /// Checks that `name` can run here, throwing the error a client should see.
     public func validate(_ name: String) throws {
         let entry = Self.catalog.first { $0.name == name }
-        if let entry, !entry.supported {
-            throw StemifyError(.modelUnavailable, "model '\(name)' is not supported by this engine yet; use htdemucs, htdemucs_ft or htdemucs_6s", status: 422)
-        }
         if entry == nil && !repository.list().bags.contains(name) {
             throw StemifyError(.unknownModel, "unknown model '\(name)'; GET /api/models lists the models", status: 400)
         }
