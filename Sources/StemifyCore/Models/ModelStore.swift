@@ -9,7 +9,7 @@ public struct ModelInfo: Codable, Sendable, Equatable {
     public var sources: [String]
     /// Its files are in the model folder.
     public var available: Bool
-    /// Relative cost against htdemucs (1 = one 7.8 s-segment HTDemucs network).
+    /// Wall time relative to htdemucs on the same track (measured with `tools/benchmark.py`).
     public var relativeCost: Double
 
     enum CodingKeys: String, CodingKey {
@@ -40,11 +40,11 @@ public final class ModelStore: @unchecked Sendable {
         ("htdemucs", "Hybrid Transformer Demucs v4: the default, good quality at moderate speed", four, 1),
         ("htdemucs_ft", "Fine-tuned htdemucs bag: best quality, about 4× slower", four, 4),
         ("htdemucs_6s", "htdemucs with guitar and piano stems (piano is weak)", four + ["guitar", "piano"], 0.8),
-        ("hdemucs_mmi", "Hybrid Demucs v3 trained on extra data: the previous generation's best single model", four, 1.3),
-        ("mdx", "Demucs v3 MDX challenge bag: two waveform and two hybrid networks", four, 5.5),
-        ("mdx_extra", "MDX bag of four hybrid networks trained on extra data", four, 5.2),
-        ("mdx_q", "Quantized mdx: the same networks from a 4× smaller download", four, 5.5),
-        ("mdx_extra_q", "Quantized mdx_extra: the same networks from a 4× smaller download", four, 5.2),
+        ("hdemucs_mmi", "Hybrid Demucs v3 trained on extra data: the previous generation's best single model", four, 0.7),
+        ("mdx", "Demucs v3 MDX challenge bag: two waveform and two hybrid networks", four, 2.8),
+        ("mdx_extra", "MDX bag of four hybrid networks trained on extra data", four, 2.8),
+        ("mdx_q", "Quantized mdx: the same networks from a 4× smaller download", four, 2.8),
+        ("mdx_extra_q", "Quantized mdx_extra: the same networks from a 4× smaller download", four, 2.8),
     ]
 
     /// Every offered model.
