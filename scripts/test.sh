@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs system dependencies if missing, then runs every test in release
-# mode (the engine's numeric loops are ~30x slower unoptimised).
+# The test command: installs system dependencies if missing, starts a throwaway PostgreSQL,
+# runs every test in release mode (the engine's numeric loops are ~30x slower unoptimised),
+# then the many-machines fault script (API + worker processes, SIGKILL, database restart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+STEMIFY_TEST_POSTGRES_URL="$(scripts/postgres.sh)"
+export STEMIFY_TEST_POSTGRES_URL
 swift test -c release
+python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"

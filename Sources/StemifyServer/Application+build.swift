@@ -10,9 +10,9 @@ public import StemifyCore
 ///   - configuration: deployment settings.
 ///   - logger: the application's logger (JSON lines from `stemify serve`).
 /// - Returns: the application, with in-process workers and the expiry janitor as services.
-public func buildApplication(configuration: StemifyConfiguration, logger: Logger) throws -> some ApplicationProtocol {
+public func buildApplication(configuration: StemifyConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
     try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
-    let queue = try SQLiteJobQueue(path: configuration.jobsDatabasePath, leaseSeconds: configuration.leaseSeconds)
+    let queue = try await configuration.openQueue(logger: logger)
     let models = ModelStore(
         directory: configuration.modelDirectory,
         downloader: configuration.modelDownload
@@ -40,11 +40,14 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
 
 import DemucsKit
 
-/// The in-process workers.
-struct WorkerService: Service {
+/// The workers of a process (`stemify serve` in-process, or `stemify worker`). On shutdown
+/// (SIGTERM) each stops its separation at the next chunk and hands its job back.
+public struct WorkerService: Service {
     let runners: [JobRunner]
 
-    func run() async throws {
+    public init(runners: [JobRunner]) { self.runners = runners }
+
+    public func run() async throws {
         // A service that returns stops the whole application; with no workers, wait for shutdown.
         if runners.isEmpty {
             try? await gracefulShutdown()

@@ -5,7 +5,7 @@ import Logging
 import StemifyCore
 import StemifyServer
 
-/// `stemify serve`: the HTTP API with in-process workers on the embedded SQLite queue.
+/// `stemify serve`: the HTTP API, with in-process workers unless `--no-workers`.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the HTTP API (and in-process workers).")
 
@@ -24,6 +24,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "In-process workers (0: API only).")
     var workers: Int?
 
+    @Flag(help: "Run only the API; `stemify worker` processes do the separations (shared queue and storage).")
+    var noWorkers = false
+
     func run() async throws {
         var c: StemifyConfiguration
         do {
@@ -35,6 +38,7 @@ struct Serve: AsyncParsableCommand {
         if let port { c.port = port }
         if let dataDir { c.dataDirectory = dataDir }
         if let workers { c.workers = workers }
+        if noWorkers { c.workers = 0 }
         let level = Logger.Level(rawValue: c.logLevel) ?? .info
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
         let logger = Logger(label: "stemify")
@@ -42,7 +46,7 @@ struct Serve: AsyncParsableCommand {
             "host": "\(c.host)", "port": "\(c.port)", "data_dir": "\(c.dataDirectory)",
             "models": "\(c.modelDirectory.path)", "workers": "\(c.workers)",
         ])
-        let app = try buildApplication(configuration: c, logger: logger)
+        let app = try await buildApplication(configuration: c, logger: logger)
         try await app.runService()
     }
 }

@@ -28,7 +28,7 @@ func testConfiguration(_ edit: (inout StemifyConfiguration) -> Void = { _ in }) 
 func withServer(_ configuration: StemifyConfiguration, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void) async throws {
     var logger = Logger(label: "test")
     logger.logLevel = ProcessInfo.processInfo.environment["STEMIFY_TEST_LOG"] != nil ? .debug : .warning
-    let app = try buildApplication(configuration: configuration, logger: logger)
+    let app = try await buildApplication(configuration: configuration, logger: logger)
     defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
     try await app.test(.live) { client in try await body(client) }
 }
@@ -230,7 +230,7 @@ struct APITests {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let first = try buildApplication(configuration: configuration, logger: logger)
+        let first = try await buildApplication(configuration: configuration, logger: logger)
         try await first.test(.live) { client in
             for _ in 0..<5 {
                 let (headers, body) = multipart(fields: ["model": "ht_small"], file: ("a.mp3", input))

@@ -95,11 +95,17 @@ public struct StreamingSeparation {
     ///   - progress: called after every chunk.
     ///   - isCancelled: polled before every chunk; when true the run throws
     ///     ``SeparationError/cancelled``.
+    ///   - resume: the state a previous run checkpointed: output before `resume.emitted` is not
+    ///     produced again, and the rest is identical to an uninterrupted run (same options,
+    ///     seed and source).
+    ///   - checkpoint: called after output was emitted, with the state to resume from.
     public func run(
         _ source: any AudioSource,
         emit: (Int, Tensor, Tensor) throws -> Void,
         progress: (SeparationProgress) -> Void = { _ in },
-        isCancelled: () -> Bool = { false }
+        isCancelled: () -> Bool = { false },
+        resume: SeparationCheckpoint? = nil,
+        checkpoint: ((SeparationCheckpoint) throws -> Void)? = nil
     ) throws {
         let channels = bag.audioChannels
         guard source.channelCount == channels else {
@@ -143,6 +149,19 @@ public struct StreamingSeparation {
         let totalChunks = passes.reduce(0) { $0 + $1.chunkCount }
         var done = 0
         var emitted = 0
+        if let resume {
+            guard resume.passes.count == passes.count, resume.length == length,
+                  zip(resume.passes, passes).allSatisfy({ $0.start == $1.start && $0.acc.count == $1.acc.count })
+            else { throw SeparationError.invalidOptions("the checkpoint was made with other options, models or audio") }
+            for (i, state) in resume.passes.enumerated() {
+                passes[i].next = state.next
+                passes[i].base = state.base
+                passes[i].acc = state.acc
+                passes[i].weightSum = state.weightSum
+            }
+            emitted = resume.emitted
+            done = passes.reduce(0) { $0 + $1.next }
+        }
 
         while emitted < length {
             // The pass furthest behind runs next; a finished pass has frontier == length.
@@ -192,6 +211,9 @@ public struct StreamingSeparation {
                 }
                 try emit(emitted, stems, try source.read(from: emitted, count: n))
                 emitted = frontier
+                try checkpoint?(SeparationCheckpoint(
+                    length: length, emitted: emitted,
+                    passes: passes.map { .init(start: $0.start, next: $0.next, base: $0.base, acc: $0.acc, weightSum: $0.weightSum) }))
             }
             progress(SeparationProgress(completedChunks: done, totalChunks: totalChunks, framesDone: emitted))
         }
@@ -227,6 +249,66 @@ public struct StreamingSeparation {
             start += n
         }
         return (Float(mean), Float((sq / Double(max(length - 1, 1))).squareRoot()))
+    }
+}
+
+/// Where a separation stands: what was emitted and each pass's overlap-add state, enough to
+/// continue on another machine with an identical result.
+public struct SeparationCheckpoint: Sendable, Equatable {
+    struct PassState: Sendable, Equatable {
+        var start: Int
+        var next: Int
+        var base: Int
+        var acc: [Float]
+        var weightSum: [Float]
+    }
+    /// Frames in the track.
+    public var length: Int
+    /// Frames already handed to `emit`.
+    public var emitted: Int
+    var passes: [PassState]
+
+    /// Little-endian: magic, length, emitted, pass count, then per pass start, next, base, two
+    /// float counts and the floats.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = Array("STMFCKP1".utf8)
+        func int(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { out += $0 } }
+        func floats(_ f: [Float]) { int(f.count); f.withUnsafeBytes { out += $0 } }
+        int(length); int(emitted); int(passes.count)
+        for p in passes { int(p.start); int(p.next); int(p.base); floats(p.acc); floats(p.weightSum) }
+        return out
+    }
+
+    /// - Throws: ``SeparationError/invalidOptions(_:)`` for bytes that are not a whole checkpoint.
+    public init(decoding bytes: [UInt8]) throws {
+        var at = 8
+        let bad = SeparationError.invalidOptions("not a separation checkpoint, or a truncated one")
+        guard bytes.count >= 8, Array(bytes[0..<8]) == Array("STMFCKP1".utf8) else { throw bad }
+        func int() throws -> Int {
+            guard at + 8 <= bytes.count else { throw bad }
+            defer { at += 8 }
+            return Int(Int64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: Int64.self) }))
+        }
+        func floats() throws -> [Float] {
+            let n = try int()
+            guard n >= 0, at + 4 * n <= bytes.count else { throw bad }
+            defer { at += 4 * n }
+            return bytes.withUnsafeBytes { p in (0..<n).map { p.loadUnaligned(fromByteOffset: at + 4 * $0, as: Float.self) } }
+        }
+        length = try int()
+        emitted = try int()
+        let count = try int()
+        guard count >= 0 && count < 1 << 16 else { throw bad }
+        passes = try (0..<count).map { _ in
+            PassState(start: try int(), next: try int(), base: try int(), acc: try floats(), weightSum: try floats())
+        }
+        guard at == bytes.count else { throw bad }
+    }
+
+    init(length: Int, emitted: Int, passes: [PassState]) {
+        self.length = length
+        self.emitted = emitted
+        self.passes = passes
     }
 }
 

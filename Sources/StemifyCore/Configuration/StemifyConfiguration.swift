@@ -1,4 +1,5 @@
 public import Foundation
+public import Logging
 
 /// Deployment settings of `stemify serve` and `stemify worker`.
 ///
@@ -37,6 +38,12 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var resultTTLSeconds = 86400.0
     /// `lease` / `STEMIFY_LEASE`, seconds a worker holds a job between heartbeats. The default is 60.
     public var leaseSeconds = 60.0
+    /// `max_attempts`: claims of a job whose workers keep dying before it fails.
+    public var maxAttempts = 3
+    /// `retry_backoff`: seconds after an expired lease before a retry, doubled per attempt (PostgreSQL).
+    public var retryBackoffSeconds = 5.0
+    /// `checkpoint_interval`: seconds between separation checkpoints a takeover resumes from.
+    public var checkpointInterval = 10.0
     /// `log_level` / `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. The default is info.
     public var logLevel = "info"
     /// `youtube_blocklist` / `YOUTUBE_BLOCKLIST` (comma-separated video ids).
@@ -53,6 +60,16 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var modelLegacyURL = "https://dl.fbaipublicfiles.com/demucs"
 
     public init() {}
+
+    /// Opens the configured queue: PostgreSQL for a `postgres://` URL, else the SQLite file.
+    public func openQueue(logger: Logger) async throws -> any JobQueue {
+        if let url = queueURL, url.hasPrefix("postgres") {
+            return try await PostgresJobQueue(url: url, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts,
+                                              retryBackoff: retryBackoffSeconds, logger: logger)
+        }
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        return try SQLiteJobQueue(path: jobsDatabasePath, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts)
+    }
 
     /// Resolved paths.
     public var modelDirectory: URL { URL(fileURLWithPath: modelPath ?? "\(dataDirectory)/models") }
@@ -90,7 +107,8 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("result_ttl", "RESULT_TTL"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
         ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"),
-        ("model_legacy_url", "MODEL_LEGACY_URL"),
+        ("model_legacy_url", "MODEL_LEGACY_URL"), ("max_attempts", "STEMIFY_MAX_ATTEMPTS"),
+        ("retry_backoff", "STEMIFY_RETRY_BACKOFF"), ("checkpoint_interval", "STEMIFY_CHECKPOINT_INTERVAL"),
     ]
 
     mutating func set(_ key: String, _ value: String, source: String) throws {
@@ -119,6 +137,9 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "queue_url": queueURL = value
         case "result_ttl": resultTTLSeconds = try number()
         case "lease": leaseSeconds = try number()
+        case "max_attempts": maxAttempts = try int()
+        case "retry_backoff": retryBackoffSeconds = try number()
+        case "checkpoint_interval": checkpointInterval = try number()
         case "log_level": logLevel = value.lowercased()
         case "youtube_blocklist": youtubeBlocklist = list()
         case "youtube_test_hosts": youtubeTestHosts = list()
@@ -144,9 +165,12 @@ public struct StemifyConfiguration: Sendable, Equatable {
         if workers < 0 { throw ConfigurationError(key: "workers", message: "must be ≥ 0") }
         if threads < 1 { throw ConfigurationError(key: "threads", message: "must be ≥ 1") }
         if leaseSeconds < 1 { throw ConfigurationError(key: "lease", message: "must be ≥ 1 second") }
-        if let q = queueURL, !q.hasPrefix("sqlite:") {
-            throw ConfigurationError(key: "queue_url", message: "only sqlite:PATH is supported yet (PostgreSQL arrives with the workers issue)")
+        if let q = queueURL, !q.hasPrefix("sqlite:") && !q.hasPrefix("postgres://") && !q.hasPrefix("postgresql://") {
+            throw ConfigurationError(key: "queue_url", message: "must be sqlite:PATH or postgres://user:password@host:port/database")
         }
+        if maxAttempts < 1 { throw ConfigurationError(key: "max_attempts", message: "must be ≥ 1") }
+        if retryBackoffSeconds < 0 { throw ConfigurationError(key: "retry_backoff", message: "must be ≥ 0") }
+        if checkpointInterval < 0 { throw ConfigurationError(key: "checkpoint_interval", message: "must be ≥ 0") }
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) {
             throw ConfigurationError(key: "log_level", message: "must be trace, debug, info, notice, warning, error or critical")
         }

@@ -20,6 +20,9 @@ public protocol JobQueue: Sendable {
     func complete(id: String, worker: String, stems: [StemFile], metrics: JobMetrics) async throws
     /// Fails a job with a code and message.
     func fail(id: String, worker: String?, code: ErrorCode, message: String) async throws
+    /// Hands a running job back (a worker stopping gracefully): queued again at once, this
+    /// attempt not counted; its checkpoint stays for whoever takes it next.
+    func release(id: String, worker: String) async throws
     /// Cancels a job (a running worker notices at its next heartbeat) and removes its record.
     func cancel(id: String) async throws -> Job?
     /// Jobs ahead of this one in the queue (0 when it runs or is next).
@@ -35,4 +38,80 @@ public protocol JobQueue: Sendable {
     func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double)
     /// Removes finished jobs older than `age` seconds; returns them so their files can go too.
     func expire(olderThan age: Double) async throws -> [Job]
+}
+
+extension JobQueue {
+    /// Waits up to `timeout` seconds for new work; backends that can be told about it (LISTEN)
+    /// return sooner.
+    public func waitForWork(timeout: Double) async {
+        try? await Task.sleep(for: .seconds(timeout))
+    }
+}
+
+/// A `jobs` row in the column types both backends store (JSON text, epoch seconds).
+struct JobRow {
+    var id: String
+    var status: String
+    var progress: Double
+    var eta: Double?
+    var options: String
+    var inputKind: String
+    var inputValue: String
+    var inputName: String?
+    var client: String
+    var createdAt: Double
+    var startedAt: Double?
+    var finishedAt: Double?
+    var errorCode: String?
+    var errorMessage: String?
+    var stems: String?
+    var metrics: String?
+    var attempts: Int
+
+    /// The columns in this order, for SELECT and RETURNING lists.
+    static let columns = "id, status, progress, eta, options, input_kind, input_value, input_name, client, created_at, "
+        + "started_at, finished_at, error_code, error_message, stems, metrics, attempts"
+
+    /// The row a new job is inserted as.
+    init(_ job: Job) throws {
+        (inputKind, inputValue, inputName) = switch job.input {
+        case let .upload(path, filename): ("upload", path, filename)
+        case let .youtube(url): ("youtube", url, nil)
+        }
+        id = job.id
+        status = job.status.rawValue
+        progress = job.progress
+        options = String(decoding: try JSONEncoder().encode(job.options), as: UTF8.self)
+        client = job.clientAddress
+        createdAt = job.createdAt.timeIntervalSince1970
+        attempts = job.attempts
+    }
+
+    init(id: String, status: String, progress: Double, eta: Double?, options: String, inputKind: String, inputValue: String,
+         inputName: String?, client: String, createdAt: Double, startedAt: Double?, finishedAt: Double?, errorCode: String?,
+         errorMessage: String?, stems: String?, metrics: String?, attempts: Int) {
+        (self.id, self.status, self.progress, self.eta, self.options) = (id, status, progress, eta, options)
+        (self.inputKind, self.inputValue, self.inputName, self.client) = (inputKind, inputValue, inputName, client)
+        (self.createdAt, self.startedAt, self.finishedAt) = (createdAt, startedAt, finishedAt)
+        (self.errorCode, self.errorMessage, self.stems, self.metrics, self.attempts) = (errorCode, errorMessage, stems, metrics, attempts)
+    }
+
+    var job: Job {
+        let decoder = JSONDecoder()
+        return Job(
+            id: id, status: JobStatus(rawValue: status) ?? .failed, progress: progress, etaSeconds: eta,
+            options: (try? decoder.decode(JobOptions.self, from: Data(options.utf8))) ?? JobOptions(),
+            input: inputKind == "youtube" ? .youtube(url: inputValue) : .upload(path: inputValue, filename: inputName ?? "upload"),
+            clientAddress: client,
+            createdAt: Date(timeIntervalSince1970: createdAt),
+            startedAt: startedAt.map { Date(timeIntervalSince1970: $0) },
+            finishedAt: finishedAt.map { Date(timeIntervalSince1970: $0) },
+            errorCode: errorCode.map { ErrorCode(rawValue: $0) }, errorMessage: errorMessage,
+            stems: stems.flatMap { try? decoder.decode([StemFile].self, from: Data($0.utf8)) } ?? [],
+            metrics: metrics.flatMap { try? decoder.decode(JobMetrics.self, from: Data($0.utf8)) },
+            attempts: attempts)
+    }
+
+    /// The status a claimed job starts in.
+    static func firstStatus(inputKind: String) -> JobStatus { inputKind == "youtube" ? .downloading : .decoding }
 }

@@ -26,14 +26,16 @@ public final class JobRunner: Sendable {
         self.metrics = metrics
     }
 
-    /// Runs until the task is cancelled, polling for work every `idle` seconds when the queue is empty.
+    /// Runs until the task is cancelled, waiting up to `idle` seconds for work when the queue is
+    /// empty. Cancelled during a job, it stops the separation at its next chunk and hands the
+    /// job back with its checkpoint (a graceful stop).
     public func run(idle: Double = 0.25) async {
         while !Task.isCancelled {
             do {
                 if let job = try await queue.claim(worker: id) {
                     await process(job)
                 } else {
-                    try? await Task.sleep(for: .seconds(idle))
+                    await queue.waitForWork(timeout: idle)
                 }
             } catch {
                 logger.error("queue error", metadata: ["error": "\(error)"])
@@ -58,8 +60,13 @@ public final class JobRunner: Sendable {
         // Heartbeat and progress every second until the work ends. (Awaiting the work in a task
         // group child would not do: a task's value cannot be cancelled, so the group would wait.)
         var lastBeat = Date.distantPast
+        var stopping = false
         while !state.isFinished {
             try? await Task.sleep(for: .milliseconds(100))
+            if Task.isCancelled && !stopping {
+                stopping = true
+                state.cancel()
+            }
             guard Date().timeIntervalSince(lastBeat) >= 1, !state.isFinished else { continue }
             lastBeat = Date()
             let snapshot = state.snapshot()
@@ -76,6 +83,7 @@ public final class JobRunner: Sendable {
         let elapsed = Date().timeIntervalSince(started)
         switch await work.result {
         case let .success((stems, metricsRecord)):
+            removeWork(job)
             do {
                 try await queue.complete(id: job.id, worker: id, stems: stems, metrics: metricsRecord)
                 metrics?.recordFinished(model: job.options.model, seconds: elapsed, audioSeconds: metricsRecord.audioSeconds)
@@ -85,9 +93,22 @@ public final class JobRunner: Sendable {
             }
         case let .failure(error):
             if state.isCancelled || (error as? SeparationError) == .cancelled {
-                log.info("job cancelled")
+                if stopping {
+                    // Graceful stop: the next worker continues from the checkpoint.
+                    // In a task of its own: this one is cancelled, and the release must still happen.
+                    let (queue, worker) = (queue, id)
+                    try? await Task { try await queue.release(id: job.id, worker: worker) }.value
+                    log.info("job handed back")
+                } else if (try? await queue.job(id: job.id)) == nil {
+                    removeWork(job)
+                    log.info("job cancelled")
+                } else {
+                    // Another worker holds it now (this one missed its lease) and uses the work folder.
+                    log.warning("job lost to another worker")
+                }
                 return
             }
+            removeWork(job)
             let (code, message): (ErrorCode, String) = if let e = error as? StemifyError {
                 (e.code, e.message)
             } else {
@@ -107,10 +128,9 @@ public final class JobRunner: Sendable {
     /// The job's work, synchronous, on its own thread.
     func execute(_ job: Job, state: RunState, logger: Logger) throws -> ([StemFile], JobMetrics) {
         let fm = FileManager.default
-        let workDir = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("work/\(job.id)")
+        let workDir = workDirectory(job)
         let outDir = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("stems/\(job.id)")
         try fm.createDirectory(at: workDir, withIntermediateDirectories: true)
-        defer { try? fm.removeItem(at: workDir) }
         let started = Date()
 
         // Input: an upload on disk, or a video to download first.
@@ -159,9 +179,12 @@ public final class JobRunner: Sendable {
 
         state.set(.separating, 0.05)
         let bag = try models.bag(job.options.model)
+        // The shift offsets come from the audio and options, so a resumed or repeated run
+        // draws the same ones.
+        let seed = UInt64(key.prefix(16), radix: 16) ?? 0
         let separator = try TrackSeparator(
             bag: bag,
-            separation: SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap),
+            separation: SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed),
             output: StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
                                       instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate))
         let separationStart = Date()
@@ -170,7 +193,8 @@ public final class JobRunner: Sendable {
             let elapsed = Date().timeIntervalSince(separationStart)
             let eta = p.fraction > 0 ? elapsed * (1 - p.fraction) / p.fraction : nil
             state.set(p.fraction >= 1 ? .encoding : .separating, 0.05 + 0.85 * p.fraction, eta: eta)
-        }, isCancelled: { state.isCancelled })
+        }, isCancelled: { state.isCancelled },
+           checkpoint: workDir.appendingPathComponent("checkpoint.bin"), checkpointInterval: configuration.checkpointInterval)
         let stems = try files.map { url -> StemFile in
             let bytes = (try fm.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
             return StemFile(name: url.deletingPathExtension().lastPathComponent, file: url.path,
@@ -178,6 +202,15 @@ public final class JobRunner: Sendable {
         }
         return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: audioSeconds,
                                   inputFormat: probe.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: false))
+    }
+
+    /// The job's folder in the shared storage: decoded input, download, separation checkpoint.
+    func workDirectory(_ job: Job) -> URL {
+        URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("work/\(job.id)")
+    }
+
+    private func removeWork(_ job: Job) {
+        try? FileManager.default.removeItem(at: workDirectory(job))
     }
 
     private func dedupeKey(raw: String, options: JobOptions) throws -> String {

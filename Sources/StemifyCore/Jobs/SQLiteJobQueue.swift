@@ -67,16 +67,12 @@ public final class SQLiteJobQueue: JobQueue {
     private static let running: [String] = [JobStatus.downloading, .decoding, .separating, .encoding].map(\.rawValue)
 
     public func enqueue(_ job: Job) async throws {
-        let options = String(decoding: try JSONEncoder().encode(job.options), as: UTF8.self)
-        let (kind, value, name): (String, String, String?) = switch job.input {
-        case let .upload(path, filename): ("upload", path, filename)
-        case let .youtube(url): ("youtube", url, nil)
-        }
+        let r = try JobRow(job)
         try await db.write { db in
             try db.execute(sql: """
                 INSERT INTO jobs (id, status, progress, options, input_kind, input_value, input_name, client, created_at)
                 VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)
-                """, arguments: [job.id, job.status.rawValue, options, kind, value, name, job.clientAddress, job.createdAt.timeIntervalSince1970])
+                """, arguments: [r.id, r.status, r.options, r.inputKind, r.inputValue, r.inputName, r.client, r.createdAt])
         }
     }
 
@@ -154,6 +150,15 @@ public final class SQLiteJobQueue: JobQueue {
         }
     }
 
+    public func release(id: String, worker: String) async throws {
+        try await db.write { db in
+            try db.execute(sql: """
+                UPDATE jobs SET status = 'queued', worker = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0)
+                WHERE id = ? AND worker = ?
+                """, arguments: [id, worker])
+        }
+    }
+
     public func cancel(id: String) async throws -> Job? {
         try await db.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]) else { return nil }
@@ -216,20 +221,10 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     private static func job(_ row: Row) -> Job {
-        let decoder = JSONDecoder()
-        let options = (try? decoder.decode(JobOptions.self, from: Data((row["options"] as String).utf8))) ?? JobOptions()
-        let input: JobInput = (row["input_kind"] as String) == "youtube"
-            ? .youtube(url: row["input_value"])
-            : .upload(path: row["input_value"], filename: row["input_name"] ?? "upload")
-        let stems = (row["stems"] as String?).flatMap { try? decoder.decode([StemFile].self, from: Data($0.utf8)) } ?? []
-        let metrics = (row["metrics"] as String?).flatMap { try? decoder.decode(JobMetrics.self, from: Data($0.utf8)) }
-        return Job(
-            id: row["id"], status: JobStatus(rawValue: row["status"]) ?? .failed, progress: row["progress"], etaSeconds: row["eta"],
-            options: options, input: input, clientAddress: row["client"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            startedAt: (row["started_at"] as Double?).map { Date(timeIntervalSince1970: $0) },
-            finishedAt: (row["finished_at"] as Double?).map { Date(timeIntervalSince1970: $0) },
-            errorCode: (row["error_code"] as String?).map { ErrorCode(rawValue: $0) }, errorMessage: row["error_message"],
-            stems: stems, metrics: metrics, attempts: row["attempts"])
+        JobRow(id: row["id"], status: row["status"], progress: row["progress"], eta: row["eta"], options: row["options"],
+               inputKind: row["input_kind"], inputValue: row["input_value"], inputName: row["input_name"], client: row["client"],
+               createdAt: row["created_at"], startedAt: row["started_at"], finishedAt: row["finished_at"],
+               errorCode: row["error_code"], errorMessage: row["error_message"], stems: row["stems"], metrics: row["metrics"],
+               attempts: row["attempts"]).job
     }
 }

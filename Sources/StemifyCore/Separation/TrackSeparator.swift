@@ -129,18 +129,41 @@ public struct TrackSeparator {
     }
 
     /// Separates audio already at the model's rate and channel count into `directory/STEM.EXT`.
+    ///
+    /// - Parameters:
+    ///   - checkpoint: a file where the run records where it stands (at most every
+    ///     `checkpointInterval` seconds, after output was written). When it exists, the run
+    ///     continues from it and the stems are identical to an uninterrupted run; the partial
+    ///     stems in `directory` are then kept when the run throws, for whoever continues it.
     public func separate(
         source: any AudioSource, into directory: URL,
         progress: (SeparationProgress) -> Void = { _ in },
-        isCancelled: () -> Bool = { false }
+        isCancelled: () -> Bool = { false },
+        checkpoint: URL? = nil, checkpointInterval: Double = 10
     ) throws -> [URL] {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let names = stemNames
         let channels = bag.audioChannels
-        var scratch = try names.map { name in
-            try ScratchStem(url: directory.appendingPathComponent(".\(name).partial.f32"))
+        let resume: SeparationCheckpoint? = try checkpoint.flatMap { url in
+            guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+            return try SeparationCheckpoint(decoding: [UInt8](data))
         }
-        defer { for s in scratch { try? FileManager.default.removeItem(at: s.url) } }
+        var scratch = try names.map { name in
+            try ScratchStem(url: directory.appendingPathComponent(".\(name).partial.f32"), keeping: resume?.emitted ?? 0, channels: channels)
+        }
+        var finished = false
+        defer { if checkpoint == nil || finished { for s in scratch { try? FileManager.default.removeItem(at: s.url) } } }
+        var lastSave = Date.distantPast
+        let save: ((SeparationCheckpoint) throws -> Void)? = checkpoint.map { url in
+            { state in
+                guard Date().timeIntervalSince(lastSave) >= checkpointInterval else { return }
+                for s in scratch { try s.handle.synchronize() }
+                let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+                try Data(state.encoded()).write(to: tmp)
+                _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
+                lastSave = Date()
+            }
+        }
         let sources = bag.sources
         let engine = try StreamingSeparation(bag: bag, options: separation)
         try engine.run(source, emit: { _, stems, mix in
@@ -177,7 +200,7 @@ public struct TrackSeparator {
                     try scratch[sources.count].append(rest, channels: channels)
                 }
             }
-        }, progress: progress, isCancelled: isCancelled)
+        }, progress: progress, isCancelled: isCancelled, resume: resume, checkpoint: save)
 
         // One gain for every stem (shared clipping, normalize) keeps their relative levels.
         let loudest = scratch.map(\.peak).max() ?? 0
@@ -190,6 +213,8 @@ public struct TrackSeparator {
             try stem.finish(into: final, channels: channels, sampleRate: bag.samplerate, options: output, sharedDivisor: shared)
             written.append(final)
         }
+        finished = true
+        if let checkpoint { try? FileManager.default.removeItem(at: checkpoint) }
         return written
     }
 }
@@ -200,12 +225,30 @@ private struct ScratchStem {
     let handle: FileHandle
     var peak: Float = 0
 
-    init(url: URL) throws {
+    /// Creates the file, or continues one keeping its first `frames` frames (a resumed run).
+    init(url: URL, keeping frames: Int, channels: Int) throws {
         self.url = url
-        guard FileManager.default.createFile(atPath: url.path, contents: nil), let h = FileHandle(forUpdatingAtPath: url.path) else {
-            throw AudioError.unwritable(path: url.path, reason: "cannot create a scratch file")
+        if frames == 0 || !FileManager.default.fileExists(atPath: url.path) {
+            guard frames == 0 else { throw AudioError.unwritable(path: url.path, reason: "the partial stem of the checkpoint is missing") }
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw AudioError.unwritable(path: url.path, reason: "cannot create a scratch file")
+            }
+        }
+        guard let h = FileHandle(forUpdatingAtPath: url.path) else {
+            throw AudioError.unwritable(path: url.path, reason: "cannot open a scratch file")
         }
         handle = h
+        let bytes = UInt64(frames * channels * 4)
+        // Output written after the last checkpoint is produced again; the peak is that of what stays.
+        guard try h.seekToEnd() >= bytes else { throw AudioError.unwritable(path: url.path, reason: "the partial stem is shorter than its checkpoint") }
+        try h.truncate(atOffset: bytes)
+        try h.seek(toOffset: 0)
+        while let data = try h.read(upToCount: 1 << 20), !data.isEmpty {
+            data.withUnsafeBytes { p in
+                for i in 0..<(data.count / 4) { peak = max(peak, abs(p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))) }
+            }
+        }
+        try h.seek(toOffset: bytes)
     }
 
     /// Appends planar `[C, n]` samples.

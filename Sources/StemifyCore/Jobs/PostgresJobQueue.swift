@@ -1,0 +1,354 @@
+import Foundation
+public import Logging
+import PostgresNIO
+import Synchronization
+
+/// The shared job queue for many machines: PostgreSQL (postgres-nio), selected by a
+/// `postgres://user:password@host:port/database` queue URL.
+///
+/// The pattern of mature job systems: a worker claims the oldest runnable job with
+/// `SELECT … FOR UPDATE SKIP LOCKED` (no two workers get the same row, none waits for another),
+/// holds it under a lease it renews, and a job whose worker vanished becomes claimable again
+/// once the lease ran out plus a backoff that doubles with each attempt, until `maxAttempts`.
+/// Times come from the database's clock, so machines whose clocks disagree still agree on
+/// leases. `NOTIFY stemify_jobs` on every new job wakes idle workers at once.
+public final class PostgresJobQueue: JobQueue {
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let listener: Task<Void, Never>
+    private let logger: Logger
+    private let wakeups = WakeUps()
+    public let leaseSeconds: Double
+    public let maxAttempts: Int
+    /// Seconds added after an expired lease before the first retry; doubled per attempt.
+    public let retryBackoff: Double
+
+    /// Connects, applies pending migrations and starts listening for new jobs.
+    ///
+    /// - Throws: ``ConfigurationError`` for a malformed URL; the database's error when it cannot
+    ///   be reached or migrated.
+    public init(url: String, leaseSeconds: Double = 60, maxAttempts: Int = 3, retryBackoff: Double = 5,
+                logger: Logger) async throws {
+        let configuration = try Self.configuration(url)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        self.leaseSeconds = leaseSeconds
+        self.maxAttempts = maxAttempts
+        self.retryBackoff = retryBackoff
+        runner = Task { await client.run() }
+        let wakeups = self.wakeups
+        listener = Task {
+            // One connection stays in LISTEN; after a lost connection (a database restart) it
+            // listens again, and workers fall back to polling meanwhile.
+            while !Task.isCancelled {
+                do {
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: "stemify_jobs") { notifications in
+                            for try await _ in notifications { wakeups.wakeAll() }
+                        }
+                    }
+                } catch {
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+        do {
+            try await migrate()
+        } catch {
+            shutdown()
+            throw error
+        }
+    }
+
+    /// Stops the connection pool and the listener.
+    public func shutdown() {
+        listener.cancel()
+        runner.cancel()
+    }
+
+    deinit { shutdown() }
+
+    static func configuration(_ url: String) throws -> PostgresClient.Configuration {
+        guard let u = URLComponents(string: url), ["postgres", "postgresql"].contains(u.scheme ?? ""), let host = u.host, !host.isEmpty else {
+            throw ConfigurationError(key: "queue_url", message: "expected postgres://user:password@host:port/database, got '\(url)'")
+        }
+        let database = u.path.hasPrefix("/") ? String(u.path.dropFirst()) : u.path
+        return PostgresClient.Configuration(
+            host: host, port: u.port ?? 5432, username: u.user ?? "postgres", password: u.password,
+            database: database.isEmpty ? nil : database, tls: .disable)
+    }
+
+    /// Versioned migrations, applied once under an advisory lock so that processes starting
+    /// together do not race. A shipped migration is never edited; changes are new versions.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+            eta DOUBLE PRECISION,
+            options TEXT NOT NULL,
+            input_kind TEXT NOT NULL,
+            input_value TEXT NOT NULL,
+            input_name TEXT,
+            client TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            error_code TEXT,
+            error_message TEXT,
+            stems TEXT,
+            metrics TEXT,
+            worker TEXT,
+            lease_until DOUBLE PRECISION,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            dedupe_key TEXT
+        );
+        CREATE INDEX jobs_by_status ON jobs (status, created_at);
+        CREATE INDEX jobs_by_dedupe ON jobs (dedupe_key);
+        CREATE TABLE submissions (client TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+        CREATE INDEX submissions_by_client ON submissions (client, at);
+        """,
+    ]
+
+    private func migrate() async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(727001)", logger: logger)
+            try await connection.query("CREATE TABLE IF NOT EXISTS stemify_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())", logger: logger)
+            var applied = 0
+            for try await v in try await connection.query("SELECT COALESCE(MAX(version), 0) FROM stemify_migrations", logger: logger).decode(Int.self) {
+                applied = v
+            }
+            for (index, sql) in Self.migrations.enumerated() where index + 1 > applied {
+                for statement in sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO stemify_migrations (version) VALUES (\(index + 1))", logger: logger)
+            }
+        }
+    }
+
+    /// The database's clock, in epoch seconds.
+    private static let now = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+    private static let running = "('downloading','decoding','separating','encoding')"
+
+    private func rows(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [JobRow] {
+        let sequence = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
+        var out: [JobRow] = []
+        for try await r in sequence.decode((String, String, Double, Double?, String, String, String, String?, String, Double, Double?,
+                                              Double?, String?, String?, String?, String?, Int).self) {
+            out.append(JobRow(id: r.0, status: r.1, progress: r.2, eta: r.3, options: r.4, inputKind: r.5, inputValue: r.6,
+                              inputName: r.7, client: r.8, createdAt: r.9, startedAt: r.10, finishedAt: r.11, errorCode: r.12,
+                              errorMessage: r.13, stems: r.14, metrics: r.15, attempts: r.16))
+        }
+        return out
+    }
+
+    public func enqueue(_ job: Job) async throws {
+        let r = try JobRow(job)
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("""
+                INSERT INTO jobs (id, status, progress, options, input_kind, input_value, input_name, client, created_at)
+                VALUES (\(r.id), \(r.status), 0, \(r.options), \(r.inputKind), \(r.inputValue), \(r.inputName), \(r.client), \(r.createdAt))
+                """, logger: logger)
+            try await connection.query("NOTIFY stemify_jobs", logger: logger)
+        }
+    }
+
+    public func job(id: String) async throws -> Job? {
+        try await rows("SELECT \(unescaped: JobRow.columns) FROM jobs WHERE id = \(id)").first?.job
+    }
+
+    public func claim(worker: String) async throws -> Job? {
+        let (lease, maxAttempts, backoff) = (leaseSeconds, maxAttempts, retryBackoff)
+        let claimed: JobRow? = try await client.withTransaction(logger: logger) { connection in
+            // Runnable: queued, or running under a lease that ran out more than the backoff ago.
+            guard let row = try await self.rows("""
+                SELECT \(unescaped: JobRow.columns) FROM jobs
+                WHERE status = 'queued'
+                   OR (status IN \(unescaped: Self.running)
+                       AND lease_until + \(backoff) * power(2, GREATEST(attempts - 1, 0)) < \(unescaped: Self.now))
+                ORDER BY created_at LIMIT 1
+                FOR UPDATE SKIP LOCKED
+                """, on: connection).first else { return nil }
+            if row.attempts >= maxAttempts {
+                try await connection.query("""
+                    UPDATE jobs SET status = 'failed', error_code = \(ErrorCode.internalError.rawValue),
+                        error_message = \("the job was interrupted \(row.attempts) times"), finished_at = \(unescaped: Self.now),
+                        worker = NULL, eta = NULL
+                    WHERE id = \(row.id)
+                    """, logger: self.logger)
+                return nil
+            }
+            let status = JobRow.firstStatus(inputKind: row.inputKind).rawValue
+            return try await self.rows("""
+                UPDATE jobs SET status = \(status), worker = \(worker), lease_until = \(unescaped: Self.now) + \(lease),
+                    attempts = attempts + 1, started_at = COALESCE(started_at, \(unescaped: Self.now))
+                WHERE id = \(row.id)
+                RETURNING \(unescaped: JobRow.columns)
+                """, on: connection).first
+        }
+        return claimed?.job
+    }
+
+    public func heartbeat(id: String, worker: String) async throws -> Bool {
+        try await !rows("""
+            UPDATE jobs SET lease_until = \(unescaped: Self.now) + \(leaseSeconds)
+            WHERE id = \(id) AND worker = \(worker) AND status IN \(unescaped: Self.running)
+            RETURNING \(unescaped: JobRow.columns)
+            """).isEmpty
+    }
+
+    public func update(id: String, worker: String, status: JobStatus, progress: Double, eta: Double?) async throws {
+        try await client.query("""
+            UPDATE jobs SET status = \(status.rawValue), progress = GREATEST(progress, \(progress)), eta = \(eta)
+            WHERE id = \(id) AND worker = \(worker)
+            """, logger: logger)
+    }
+
+    public func complete(id: String, worker: String, stems: [StemFile], metrics: JobMetrics) async throws {
+        let stemsJSON = String(decoding: try JSONEncoder().encode(stems), as: UTF8.self)
+        let metricsJSON = String(decoding: try JSONEncoder().encode(metrics), as: UTF8.self)
+        try await client.query("""
+            UPDATE jobs SET status = 'done', progress = 1, eta = 0, stems = \(stemsJSON), metrics = \(metricsJSON),
+                finished_at = \(unescaped: Self.now), worker = NULL
+            WHERE id = \(id) AND worker = \(worker)
+            """, logger: logger)
+    }
+
+    public func fail(id: String, worker: String?, code: ErrorCode, message: String) async throws {
+        try await client.query("""
+            UPDATE jobs SET status = 'failed', error_code = \(code.rawValue), error_message = \(message),
+                finished_at = \(unescaped: Self.now), worker = NULL, eta = NULL
+            WHERE id = \(id) AND (\(worker)::TEXT IS NULL OR worker = \(worker))
+            """, logger: logger)
+    }
+
+    public func release(id: String, worker: String) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("""
+                UPDATE jobs SET status = 'queued', worker = NULL, lease_until = NULL, attempts = GREATEST(attempts - 1, 0)
+                WHERE id = \(id) AND worker = \(worker)
+                """, logger: logger)
+            try await connection.query("NOTIFY stemify_jobs", logger: logger)
+        }
+    }
+
+    public func cancel(id: String) async throws -> Job? {
+        try await rows("DELETE FROM jobs WHERE id = \(id) RETURNING \(unescaped: JobRow.columns)").first?.job
+    }
+
+    public func position(id: String) async throws -> Int? {
+        var out: Int?
+        for try await n in try await client.query("""
+            SELECT (SELECT COUNT(*) FROM jobs q WHERE q.status = 'queued' AND q.created_at < j.created_at)::INTEGER
+            FROM jobs j WHERE j.id = \(id) AND j.status = 'queued'
+            """, logger: logger).decode(Int.self) {
+            out = n
+        }
+        return out
+    }
+
+    public func counts() async throws -> [JobStatus: Int] {
+        var out: [JobStatus: Int] = [:]
+        for try await (status, n) in try await client.query("SELECT status, COUNT(*)::INTEGER FROM jobs GROUP BY status", logger: logger)
+            .decode((String, Int).self) {
+            if let s = JobStatus(rawValue: status) { out[s] = n }
+        }
+        return out
+    }
+
+    public func finishedJob(dedupeKey: String) async throws -> Job? {
+        try await rows("""
+            SELECT \(unescaped: JobRow.columns) FROM jobs WHERE dedupe_key = \(dedupeKey) AND status = 'done'
+            ORDER BY finished_at DESC LIMIT 1
+            """).first?.job
+    }
+
+    public func setDedupeKey(id: String, key: String) async throws {
+        try await client.query("UPDATE jobs SET dedupe_key = \(key) WHERE id = \(id)", logger: logger)
+    }
+
+    public func recordSubmission(client name: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+        try await client.withTransaction(logger: logger) { connection in
+            // One client's submissions are counted one at a time across all API machines.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(name)))", logger: self.logger)
+            try await connection.query("DELETE FROM submissions WHERE at < \(unescaped: Self.now) - \(period)", logger: self.logger)
+            var count = 0
+            var retryAfter = 0.0
+            for try await (n, wait) in try await connection.query("""
+                SELECT COUNT(*)::INTEGER, COALESCE(MIN(at) + \(period) - \(unescaped: Self.now), 0)
+                FROM submissions WHERE client = \(name)
+                """, logger: self.logger).decode((Int, Double).self) {
+                (count, retryAfter) = (n, wait)
+            }
+            if limit > 0 && count >= limit { return (false, max(1, retryAfter)) }
+            try await connection.query("INSERT INTO submissions (client, at) VALUES (\(name), \(unescaped: Self.now))", logger: self.logger)
+            return (true, 0)
+        }
+    }
+
+    public func expire(olderThan age: Double) async throws -> [Job] {
+        try await rows("""
+            DELETE FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < \(unescaped: Self.now) - \(age)
+            RETURNING \(unescaped: JobRow.columns)
+            """).map(\.job)
+    }
+
+    public func waitForWork(timeout: Double) async {
+        await wakeups.wait(timeout: timeout)
+    }
+}
+
+/// Idle workers waiting for a NOTIFY; each wait also ends after its timeout.
+final class WakeUps: Sendable {
+    private enum Waiter {
+        case waiting(CheckedContinuation<Void, Never>)
+        /// Woken (timer, cancellation) before it started waiting.
+        case early
+    }
+    private let waiters = Mutex<[UUID: Waiter]>([:])
+
+    func wakeAll() {
+        let all = waiters.withLock { w in
+            defer { w = w.filter { if case .early = $0.value { true } else { false } } }
+            return w.values.compactMap { if case let .waiting(c) = $0 { c } else { nil } }
+        }
+        for c in all { c.resume() }
+    }
+
+    func wait(timeout: Double) async {
+        let id = UUID()
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: .seconds(timeout))
+            self?.wake(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { c in
+                let early = waiters.withLock { w in
+                    if case .early = w[id] { w[id] = nil; return true }
+                    w[id] = .waiting(c)
+                    return false
+                }
+                if early { c.resume() }
+            }
+        } onCancel: {
+            wake(id)
+        }
+        timer.cancel()
+        // A timer that fired after a NOTIFY already ended the wait leaves a mark; drop it.
+        waiters.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    private func wake(_ id: UUID) {
+        let c: CheckedContinuation<Void, Never>? = waiters.withLock { w in
+            switch w[id] {
+            case let .waiting(c)?: w[id] = nil; return c
+            case .early?: return nil
+            case nil: w[id] = .early; return nil
+            }
+        }
+        c?.resume()
+    }
+}
