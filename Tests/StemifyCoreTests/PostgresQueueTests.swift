@@ -1,22 +1,8 @@
 import Foundation
 import Logging
 import StemifyCore
+import StemifyTestSupport
 import Testing
-
-/// A new, empty database on the test server (`scripts/postgres.sh`; its URL in
-/// `STEMIFY_TEST_POSTGRES_URL`, which `scripts/test.sh` sets).
-func freshPostgresDatabase() throws -> String {
-    let admin = try #require(ProcessInfo.processInfo.environment["STEMIFY_TEST_POSTGRES_URL"],
-                             "STEMIFY_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh")
-    let name = "stemify_test_\(UUID().uuidString.prefix(8).lowercased())"
-    let psql = Process()
-    psql.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    psql.arguments = ["psql", admin, "-q", "-c", "CREATE DATABASE \(name)"]
-    try psql.run()
-    psql.waitUntilExit()
-    try #require(psql.terminationStatus == 0, "cannot create a database on \(admin)")
-    return admin.replacingOccurrences(of: #"/[^/]*$"#, with: "/\(name)", options: .regularExpression)
-}
 
 @Suite("PostgreSQL job queue")
 struct PostgresQueueTests {

@@ -91,6 +91,69 @@ struct TrackSeparatorTests {
         return try wav.read(from: 0, count: wav.frameCount)
     }
 
+    /// A worker that dies mid-track leaves a checkpoint; whoever continues from it must write
+    /// exactly the stems an uninterrupted run writes (shifts included: the seed is the job's).
+    @Test("a separation stopped after any chunk and resumed from its checkpoint gives identical stems",
+          arguments: [("ht_small", 1), ("ht_small", 2), ("hd_small", 1), ("demucs_small", 3)])
+    func resume(_ model: String, stopAfter: Int) throws {
+        let bag = try fixtureRepo.loadBag(named: model)
+        let options = SeparationOptions(shifts: 1, seed: 42)
+        let output = StemOutputOptions(format: .wav, encoding: .float32, clipMode: .shared, instrumental: true)
+        let source = try WAVFileSource(path: audioFixture("long"))
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+
+        var total = 0
+        let whole = try TrackSeparator(bag: bag, separation: options, output: output)
+            .separate(source: source, into: base.appendingPathComponent("whole"), progress: { _ in total += 1 })
+
+        let dir = base.appendingPathComponent("resumed"), checkpoint = base.appendingPathComponent("checkpoint.bin")
+        var chunks = 0
+        #expect(throws: SeparationError.cancelled) {
+            try TrackSeparator(bag: bag, separation: options, output: output).separate(
+                source: source, into: dir, progress: { _ in chunks += 1 }, isCancelled: { chunks >= stopAfter },
+                checkpoint: checkpoint, checkpointInterval: 0)
+        }
+        #expect(FileManager.default.fileExists(atPath: checkpoint.path))
+        var resumedChunks = 0
+        let resumed = try TrackSeparator(bag: bag, separation: options, output: output).separate(
+            source: source, into: dir, progress: { _ in resumedChunks += 1 }, checkpoint: checkpoint, checkpointInterval: 0)
+        #expect(resumedChunks > 0 && resumedChunks < total, "the resumed run did \(resumedChunks) of \(total) chunks")
+        #expect(!FileManager.default.fileExists(atPath: checkpoint.path), "a finished run removes its checkpoint")
+        #expect(resumed.map(\.lastPathComponent) == whole.map(\.lastPathComponent))
+        for (a, b) in zip(whole, resumed) {
+            #expect(try Data(contentsOf: a) == Data(contentsOf: b), "\(b.lastPathComponent) differs from the uninterrupted run")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test("a checkpoint from other options or a damaged one is refused, not misused")
+    func badCheckpoint() throws {
+        let bag = try fixtureRepo.loadBag(named: "ht_small")
+        let source = try WAVFileSource(path: audioFixture("long"))
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-ckpt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let checkpoint = base.appendingPathComponent("checkpoint.bin")
+        var chunks = 0
+        #expect(throws: SeparationError.cancelled) {
+            try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 1, seed: 1), output: StemOutputOptions(format: .wav))
+                .separate(source: source, into: base, progress: { _ in chunks += 1 }, isCancelled: { chunks >= 1 },
+                          checkpoint: checkpoint, checkpointInterval: 0)
+        }
+        // Two shifts make two passes where the checkpoint has one.
+        #expect(throws: SeparationError.self) {
+            try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 2, seed: 1), output: StemOutputOptions(format: .wav))
+                .separate(source: source, into: base, checkpoint: checkpoint)
+        }
+        let bytes = try Data(contentsOf: checkpoint)
+        try bytes.prefix(bytes.count / 2).write(to: checkpoint)
+        #expect(throws: SeparationError.self) {
+            try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 1, seed: 1), output: StemOutputOptions(format: .wav))
+                .separate(source: source, into: base, checkpoint: checkpoint)
+        }
+    }
+
     @Test("--two-stems vocals with add writes vocals and no_vocals = the sum of the other stems")
     func twoStemsAdd() throws {
         let (out, files) = try run(StemOutputOptions(encoding: .float32, clipMode: .none, twoStems: "vocals"))

@@ -85,12 +85,14 @@ func errorCode(_ buffer: ByteBuffer) -> String? {
 
 @Suite("HTTP API", .serialized)
 struct APITests {
-    @Test("upload a 20 s mp3, follow the event stream to done, download every stem at the input's duration")
-    func endToEnd() async throws {
+    @Test("upload a 20 s mp3, follow the event stream to done, download every stem at the input's duration",
+          arguments: ["SQLite", "PostgreSQL"])
+    func endToEnd(_ queue: String) async throws {
         let input = try makeAudio(seconds: 20, format: "mp3")
         defer { try? FileManager.default.removeItem(at: input) }
         let inputDuration = try probeDuration(input)
-        try await withServer(testConfiguration()) { client in
+        let url: String? = queue == "PostgreSQL" ? try freshPostgresDatabase() : nil
+        try await withServer(testConfiguration { $0.queueURL = url }) { client in
             let (headers, body) = multipart(fields: ["model": "ht_small", "output_format": "flac", "remove_vocals": "true", "quality": "fast"],
                                             file: ("song.mp3", try Data(contentsOf: input)))
             let accepted = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)

@@ -187,6 +187,10 @@ public final class JobRunner: Sendable {
             separation: SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed),
             output: StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
                                       instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate))
+        let checkpoint = workDir.appendingPathComponent("checkpoint.bin")
+        if let data = fm.contents(atPath: checkpoint.path), let state = try? SeparationCheckpoint(decoding: [UInt8](data)) {
+            logger.info("job resumed", metadata: ["job.resumed_frames": "\(state.emitted)", "job.frames": "\(state.length)"])
+        }
         let separationStart = Date()
         let files = try separator.separate(source: source, into: outDir, progress: { p in
             // Separation is 5–90 % of the job; encoding the rest.
@@ -194,7 +198,7 @@ public final class JobRunner: Sendable {
             let eta = p.fraction > 0 ? elapsed * (1 - p.fraction) / p.fraction : nil
             state.set(p.fraction >= 1 ? .encoding : .separating, 0.05 + 0.85 * p.fraction, eta: eta)
         }, isCancelled: { state.isCancelled },
-           checkpoint: workDir.appendingPathComponent("checkpoint.bin"), checkpointInterval: configuration.checkpointInterval)
+           checkpoint: checkpoint, checkpointInterval: configuration.checkpointInterval)
         let stems = try files.map { url -> StemFile in
             let bytes = (try fm.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
             return StemFile(name: url.deletingPathExtension().lastPathComponent, file: url.path,

@@ -1,4 +1,7 @@
 public import DemucsKit
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Foundation
 
 /// How written stems avoid clipping (`--clip-mode`), as the reference's `prevent_clip`, plus
@@ -160,7 +163,10 @@ public struct TrackSeparator {
                 for s in scratch { try s.handle.synchronize() }
                 let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
                 try Data(state.encoded()).write(to: tmp)
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
+                // rename(2) replaces atomically: a reader sees the old checkpoint or the new one.
+                guard rename(tmp.path, url.path) == 0 else {
+                    throw AudioError.unwritable(path: url.path, reason: "cannot replace the checkpoint (errno \(errno))")
+                }
                 lastSave = Date()
             }
         }
