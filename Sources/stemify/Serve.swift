@@ -28,12 +28,7 @@ struct Serve: AsyncParsableCommand {
     var noWorkers = false
 
     func run() async throws {
-        var c: StemifyConfiguration
-        do {
-            c = try StemifyConfiguration.load(file: config)
-        } catch let error as ConfigurationError {
-            throw CLIError(error.description)
-        }
+        var c = try reportingErrors { try StemifyConfiguration.load(file: config) }
         if let host { c.host = host }
         if let port { c.port = port }
         if let dataDir { c.dataDirectory = dataDir }

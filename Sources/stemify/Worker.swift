@@ -24,12 +24,7 @@ struct Worker: AsyncParsableCommand {
     var workers: Int?
 
     func run() async throws {
-        var c: StemifyConfiguration
-        do {
-            c = try StemifyConfiguration.load(file: config)
-        } catch let error as ConfigurationError {
-            throw CLIError(error.description)
-        }
+        var c = try reportingErrors { try StemifyConfiguration.load(file: config) }
         if let dataDir { c.dataDirectory = dataDir }
         if let workers { c.workers = workers }
         guard c.workers > 0 else { throw CLIError("a worker process needs at least one worker (--workers)") }

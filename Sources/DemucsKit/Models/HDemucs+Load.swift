@@ -98,86 +98,28 @@ extension HDemucs {
         let cfg = try HDemucsConfig(kwargs: package.kwargs)
         var r = StateReader(package)
 
-        var chin = cfg.audioChannels
-        var chinZ = cfg.cac ? 2 * chin : chin
-        var chout = cfg.channelsTime ?? cfg.channels
-        var choutZ = cfg.channels
-        var freqs = cfg.nfft / 2
-        var encoders: [(cin: Int, cout: Int, HEncLayer.Options, multi: Bool)] = []
-        var decoders: [(cin: Int, cout: Int, HDecLayer.Options, multi: Bool)] = []
-        var timeEncoders: [(cin: Int, cout: Int, HEncLayer.Options)] = []
-        var timeDecoders: [(cin: Int, cout: Int, HDecLayer.Options)] = []
-        var embeddingShape: [Int]?
-        for index in 0..<cfg.depth {
-            let lstm = index >= cfg.dconvLstm, attn = index >= cfg.dconvAttn
-            let norm = index >= cfg.normStarts
-            let freq = freqs > 1
-            var ker = cfg.kernelSize, stri = cfg.stride
-            if !freq { ker = cfg.timeStride * 2; stri = cfg.timeStride }
-            var pad = true, lastFreq = false
-            if freq && freqs <= cfg.kernelSize { ker = freqs; pad = false; lastFreq = true }
-            let multi = !cfg.multiFreqs.isEmpty && index < cfg.multiFreqsDepth
-            if lastFreq { choutZ = max(chout, choutZ); chout = choutZ }
-
-            let enc = HEncLayer.Options(
-                kernel: ker, stride: stri, isFrequency: freq, pad: pad, norm: norm, normGroups: cfg.normGroups,
-                rewrite: cfg.rewrite, context: cfg.contextEnc, dconv: cfg.dconvMode & 1 != 0,
-                dconvCompress: cfg.dconvComp, dconvDepth: cfg.dconvDepth, dconvLSTM: lstm, dconvAttention: attn, empty: false)
-            if multi && (norm || !freq || !pad) {
-                throw CheckpointError.unsupportedKwarg(key: "multi_freqs_depth", value: "\(cfg.multiFreqsDepth) reaches a normalised or unpadded layer")
-            }
-            encoders.append((chinZ, choutZ, enc, multi))
-            if freq {
-                var tenc = enc
-                tenc.kernel = cfg.kernelSize
-                tenc.stride = cfg.stride
-                tenc.isFrequency = false
-                tenc.pad = true
-                tenc.empty = lastFreq
-                timeEncoders.append((chin, chout, tenc))
-            }
-            if index == 0 {
-                chin = cfg.audioChannels * cfg.sources.count
-                chinZ = cfg.cac ? 2 * chin : chin
-            }
-            let dec = HDecLayer.Options(
-                kernel: ker, stride: stri, isFrequency: freq, pad: pad, norm: norm, normGroups: cfg.normGroups,
-                rewrite: cfg.rewrite, context: cfg.context, contextFrequency: !multi, dconv: cfg.dconvMode & 2 != 0,
-                dconvCompress: cfg.dconvComp, dconvDepth: cfg.dconvDepth, dconvLSTM: lstm, dconvAttention: attn,
-                empty: false, last: index == 0)
-            decoders.insert((choutZ, chinZ, dec, multi), at: 0)
-            if freq {
-                var tdec = dec
-                tdec.kernel = cfg.kernelSize
-                tdec.stride = cfg.stride
-                tdec.isFrequency = false
-                tdec.pad = true
-                tdec.empty = lastFreq
-                tdec.contextFrequency = true
-                timeDecoders.insert((chout, chin, tdec), at: 0)
-            }
-            chin = chout
-            chinZ = choutZ
-            chout = Int(cfg.growth * Double(chout))
-            choutZ = Int(cfg.growth * Double(choutZ))
-            if freq { freqs = freqs <= cfg.kernelSize ? 1 : freqs / cfg.stride }
-            if index == 0 && cfg.freqEmb != 0 { embeddingShape = [freqs, chinZ] }
-        }
+        let plan = try HybridLayout(
+            audioChannels: cfg.audioChannels, sources: cfg.sources.count, cac: cfg.cac, channels: cfg.channels,
+            channelsTime: cfg.channelsTime, growth: cfg.growth, nfft: cfg.nfft, depth: cfg.depth, kernelSize: cfg.kernelSize,
+            stride: cfg.stride, timeStride: cfg.timeStride, rewrite: cfg.rewrite, context: cfg.context, contextEnc: cfg.contextEnc,
+            normStarts: cfg.normStarts, normGroups: cfg.normGroups, dconvMode: cfg.dconvMode, dconvDepth: cfg.dconvDepth,
+            dconvComp: cfg.dconvComp, dconvLstm: cfg.dconvLstm, dconvAttn: cfg.dconvAttn, multiFreqs: cfg.multiFreqs,
+            multiFreqsDepth: cfg.multiFreqsDepth, freqEmb: cfg.freqEmb).plan()
 
         var w = HDemucsWeights(encoder: [], decoder: [], timeEncoder: [], timeDecoder: [])
-        for (i, e) in encoders.enumerated() {
+        for (i, e) in plan.encoders.enumerated() {
             w.encoder.append(e.multi
-                ? .bands(try .loadEncoder(&r, "encoder.\(i)", cin: e.cin, cout: e.cout, ratios: cfg.multiFreqs, e.2))
-                : .layer(try .load(&r, "encoder.\(i)", cin: e.cin, cout: e.cout, e.2)))
+                ? .bands(try .loadEncoder(&r, "encoder.\(i)", cin: e.cin, cout: e.cout, ratios: cfg.multiFreqs, e.options))
+                : .layer(try .load(&r, "encoder.\(i)", cin: e.cin, cout: e.cout, e.options)))
         }
-        for (i, d) in decoders.enumerated() {
+        for (i, d) in plan.decoders.enumerated() {
             w.decoder.append(d.multi
-                ? .bands(try .loadDecoder(&r, "decoder.\(i)", cin: d.cin, cout: d.cout, ratios: cfg.multiFreqs, d.2))
-                : .layer(try .load(&r, "decoder.\(i)", cin: d.cin, cout: d.cout, d.2)))
+                ? .bands(try .loadDecoder(&r, "decoder.\(i)", cin: d.cin, cout: d.cout, ratios: cfg.multiFreqs, d.options))
+                : .layer(try .load(&r, "decoder.\(i)", cin: d.cin, cout: d.cout, d.options)))
         }
-        for (i, e) in timeEncoders.enumerated() { w.timeEncoder.append(try .load(&r, "tencoder.\(i)", cin: e.cin, cout: e.cout, e.2)) }
-        for (i, d) in timeDecoders.enumerated() { w.timeDecoder.append(try .load(&r, "tdecoder.\(i)", cin: d.cin, cout: d.cout, d.2)) }
-        if let shape = embeddingShape { w.frequencyEmbedding = try r.take("freq_emb.embedding.weight", shape) }
+        for (i, e) in plan.timeEncoders.enumerated() { w.timeEncoder.append(try .load(&r, "tencoder.\(i)", cin: e.cin, cout: e.cout, e.options)) }
+        for (i, d) in plan.timeDecoders.enumerated() { w.timeDecoder.append(try .load(&r, "tdecoder.\(i)", cin: d.cin, cout: d.cout, d.options)) }
+        if let shape = plan.embedding { w.frequencyEmbedding = try r.take("freq_emb.embedding.weight", shape) }
         try r.finish()
         self.init(config: cfg, weights: w)
     }

@@ -155,69 +155,17 @@ extension HTDemucs {
         var r = StateReader(package)
         var w = HTDemucsWeights(encoder: [], timeEncoder: [], decoder: [], timeDecoder: [])
 
-        var chin = cfg.audioChannels
-        var chinZ = 2 * chin  // complex as channels
-        var chout = cfg.channelsTime ?? cfg.channels
-        var choutZ = cfg.channels
-        var freqs = cfg.nfft / 2
-        var decoders: [HDecLayer] = [], timeDecoders: [HDecLayer] = []
-        var decoderOptions: [(cin: Int, cout: Int, HDecLayer.Options)] = []
-        var timeDecoderOptions: [(cin: Int, cout: Int, HDecLayer.Options)] = []
-        for index in 0..<cfg.depth {
-            let norm = index >= cfg.normStarts
-            let freq = freqs > 1
-            var ker = cfg.kernelSize, stri = cfg.stride
-            if !freq { ker = cfg.timeStride * 2; stri = cfg.timeStride }
-            var pad = true, lastFreq = false
-            if freq && freqs <= cfg.kernelSize { ker = freqs; pad = false; lastFreq = true }
-            if lastFreq { choutZ = max(chout, choutZ); chout = choutZ }
-
-            let enc = HEncLayer.Options(
-                kernel: ker, stride: stri, isFrequency: freq, pad: pad, norm: norm, normGroups: cfg.normGroups,
-                rewrite: cfg.rewrite, context: cfg.contextEnc, dconv: cfg.dconvMode & 1 != 0,
-                dconvCompress: cfg.dconvComp, dconvDepth: cfg.dconvDepth, empty: false)
-            w.encoder.append(try .load(&r, "encoder.\(index)", cin: chinZ, cout: choutZ, enc))
-            if freq {
-                var tenc = enc
-                tenc.kernel = cfg.kernelSize
-                tenc.stride = cfg.stride
-                tenc.isFrequency = false
-                tenc.pad = true
-                tenc.empty = lastFreq
-                w.timeEncoder.append(try .load(&r, "tencoder.\(index)", cin: chin, cout: chout, tenc))
-            }
-            if index == 0 {
-                chin = cfg.audioChannels * cfg.sources.count
-                chinZ = 2 * chin
-            }
-            let dec = HDecLayer.Options(
-                kernel: ker, stride: stri, isFrequency: freq, pad: pad, norm: norm, normGroups: cfg.normGroups,
-                rewrite: cfg.rewrite, context: cfg.context, contextFrequency: true, dconv: cfg.dconvMode & 2 != 0,
-                dconvCompress: cfg.dconvComp, dconvDepth: cfg.dconvDepth, empty: false, last: index == 0)
-            decoderOptions.insert((choutZ, chinZ, dec), at: 0)
-            if freq {
-                var tdec = dec
-                tdec.kernel = cfg.kernelSize
-                tdec.stride = cfg.stride
-                tdec.isFrequency = false
-                tdec.pad = true
-                tdec.empty = lastFreq
-                timeDecoderOptions.insert((chout, chin, tdec), at: 0)
-            }
-            chin = chout
-            chinZ = choutZ
-            chout = Int(cfg.growth * Double(chout))
-            choutZ = Int(cfg.growth * Double(choutZ))
-            if freq { freqs = freqs <= cfg.kernelSize ? 1 : freqs / cfg.stride }
-            if index == 0 && cfg.freqEmb != 0 {
-                w.frequencyEmbedding = try r.take("freq_emb.embedding.weight", [freqs, chinZ])
-            }
-        }
-        // The reference inserts decoders at the front, so state keys count from the deepest.
-        for (i, d) in decoderOptions.enumerated() { decoders.append(try .load(&r, "decoder.\(i)", cin: d.cin, cout: d.cout, d.2)) }
-        for (i, d) in timeDecoderOptions.enumerated() { timeDecoders.append(try .load(&r, "tdecoder.\(i)", cin: d.cin, cout: d.cout, d.2)) }
-        w.decoder = decoders
-        w.timeDecoder = timeDecoders
+        let plan = try HybridLayout(
+            audioChannels: cfg.audioChannels, sources: cfg.sources.count, cac: true, channels: cfg.channels,
+            channelsTime: cfg.channelsTime, growth: cfg.growth, nfft: cfg.nfft, depth: cfg.depth, kernelSize: cfg.kernelSize,
+            stride: cfg.stride, timeStride: cfg.timeStride, rewrite: cfg.rewrite, context: cfg.context, contextEnc: cfg.contextEnc,
+            normStarts: cfg.normStarts, normGroups: cfg.normGroups, dconvMode: cfg.dconvMode, dconvDepth: cfg.dconvDepth,
+            dconvComp: cfg.dconvComp, freqEmb: cfg.freqEmb).plan()
+        for (i, e) in plan.encoders.enumerated() { w.encoder.append(try .load(&r, "encoder.\(i)", cin: e.cin, cout: e.cout, e.options)) }
+        for (i, d) in plan.decoders.enumerated() { w.decoder.append(try .load(&r, "decoder.\(i)", cin: d.cin, cout: d.cout, d.options)) }
+        for (i, e) in plan.timeEncoders.enumerated() { w.timeEncoder.append(try .load(&r, "tencoder.\(i)", cin: e.cin, cout: e.cout, e.options)) }
+        for (i, d) in plan.timeDecoders.enumerated() { w.timeDecoder.append(try .load(&r, "tdecoder.\(i)", cin: d.cin, cout: d.cout, d.options)) }
+        if let shape = plan.embedding { w.frequencyEmbedding = try r.take("freq_emb.embedding.weight", shape) }
 
         var dim = cfg.channels * Int(pow(cfg.growth, Double(cfg.depth - 1)))
         if cfg.bottomChannels > 0 {
