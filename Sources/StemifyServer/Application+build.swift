@@ -23,7 +23,7 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     StemifyController(queue: queue, models: models, configuration: configuration, metrics: metrics).addRoutes(to: router)
-    JobsController(queue: queue).addRoutes(to: router)
+    JobsController(queue: queue, storage: configuration.storage).addRoutes(to: router)
     ServiceController(queue: queue, models: models, configuration: configuration, metrics: metrics).addRoutes(to: router)
 
     var app = Application(
@@ -72,9 +72,7 @@ struct JanitorService: Service {
             while !Task.isCancelled {
                 do {
                     for job in try await queue.expire(olderThan: configuration.resultTTLSeconds) {
-                        let stems = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("stems/\(job.id)")
-                        try? FileManager.default.removeItem(at: stems)
-                        if case let .upload(path, _) = job.input { try? FileManager.default.removeItem(atPath: path) }
+                        configuration.storage.removeAll(job)
                         logger.info("job expired", metadata: ["job.id": "\(job.id)"])
                     }
                 } catch {

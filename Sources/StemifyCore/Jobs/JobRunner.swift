@@ -100,7 +100,7 @@ public final class JobRunner: Sendable {
                     try? await Task { try await queue.release(id: job.id, worker: worker) }.value
                     log.info("job handed back")
                 } else if (try? await queue.job(id: job.id)) == nil {
-                    removeWork(job)
+                    configuration.storage.removeAll(job)
                     log.info("job cancelled")
                 } else {
                     // Another worker holds it now (this one missed its lease) and uses the work folder.
@@ -129,7 +129,7 @@ public final class JobRunner: Sendable {
     func execute(_ job: Job, state: RunState, logger: Logger) throws -> ([StemFile], JobMetrics) {
         let fm = FileManager.default
         let workDir = workDirectory(job)
-        let outDir = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("stems/\(job.id)")
+        let outDir = configuration.storage.stemsDirectory(job.id)
         try fm.createDirectory(at: workDir, withIntermediateDirectories: true)
         let started = Date()
 
@@ -208,10 +208,7 @@ public final class JobRunner: Sendable {
                                   inputFormat: probe.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: false))
     }
 
-    /// The job's folder in the shared storage: decoded input, download, separation checkpoint.
-    func workDirectory(_ job: Job) -> URL {
-        URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("work/\(job.id)")
-    }
+    func workDirectory(_ job: Job) -> URL { configuration.storage.workDirectory(job.id) }
 
     private func removeWork(_ job: Job) {
         try? FileManager.default.removeItem(at: workDirectory(job))

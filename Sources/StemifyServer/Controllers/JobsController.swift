@@ -7,6 +7,7 @@ import StemifyCore
 /// `GET /api/jobs/{id}`, its event stream, cancellation and stem downloads.
 struct JobsController: Sendable {
     let queue: any JobQueue
+    let storage: any JobStorage
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/api/jobs/:id", use: status)
@@ -119,8 +120,8 @@ struct JobsController: Sendable {
         guard let job = try await queue.cancel(id: id) else {
             throw StemifyError(.jobNotFound, "no job '\(id)'", status: 404)
         }
-        for stem in job.stems { try? FileManager.default.removeItem(atPath: stem.file) }
-        if case let .upload(path, _) = job.input { try? FileManager.default.removeItem(atPath: path) }
+        // A running worker notices at its next heartbeat and removes what it writes meanwhile.
+        storage.removeAll(job)
         return try jsonResponse(["job_id": id, "status": "deleted"])
     }
 

@@ -31,9 +31,9 @@ struct StemifyController: Sendable {
 
     @Sendable func submit(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = UUID().uuidString.lowercased()
-        let uploads = URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("uploads")
-        try FileManager.default.createDirectory(at: uploads, withIntermediateDirectories: true)
-        let uploadPath = uploads.appendingPathComponent(id).path
+        let upload = configuration.storage.uploadPath(id)
+        try FileManager.default.createDirectory(at: upload.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let uploadPath = upload.path
         var keepUpload = false
         defer { if !keepUpload { try? FileManager.default.removeItem(atPath: uploadPath) } }
         do {
