@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "StemifyServer", "StemifyCore", "StemifyTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),

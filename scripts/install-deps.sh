@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what Stemify needs and is missing: OpenBLAS (linked), ffmpeg/ffprobe (audio in and
-# out) from Debian, yt-dlp (YouTube input) from PyPI.
+# out) from Debian, yt-dlp (YouTube input) from PyPI. With --test, also what only the tests
+# need: tsc (Debian's node-typescript), Chromium and its driver, Selenium from PyPI.
 set -euo pipefail
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -E"
+export DEBIAN_FRONTEND=noninteractive
 missing=()
 pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev pkg-config)
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+if [ "${1:-}" = "--test" ]; then
+    command -v tsc >/dev/null || missing+=(node-typescript)
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -13,4 +20,8 @@ fi
 if ! command -v yt-dlp >/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check yt-dlp 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages yt-dlp
+fi
+if [ "${1:-}" = "--test" ] && ! python3 -c "import selenium" 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check selenium 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages selenium
 fi

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The test command: installs system dependencies if missing, starts a throwaway PostgreSQL,
 # runs every test in release mode (the engine's numeric loops are ~30x slower unoptimised),
-# then the many-machines fault script (API + worker processes, SIGKILL, database restart).
+# then the many-machines fault script (API + worker processes, SIGKILL, database restart), the
+# TypeScript client check and the page in a headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 STEMIFY_TEST_POSTGRES_URL="$(scripts/postgres.sh)"
 export STEMIFY_TEST_POSTGRES_URL
 swift test -c release
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
+scripts/check-client.sh
+python3 tools/browser_test.py

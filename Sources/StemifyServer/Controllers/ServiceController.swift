@@ -19,6 +19,14 @@ struct ServiceController: Sendable {
         router.get("/metrics", use: renderMetrics)
         router.get("/openapi.yaml") { _, _ in try resource("openapi.yaml", type: "application/yaml") }
         router.get("/") { _, _ in try resource("index.html", type: "text/html; charset=utf-8") }
+        router.get("/app.js") { _, _ in try resource("app.js", type: "text/javascript; charset=utf-8") }
+        router.get("/style.css") { _, _ in try resource("style.css", type: "text/css; charset=utf-8") }
+        router.get("/lib/:file") { _, context in
+            // The committed build of clients/typescript (the page imports it as an ES module).
+            let file = try context.parameters.require("file")
+            guard ["client.js", "types.js"].contains(file) else { throw StemifyError(.jobNotFound, "no file '\(file)'", status: 404) }
+            return try resource("lib/\(file)", type: "text/javascript; charset=utf-8")
+        }
     }
 
     struct ModelsResponse: Encodable {
@@ -38,9 +46,12 @@ struct ServiceController: Sendable {
         var rateLimitPeriodSeconds: Double
         var outputFormats = FFmpeg.Format.allCases.map(\.rawValue)
         var qualities = QualityPreset.allCases.map(\.rawValue)
+        /// File name extensions of the containers ffprobe is allowed to open, for a check in the browser.
+        var acceptedExtensions = ["mp3", "wav", "flac", "ogg", "opus", "oga", "m4a", "aac", "mp4", "aif", "aiff", "webm"]
         enum CodingKeys: String, CodingKey {
             case maxFileSize = "max_file_size", maxDurationSeconds = "max_duration_seconds", rateLimit = "rate_limit",
-                 rateLimitPeriodSeconds = "rate_limit_period_seconds", outputFormats = "output_formats", qualities
+                 rateLimitPeriodSeconds = "rate_limit_period_seconds", outputFormats = "output_formats", qualities,
+                 acceptedExtensions = "accepted_extensions"
         }
     }
 

@@ -1,0 +1,436 @@
+// The Stemify page: submit a song or a YouTube link, watch the job, play and mix the stems.
+// Plain ES module over the committed build of the TypeScript client (clients/typescript).
+
+import { cancelJob, getJob, getLimits, getModels, requestStemSeparation, watchJob } from "/lib/client.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** What each error code means for the person at the page. */
+const messages = {
+  missing_input: "Pick a file or paste a YouTube link.",
+  empty_file: "That file is empty.",
+  file_too_large: "That file is larger than the server accepts.",
+  unsupported_format: "That file is not audio the server can read (mp3, wav, flac, ogg, m4a, aiff, webm).",
+  invalid_audio: "That file could not be decoded as audio; it may be damaged.",
+  audio_too_long: "That audio is longer than the server accepts.",
+  invalid_youtube_url: "That is not a link to a single YouTube video.",
+  youtube_playlist: "Playlists are not accepted; link one video.",
+  video_too_long: "That video is longer than the server accepts.",
+  video_blocked: "That video cannot be used here.",
+  youtube_unavailable: "YouTube could not be reached or the video is unavailable.",
+  unknown_model: "That model does not exist on this server.",
+  model_unavailable: "That model is not installed on this server.",
+  invalid_option: "One of the options is not valid.",
+  rate_limited: "Too many jobs from here for now.",
+  job_not_found: "That job no longer exists (finished jobs are kept for a day).",
+  stem_not_found: "That stem no longer exists.",
+  separation_failed: "The separation failed.",
+  cancelled: "The job was cancelled.",
+  internal_error: "Something went wrong on the server.",
+  network_error: "The server cannot be reached.",
+};
+
+function describe(error) {
+  const base = messages[error.code] ?? error.message;
+  if (error.code === "rate_limited" && error.retryAfter) return `${base} Try again in ${formatDuration(error.retryAfter)}.`;
+  return error.message && error.message !== base ? `${base} (${error.message})` : base;
+}
+
+function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 3600) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  if (s >= 60) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${s} s`;
+}
+
+function formatTime(seconds) {
+  const s = Math.floor(seconds || 0);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function formatBytes(n) {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(0)} MB` : `${(n / 1024).toFixed(0)} KB`;
+}
+
+let limits;
+let stopWatching = () => {};
+let currentJob;
+
+// MARK: - Recent jobs, kept in this browser
+
+const recentKey = "stemify.recentJobs";
+const recent = () => JSON.parse(localStorage.getItem(recentKey) ?? "[]");
+function remember(id, label) {
+  const list = recent().filter((j) => j.id !== id);
+  list.unshift({ id, label, at: Date.now() });
+  localStorage.setItem(recentKey, JSON.stringify(list.slice(0, 20)));
+  renderRecent();
+}
+function forget(id) {
+  localStorage.setItem(recentKey, JSON.stringify(recent().filter((j) => j.id !== id)));
+  renderRecent();
+}
+function renderRecent() {
+  const list = $("recent-list");
+  list.replaceChildren();
+  const jobs = recent();
+  $("recent-empty").hidden = jobs.length > 0;
+  for (const job of jobs) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.textContent = `${job.label} · ${new Date(job.at).toLocaleString()}`;
+    button.addEventListener("click", () => follow(job.id));
+    item.append(button);
+    list.append(item);
+  }
+}
+
+// MARK: - The form
+
+function checkFile(file) {
+  if (!limits) return null;
+  const extension = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
+  if (!limits.accepted_extensions.includes(extension)) return messages.unsupported_format;
+  if (file.size === 0) return messages.empty_file;
+  if (file.size > limits.max_file_size) return `${messages.file_too_large} (${formatBytes(file.size)}; the limit is ${formatBytes(limits.max_file_size)})`;
+  return null;
+}
+
+function showFormError(text) {
+  $("form-error").textContent = text ?? "";
+  $("form-error").hidden = !text;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  showFormError(null);
+  const file = $("file-input").files[0];
+  const youtubeUrl = $("youtube-input").value.trim();
+  if (!file && !youtubeUrl) return showFormError(messages.missing_input);
+  if (file) {
+    const problem = checkFile(file);
+    if (problem) return showFormError(problem);
+  }
+  const options = {
+    model: $("model-select").value,
+    quality: $("quality-select").value,
+    outputFormat: $("format-select").value,
+    normalize: $("normalize-input").checked,
+    removeVocals: $("karaoke-input").checked,
+  };
+  $("submit-button").disabled = true;
+  try {
+    const accepted = await requestStemSeparation(file ? { file, ...options } : { youtubeUrl, ...options });
+    remember(accepted.job_id, file ? file.name : youtubeUrl);
+    follow(accepted.job_id);
+  } catch (error) {
+    showFormError(describe(error));
+  } finally {
+    $("submit-button").disabled = false;
+  }
+}
+
+// MARK: - Following a job
+
+const stageNames = {
+  queued: "Waiting for a worker", downloading: "Downloading the video", decoding: "Reading the audio",
+  separating: "Separating", encoding: "Writing the stems", done: "Done", failed: "Failed", cancelled: "Cancelled",
+};
+
+function renderJob(job) {
+  currentJob = job;
+  $("job-section").hidden = false;
+  const percent = Math.round(job.progress * 100);
+  let text = `${stageNames[job.status] ?? job.status} · ${percent} %`;
+  if (job.status === "queued" && job.queue_position != null) text += ` · ${job.queue_position} job(s) ahead`;
+  if (job.eta_seconds != null && !["done", "failed", "cancelled"].includes(job.status)) text += ` · about ${formatDuration(job.eta_seconds)} left`;
+  $("job-status").textContent = text;
+  $("job-progress").value = percent;
+  $("job-progress").setAttribute("aria-valuetext", `${percent} percent`);
+  const failed = job.status === "failed";
+  $("job-error").hidden = !failed;
+  if (failed) $("job-error").textContent = describe({ code: job.error?.code, message: job.error?.message });
+  $("cancel-button").hidden = ["done", "failed", "cancelled"].includes(job.status);
+  if (job.status === "done") buildMixer(job);
+}
+
+function follow(id) {
+  stopWatching();
+  teardownMixer();
+  $("job-section").hidden = false;
+  $("job-error").hidden = true;
+  $("job-status").textContent = "Loading…";
+  stopWatching = watchJob(id, renderJob, {
+    onError: (error) => {
+      $("job-error").hidden = false;
+      $("job-error").textContent = describe(error);
+      forget(id);
+    },
+  });
+}
+
+async function cancelCurrent() {
+  if (!currentJob) return;
+  const id = currentJob.job_id;
+  stopWatching();
+  try {
+    await cancelJob(id);
+  } catch (error) {
+    if (error.code !== "job_not_found") return showFormError(describe(error));
+  }
+  forget(id);
+  $("job-status").textContent = stageNames.cancelled;
+  $("cancel-button").hidden = true;
+}
+
+// MARK: - The mixer
+
+/** One row per stem: its audio element and controls. */
+let tracks = [];
+let syncing = false;
+
+function teardownMixer() {
+  for (const t of tracks) t.audio.pause();
+  tracks = [];
+  $("stem-list").replaceChildren();
+  $("mixer-section").hidden = true;
+}
+
+function applyMix() {
+  const soloed = tracks.filter((t) => t.solo);
+  for (const t of tracks) {
+    t.audio.muted = t.muted || (soloed.length > 0 && !t.solo);
+    t.audio.volume = t.volume;
+    t.item.dataset.audible = String(!t.audio.muted && t.volume > 0);
+  }
+  const karaoke = tracks.find((t) => t.name === "instrumental");
+  $("karaoke-button").setAttribute("aria-pressed", String(Boolean(karaoke?.solo && soloed.length === 1)));
+}
+
+function buildMixer(job) {
+  if (tracks.length && tracks[0].jobId === job.job_id) return;
+  teardownMixer();
+  $("mixer-section").hidden = false;
+  const list = $("stem-list");
+  for (const stem of job.stems) {
+    const audio = new Audio(stem.url);
+    audio.preload = "auto";
+    const track = { jobId: job.job_id, name: stem.name, audio, muted: false, solo: false, volume: 1 };
+    tracks.push(track);
+
+    const item = document.createElement("li");
+    item.className = "stem";
+    item.dataset.stem = stem.name;
+    item.dataset.audible = "true";
+    track.item = item;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = stem.name.replace("_", " ");
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", `Waveform of ${stem.name}`);
+    canvas.width = 600;
+    canvas.height = 56;
+    const controls = document.createElement("div");
+    controls.className = "controls";
+
+    const mute = button("Mute", `Mute ${stem.name}`);
+    mute.setAttribute("aria-pressed", "false");
+    mute.classList.add("mute");
+    mute.addEventListener("click", () => {
+      track.muted = !track.muted;
+      mute.setAttribute("aria-pressed", String(track.muted));
+      applyMix();
+    });
+    const solo = button("Solo", `Solo ${stem.name}`);
+    solo.setAttribute("aria-pressed", "false");
+    solo.addEventListener("click", () => {
+      track.solo = !track.solo;
+      solo.setAttribute("aria-pressed", String(track.solo));
+      applyMix();
+    });
+    track.soloButton = solo;
+    const volumeId = `volume-${stem.name}`;
+    const volumeLabel = document.createElement("label");
+    volumeLabel.htmlFor = volumeId;
+    volumeLabel.textContent = "Volume";
+    const volume = document.createElement("input");
+    volume.type = "range";
+    volume.id = volumeId;
+    volume.min = "0";
+    volume.max = "100";
+    volume.value = "100";
+    volume.addEventListener("input", () => {
+      track.volume = Number(volume.value) / 100;
+      applyMix();
+    });
+    const download = document.createElement("a");
+    download.href = stem.url;
+    download.download = `${stem.name}.${stem.format}`;
+    download.textContent = `Download (${formatBytes(stem.bytes)})`;
+    download.className = "download";
+    controls.append(mute, solo, volumeLabel, volume, download);
+    item.append(name, canvas, controls);
+    list.append(item);
+    drawWaveform(stem.url, canvas);
+  }
+  $("karaoke-button").hidden = !tracks.some((t) => t.name === "instrumental");
+  const master = tracks[0]?.audio;
+  if (!master) return;
+  master.addEventListener("timeupdate", () => {
+    const duration = master.duration || 0;
+    if (!syncing) $("seek-input").value = duration ? String(Math.round((master.currentTime / duration) * 1000)) : "0";
+    $("time-text").textContent = `${formatTime(master.currentTime)} / ${formatTime(duration)}`;
+    // Keep the followers within 50 ms of the first stem.
+    for (const t of tracks.slice(1)) {
+      if (!master.paused && Math.abs(t.audio.currentTime - master.currentTime) > 0.05) t.audio.currentTime = master.currentTime;
+    }
+  });
+  master.addEventListener("ended", () => {
+    for (const t of tracks) t.audio.pause();
+    $("play-button").textContent = "Play";
+  });
+}
+
+function button(text, label) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  return b;
+}
+
+async function drawWaveform(url, canvas) {
+  try {
+    const data = await (await fetch(url)).arrayBuffer();
+    const context = new OfflineAudioContext(1, 1, 44100);
+    const audio = await context.decodeAudioData(data);
+    const columns = canvas.width;
+    const samples = audio.getChannelData(0);
+    const other = audio.numberOfChannels > 1 ? audio.getChannelData(1) : samples;
+    const per = Math.max(1, Math.floor(samples.length / columns));
+    const peaks = new Float32Array(columns);
+    let loudest = 0;
+    for (let x = 0; x < columns; x++) {
+      let peak = 0;
+      for (let i = x * per; i < Math.min(samples.length, (x + 1) * per); i++) {
+        peak = Math.max(peak, Math.abs(samples[i]), Math.abs(other[i]));
+      }
+      peaks[x] = peak;
+      loudest = Math.max(loudest, peak);
+    }
+    const g = canvas.getContext("2d");
+    g.clearRect(0, 0, canvas.width, canvas.height);
+    g.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--accent") || "#4b5bdc";
+    const mid = canvas.height / 2;
+    for (let x = 0; x < columns; x++) {
+      const h = loudest > 0 ? (peaks[x] / loudest) * mid : 0;
+      g.fillRect(x, mid - h, 1, Math.max(1, 2 * h));
+    }
+    canvas.dataset.drawn = "true";
+    canvas.dataset.peak = String(loudest);
+  } catch (error) {
+    canvas.dataset.drawn = "failed";
+    canvas.setAttribute("aria-label", `${canvas.getAttribute("aria-label")} (could not be drawn)`);
+  }
+}
+
+async function togglePlay() {
+  if (!tracks.length) return;
+  const master = tracks[0].audio;
+  if (master.paused) {
+    const at = master.currentTime;
+    for (const t of tracks) t.audio.currentTime = at;
+    await Promise.all(tracks.map((t) => t.audio.play().catch(() => {})));
+    $("play-button").textContent = "Pause";
+  } else {
+    for (const t of tracks) t.audio.pause();
+    $("play-button").textContent = "Play";
+  }
+}
+
+function seek() {
+  const master = tracks[0]?.audio;
+  if (!master || !master.duration) return;
+  syncing = true;
+  const at = (Number($("seek-input").value) / 1000) * master.duration;
+  for (const t of tracks) t.audio.currentTime = at;
+  syncing = false;
+}
+
+function downloadAll() {
+  for (const link of document.querySelectorAll("#stem-list a.download")) link.click();
+}
+
+function karaoke() {
+  const instrumental = tracks.find((t) => t.name === "instrumental");
+  if (!instrumental) return;
+  const on = !(instrumental.solo && tracks.filter((t) => t.solo).length === 1);
+  for (const t of tracks) {
+    t.solo = on && t === instrumental;
+    t.soloButton.setAttribute("aria-pressed", String(t.solo));
+  }
+  applyMix();
+}
+
+// MARK: - Start
+
+async function start() {
+  $("submit-form").addEventListener("submit", submit);
+  $("cancel-button").addEventListener("click", cancelCurrent);
+  $("play-button").addEventListener("click", togglePlay);
+  $("seek-input").addEventListener("input", seek);
+  $("download-all-button").addEventListener("click", downloadAll);
+  $("karaoke-button").addEventListener("click", karaoke);
+  $("file-input").addEventListener("change", () => {
+    const file = $("file-input").files[0];
+    showFormError(file ? checkFile(file) : null);
+  });
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    if (e.dataTransfer?.files.length) {
+      $("file-input").files = e.dataTransfer.files;
+      showFormError(checkFile(e.dataTransfer.files[0]));
+    }
+  });
+  document.addEventListener("keydown", (e) => {
+    const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.target instanceof HTMLButtonElement;
+    if (e.code === "Space" && !typing && tracks.length) {
+      e.preventDefault();
+      togglePlay();
+    }
+  });
+  renderRecent();
+  try {
+    const [serverLimits, models] = await Promise.all([getLimits(), getModels()]);
+    limits = serverLimits;
+    $("file-input").accept = limits.accepted_extensions.map((e) => `.${e}`).join(",") + ",audio/*";
+    $("limits-text").textContent = `Up to ${formatBytes(limits.max_file_size)} and ${formatDuration(limits.max_duration_seconds)} of audio.`;
+    const select = $("model-select");
+    for (const model of models) {
+      const option = document.createElement("option");
+      option.value = model.name;
+      option.textContent = model.available ? model.name : `${model.name} (downloads on first use)`;
+      option.dataset.note = `${model.description} · about ${model.relative_cost}× the time of htdemucs`;
+      select.append(option);
+    }
+    const preferred = models.find((m) => m.name === "htdemucs" && m.available) ?? models.find((m) => m.available) ?? models[0];
+    if (preferred) select.value = preferred.name;
+    const note = () => { $("model-note").textContent = select.selectedOptions[0]?.dataset.note ?? ""; };
+    select.addEventListener("change", note);
+    note();
+  } catch (error) {
+    showFormError(describe(error));
+  }
+  const last = recent()[0];
+  if (last && new URLSearchParams(location.search).get("job") === last.id) follow(last.id);
+}
+
+start();

@@ -1,0 +1,56 @@
+import type { Accepted, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
+export type { Accepted, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality, Stem, } from "./types.js";
+/** Where the API is and how to reach it. */
+export interface ClientOptions {
+    /** Origin of the Stemify server; "" (the default) is the page's own. */
+    baseUrl?: string;
+    fetch?: typeof fetch;
+}
+/** Options of a separation, as the form fields of `POST /api/stemify`. */
+export interface StemSeparationOptions {
+    model?: string;
+    outputFormat?: OutputFormat;
+    normalize?: boolean;
+    /** Karaoke: also write an instrumental (everything but the vocals). */
+    removeVocals?: boolean;
+    quality?: Quality;
+}
+/** A file to upload, or a YouTube link, plus options. */
+export declare type StemSeparationPayload = ({
+    file: Blob;
+    fileName?: string;
+} | {
+    youtubeUrl: string;
+}) & StemSeparationOptions;
+/** An error the API answered with: its stable code, message and HTTP status. */
+export declare class StemifyApiError extends Error {
+    readonly code: ErrorCode | "network_error";
+    readonly status: number;
+    /** Seconds to wait before retrying (rate limit). */
+    readonly retryAfter?: number | undefined;
+    constructor(code: ErrorCode | "network_error", message: string, status: number, 
+    /** Seconds to wait before retrying (rate limit). */
+    retryAfter?: number | undefined);
+}
+/** Submits a separation; resolves as soon as the job is queued. */
+export declare function requestStemSeparation(payload: StemSeparationPayload, options?: ClientOptions): Promise<Accepted>;
+/** The job's status, progress, ETA, queue position and stems. */
+export declare function getJob(id: string, options?: ClientOptions): Promise<Job>;
+/** Cancels and deletes a job. */
+export declare function cancelJob(id: string, options?: ClientOptions): Promise<void>;
+/** The models the server offers. */
+export declare function getModels(options?: ClientOptions): Promise<Model[]>;
+/** The server's limits (upload size, duration, rate, formats). */
+export declare function getLimits(options?: ClientOptions): Promise<Limits>;
+export interface WatchOptions extends ClientOptions {
+    /** Polling period when the event stream is unavailable (default 1000 ms). */
+    pollIntervalMs?: number;
+    /** Called once if watching fails for good (the job vanished, or a non-retryable error). */
+    onError?: (error: StemifyApiError) => void;
+}
+/**
+ * Calls `onUpdate` with the job each time it changes, until it is done, failed or cancelled:
+ * over the event stream (`/api/jobs/{id}/events`), falling back to polling when the stream
+ * cannot be opened or breaks. Returns a function that stops watching.
+ */
+export declare function watchJob(id: string, onUpdate: (job: Job) => void, options?: WatchOptions): () => void;

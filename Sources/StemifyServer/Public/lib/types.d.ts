@@ -1,0 +1,73 @@
+export declare type ErrorCode = "missing_input" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "separation_failed" | "cancelled" | "internal_error";
+export declare type JobStatus = "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
+export declare type OutputFormat = "wav" | "mp3" | "flac";
+export declare type Quality = "fast" | "balanced" | "best";
+/** `components.schemas.Accepted` */
+export interface Accepted {
+    job_id: string;
+    status: "queued";
+    status_url: string;
+    events_url: string;
+}
+/** `components.schemas.Job.properties.stems.items` */
+export interface Stem {
+    name: string;
+    url: string;
+    format: OutputFormat;
+    bytes: number;
+    duration: number;
+}
+/** `components.schemas.Job.properties.error` */
+export interface JobError {
+    code?: ErrorCode;
+    message?: string;
+}
+/** `components.schemas.Job.properties.metrics` */
+export interface JobMetrics {
+    processing_seconds?: number;
+    audio_seconds?: number;
+    input_format?: string;
+    output_bytes?: number;
+    cache_hit?: boolean;
+}
+/** `components.schemas.Job` */
+export interface Job {
+    job_id: string;
+    status: JobStatus;
+    stage?: string | null;
+    progress: number;
+    eta_seconds?: number | null;
+    queue_position?: number | null;
+    model: string;
+    created_at: string;
+    error?: JobError | null;
+    stems: Stem[];
+    metrics?: JobMetrics | null;
+    status_url: string;
+    events_url: string;
+}
+/** `components.schemas.Model` */
+export interface Model {
+    name: string;
+    description: string;
+    sources: string[];
+    available: boolean;
+    relative_cost: number;
+}
+/** `components.schemas.Limits` */
+export interface Limits {
+    max_file_size: number;
+    max_duration_seconds: number;
+    rate_limit: number;
+    rate_limit_period_seconds: number;
+    output_formats: OutputFormat[];
+    qualities: Quality[];
+    accepted_extensions: string[];
+}
+/** `components.schemas.Error` */
+export interface ErrorBody {
+    error: {
+        code: ErrorCode;
+        message: string;
+    };
+}

@@ -1,0 +1,168 @@
+// The Stemify client: submit a song or a YouTube link, follow the job, cancel it.
+// No dependencies: `fetch`, `FormData` and `EventSource` from the browser (or any runtime that
+// has them). The names match the mock service it replaces.
+
+import type { Accepted, ErrorBody, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
+
+export type {
+  Accepted, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality, Stem,
+} from "./types.js";
+
+/** Where the API is and how to reach it. */
+export interface ClientOptions {
+  /** Origin of the Stemify server; "" (the default) is the page's own. */
+  baseUrl?: string;
+  fetch?: typeof fetch;
+}
+
+/** Options of a separation, as the form fields of `POST /api/stemify`. */
+export interface StemSeparationOptions {
+  model?: string;
+  outputFormat?: OutputFormat;
+  normalize?: boolean;
+  /** Karaoke: also write an instrumental (everything but the vocals). */
+  removeVocals?: boolean;
+  quality?: Quality;
+}
+
+/** A file to upload, or a YouTube link, plus options. */
+export type StemSeparationPayload = ({ file: Blob; fileName?: string } | { youtubeUrl: string }) & StemSeparationOptions;
+
+/** An error the API answered with: its stable code, message and HTTP status. */
+export class StemifyApiError extends Error {
+  constructor(
+    readonly code: ErrorCode | "network_error",
+    message: string,
+    readonly status: number,
+    /** Seconds to wait before retrying (rate limit). */
+    readonly retryAfter?: number,
+  ) {
+    super(message);
+    this.name = "StemifyApiError";
+  }
+}
+
+async function call<T>(path: string, init: RequestInit, options: ClientOptions = {}): Promise<T> {
+  const doFetch = options.fetch ?? fetch;
+  let response: Response;
+  try {
+    response = await doFetch(`${options.baseUrl ?? ""}${path}`, init);
+  } catch (error) {
+    throw new StemifyApiError("network_error", `the server cannot be reached (${String(error)})`, 0);
+  }
+  if (!response.ok) {
+    let body: ErrorBody | undefined;
+    try {
+      body = (await response.json()) as ErrorBody;
+    } catch {
+      body = undefined;
+    }
+    const retry = response.headers.get("Retry-After");
+    throw new StemifyApiError(
+      body?.error.code ?? "internal_error",
+      body?.error.message ?? `HTTP ${response.status}`,
+      response.status,
+      retry === null ? undefined : Number(retry),
+    );
+  }
+  return (await response.json()) as T;
+}
+
+/** Submits a separation; resolves as soon as the job is queued. */
+export function requestStemSeparation(payload: StemSeparationPayload, options: ClientOptions = {}): Promise<Accepted> {
+  const fields: Record<string, string> = {};
+  if (payload.model !== undefined) fields.model = payload.model;
+  if (payload.outputFormat !== undefined) fields.output_format = payload.outputFormat;
+  if (payload.normalize !== undefined) fields.normalize = String(payload.normalize);
+  if (payload.removeVocals !== undefined) fields.remove_vocals = String(payload.removeVocals);
+  if (payload.quality !== undefined) fields.quality = payload.quality;
+  if ("youtubeUrl" in payload) {
+    return call<Accepted>("/api/stemify", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...fields, youtube_url: payload.youtubeUrl }),
+    }, options);
+  }
+  const form = new FormData();
+  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  const name = payload.fileName ?? ("name" in payload.file ? String((payload.file as File).name) : "audio");
+  form.append("file", payload.file, name);
+  return call<Accepted>("/api/stemify", { method: "POST", body: form }, options);
+}
+
+/** The job's status, progress, ETA, queue position and stems. */
+export function getJob(id: string, options: ClientOptions = {}): Promise<Job> {
+  return call<Job>(`/api/jobs/${encodeURIComponent(id)}`, {}, options);
+}
+
+/** Cancels and deletes a job. */
+export async function cancelJob(id: string, options: ClientOptions = {}): Promise<void> {
+  await call<unknown>(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }, options);
+}
+
+/** The models the server offers. */
+export async function getModels(options: ClientOptions = {}): Promise<Model[]> {
+  return (await call<{ models: Model[] }>("/api/models", {}, options)).models;
+}
+
+/** The server's limits (upload size, duration, rate, formats). */
+export function getLimits(options: ClientOptions = {}): Promise<Limits> {
+  return call<Limits>("/api/limits", {}, options);
+}
+
+export interface WatchOptions extends ClientOptions {
+  /** Polling period when the event stream is unavailable (default 1000 ms). */
+  pollIntervalMs?: number;
+  /** Called once if watching fails for good (the job vanished, or a non-retryable error). */
+  onError?: (error: StemifyApiError) => void;
+}
+
+const terminal = new Set(["done", "failed", "cancelled"]);
+
+/**
+ * Calls `onUpdate` with the job each time it changes, until it is done, failed or cancelled:
+ * over the event stream (`/api/jobs/{id}/events`), falling back to polling when the stream
+ * cannot be opened or breaks. Returns a function that stops watching.
+ */
+export function watchJob(id: string, onUpdate: (job: Job) => void, options: WatchOptions = {}): () => void {
+  let stopped = false;
+  let source: EventSource | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => {
+    stopped = true;
+    source?.close();
+    if (timer !== undefined) clearTimeout(timer);
+  };
+  const deliver = (job: Job) => {
+    if (stopped) return;
+    onUpdate(job);
+    if (terminal.has(job.status)) stop();
+  };
+  const poll = async () => {
+    if (stopped) return;
+    try {
+      deliver(await getJob(id, options));
+    } catch (error) {
+      const e = error as StemifyApiError;
+      if (e.code === "job_not_found") {
+        options.onError?.(e);
+        stop();
+        return;
+      }
+    }
+    if (!stopped) timer = setTimeout(poll, options.pollIntervalMs ?? 1000);
+  };
+  if (typeof EventSource === "undefined") {
+    void poll();
+    return stop;
+  }
+  source = new EventSource(`${options.baseUrl ?? ""}/api/jobs/${encodeURIComponent(id)}/events`);
+  source.addEventListener("status", (event) => deliver(JSON.parse((event as MessageEvent<string>).data) as Job));
+  source.onerror = () => {
+    // The stream ended (a finished job closes it) or broke: polling takes over from here.
+    source?.close();
+    source = undefined;
+    if (!stopped) void poll();
+  };
+  return stop;
+}

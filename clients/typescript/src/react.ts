@@ -1,0 +1,63 @@
+// A React hook over the client, with the names of the mock service it replaces.
+// React is a peer: this file only needs its types (a small declaration in react-shim.d.ts
+// type-checks it offline).
+
+import { useCallback, useEffect, useRef, useState } from "react";
+import {
+  cancelJob as cancel,
+  requestStemSeparation as request,
+  watchJob,
+  type ClientOptions,
+  type Job,
+  type StemSeparationPayload,
+} from "./client.js";
+
+export interface UseStemSeparation {
+  /** Every job this hook started or watched, by id, as last seen. */
+  jobs: Record<string, Job>;
+  /** Submits a separation and starts following it; resolves with the job id. */
+  requestStemSeparation: (payload: StemSeparationPayload) => Promise<string>;
+  /** Follows a job (for example one from an earlier visit) until it ends. */
+  pollJobStatus: (id: string) => void;
+  cancelJob: (id: string) => Promise<void>;
+}
+
+export function useStemSeparation(options: ClientOptions = {}): UseStemSeparation {
+  const [jobs, setJobs] = useState<Record<string, Job>>({});
+  const watchers = useRef<Map<string, () => void>>(new Map());
+
+  useEffect(() => () => {
+    for (const stop of watchers.current.values()) stop();
+    watchers.current.clear();
+  }, []);
+
+  const pollJobStatus = useCallback((id: string) => {
+    if (watchers.current.has(id)) return;
+    const stop = watchJob(id, (job) => setJobs((all) => ({ ...all, [id]: job })), {
+      ...options,
+      onError: () => setJobs((all) => {
+        const { [id]: _gone, ...rest } = all;
+        return rest;
+      }),
+    });
+    watchers.current.set(id, stop);
+  }, [options.baseUrl]);
+
+  const requestStemSeparation = useCallback(async (payload: StemSeparationPayload) => {
+    const accepted = await request(payload, options);
+    pollJobStatus(accepted.job_id);
+    return accepted.job_id;
+  }, [pollJobStatus]);
+
+  const cancelJob = useCallback(async (id: string) => {
+    watchers.current.get(id)?.();
+    watchers.current.delete(id);
+    await cancel(id, options);
+    setJobs((all) => {
+      const { [id]: _gone, ...rest } = all;
+      return rest;
+    });
+  }, [options.baseUrl]);
+
+  return { jobs, requestStemSeparation, pollJobStatus, cancelJob };
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""The page in a real headless Chromium (Selenium), against a running `stemify serve` with the
+small fixture model. `scripts/test.sh` runs it; by hand:
+
+    swift build -c release && python3 tools/browser_test.py [--artifacts DIR]
+
+Uploads a fixture file, follows the progress to done, checks one drawn waveform per stem,
+plays (the position advances), mutes a stem, toggles playback from the keyboard, downloads a
+stem, reloads (the recent job is still listed), checks 360 px and desktop widths, labels on
+every control and no console errors. Screenshots of each step go to the artifacts folder.
+Needs Debian's chromium and chromium-driver and PyPI selenium (scripts/install-deps.sh).
+"""
+import argparse
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import wave
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fail(why):
+    print(f"FAIL: {why}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def write_wav(path, seconds=3.0):
+    rate = 44100
+    frames = bytearray()
+    for i in range(int(seconds * rate)):
+        t = i / rate
+        beat = math.exp(-((i % (rate // 2)) / 800.0))
+        left = 0.3 * math.sin(2 * math.pi * 220 * t) + 0.3 * beat * math.sin(2 * math.pi * 60 * t)
+        right = 0.3 * math.sin(2 * math.pi * 330 * t) + 0.3 * beat * math.sin(2 * math.pi * 60 * t)
+        frames += struct.pack("<hh", int(left * 30000), int(right * 30000))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
+    p.add_argument("--artifacts", type=Path, default=ROOT / ".build" / "browser-artifacts")
+    p.add_argument("--port", type=int, default=18741)
+    args = p.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="stemify-browser-"))
+    downloads = base / "downloads"
+    downloads.mkdir()
+    shutil.rmtree(args.artifacts, ignore_errors=True)
+    args.artifacts.mkdir(parents=True)
+    song = base / "song.wav"
+    write_wav(song)
+
+    env = dict(os.environ, DEMUCS_MODEL_PATH=str(ROOT / "Tests" / "Fixtures" / "repo"), MODEL_DOWNLOAD="false",
+               RATE_LIMIT="0", STEMIFY_WORKERS="1", STEMIFY_THREADS="2", LOG_LEVEL="warning")
+    server = subprocess.Popen([str(args.stemify), "serve", "--port", str(args.port), "--data-dir", str(base / "data")],
+                              env=env, stdout=open(base / "server.log", "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{args.port}/"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    else:
+        fail("the server did not start")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    step = [0]
+
+    def shot(name):
+        step[0] += 1
+        driver.save_screenshot(str(args.artifacts / f"{step[0]:02d}-{name}.png"))
+
+    wait = WebDriverWait(driver, 120)
+    try:
+        driver.get(url)
+        wait.until(lambda d: any(o.get_attribute("value") == "ht_small"
+                                 for o in d.find_elements(By.CSS_SELECTOR, "#model-select option")))
+        Select(driver.find_element(By.ID, "model-select")).select_by_value("ht_small")
+        Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
+        Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
+        driver.find_element(By.ID, "karaoke-input").click()
+        # Every control has a name a screen reader can read.
+        unnamed = driver.execute_script("""
+            return [...document.querySelectorAll('input, select, button')].filter(e =>
+                !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id || e.outerHTML);
+        """)
+        if unnamed:
+            fail(f"controls without a label: {unnamed}")
+        shot("form")
+
+        # A file the server would refuse is refused in the browser first.
+        bad = base / "notes.txt"
+        bad.write_text("not audio")
+        driver.find_element(By.ID, "file-input").send_keys(str(bad))
+        wait.until(lambda d: d.find_element(By.ID, "form-error").is_displayed())
+        if "not audio" not in driver.find_element(By.ID, "form-error").text:
+            fail(f"unexpected message for a text file: {driver.find_element(By.ID, 'form-error').text!r}")
+        shot("refused-file")
+
+        driver.find_element(By.ID, "file-input").send_keys(str(song))
+        driver.find_element(By.ID, "submit-button").click()
+        wait.until(lambda d: d.find_element(By.ID, "job-section").is_displayed())
+        shot("progress")
+        wait.until(lambda d: d.find_element(By.ID, "job-status").text.startswith("Done"))
+        if driver.find_element(By.ID, "job-progress").get_attribute("value") != "100":
+            fail("the progress bar did not reach 100")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#stem-list li.stem")
+        names = [r.get_attribute("data-stem") for r in rows]
+        if names != ["drums", "bass", "other", "vocals", "instrumental"]:
+            fail(f"stems shown: {names}")
+        wait.until(lambda d: all(c.get_attribute("data-drawn") == "true" for c in d.find_elements(By.CSS_SELECTOR, "#stem-list canvas")))
+        peaks = [float(c.get_attribute("data-peak")) for c in driver.find_elements(By.CSS_SELECTOR, "#stem-list canvas")]
+        if len(peaks) != len(names) or not all(p > 0 for p in peaks):
+            fail(f"waveforms not drawn from audio: peaks {peaks}")
+        shot("done")
+
+        driver.find_element(By.ID, "play-button").click()
+        wait.until(lambda d: int(d.find_element(By.ID, "seek-input").get_attribute("value")) > 0)
+        if driver.find_element(By.ID, "play-button").text != "Pause":
+            fail("the play button did not turn into pause")
+        shot("playing")
+
+        mute = rows[3].find_element(By.CSS_SELECTOR, "button.mute")
+        mute.click()
+        if mute.get_attribute("aria-pressed") != "true" or rows[3].get_attribute("data-audible") != "false":
+            fail("muting the vocals did not mute them")
+        driver.find_element(By.ID, "karaoke-button").click()
+        audible = [r.get_attribute("data-audible") for r in rows]
+        if audible != ["false", "false", "false", "false", "true"]:
+            fail(f"karaoke mode should leave only the instrumental audible: {audible}")
+        shot("muted")
+
+        # Keyboard: Space pauses when focus is not in a control.
+        driver.find_element(By.TAG_NAME, "h1").click()
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.SPACE)
+        wait.until(lambda d: d.find_element(By.ID, "play-button").text == "Play")
+
+        rows[0].find_element(By.CSS_SELECTOR, "a.download").click()
+        deadline = time.time() + 30
+        while time.time() < deadline and not (downloads / "drums.wav").exists():
+            time.sleep(0.2)
+        if not (downloads / "drums.wav").exists() or (downloads / "drums.wav").stat().st_size < 1000:
+            fail(f"the drums stem was not downloaded: {list(downloads.iterdir())}")
+        shot("downloaded")
+
+        driver.refresh()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent-list li")) == 1)
+        shot("recent-after-reload")
+
+        driver.set_window_size(360, 800)
+        driver.find_elements(By.CSS_SELECTOR, "#recent-list button")[0].click()
+        wait.until(lambda d: d.find_element(By.ID, "mixer-section").is_displayed())
+        overflow = driver.execute_script("return document.documentElement.scrollWidth")
+        shot("mobile-360")
+        if overflow > 360:
+            fail(f"the page is {overflow} px wide at a 360 px viewport")
+
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        if errors:
+            fail(f"console errors: {errors}")
+        print(f"browser test passed; screenshots in {args.artifacts}")
+    except Exception:
+        shot("failure")
+        raise
+    finally:
+        driver.quit()
+        server.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
