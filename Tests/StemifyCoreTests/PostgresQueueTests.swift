@@ -144,5 +144,10 @@ struct PostgresQueueTests {
         try await again.enqueue(job("after"))
         #expect(try await again.job(id: "after") != nil)
         await #expect(throws: ConfigurationError.self) { try await PostgresJobQueue(url: "mysql://x/y", logger: logger) }
+        // Nothing listens on port 1: the start fails instead of waiting for a server forever.
+        let unreachable = await #expect(throws: ConfigurationError.self) {
+            try await PostgresJobQueue(url: "postgres://postgres@127.0.0.1:1/none", logger: logger)
+        }
+        #expect(unreachable?.key == "queue_url")
     }
 }

@@ -54,7 +54,17 @@ public final class PostgresJobQueue: JobQueue {
             }
         }
         do {
-            try await migrate()
+            // The pool would keep retrying an unreachable server; a process starting against a
+            // wrong URL should say so within seconds.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.migrate() }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(15))
+                    throw ConfigurationError(key: "queue_url", message: "no PostgreSQL answered at \(configuration.host ?? url) within 15 s")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
         } catch {
             shutdown()
             throw error
