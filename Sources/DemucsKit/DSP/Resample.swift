@@ -113,6 +113,9 @@ private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 public func resampleFrac(_ x: Tensor, from old: Int, to new: Int) -> Tensor {
     let channels = x.shape[0], length = x.shape[x.shape.count - 1]
     let converted = ConvertedAudioSource(TensorAudioSource(x.reshaped([channels, length])), rate: old, targetRate: new, channels: channels)
-    // Reading a whole in-memory tensor cannot fail.
-    return try! converted.read(from: 0, count: converted.frameCount)
+    do {
+        return try converted.read(from: 0, count: converted.frameCount)
+    } catch {
+        preconditionFailure("reading an in-memory tensor failed: \(error)")
+    }
 }
