@@ -554,6 +554,16 @@ def make_full(out: Path, seconds: float, parity_seconds: float, families):
             quantized_saver(model, out, sig, seed=340 + i, min_size=0.2)
         (out / "mdx_q.yaml").write_text("models: [" + ", ".join(f"'{s}'" for s in q) + "]\n" + MDX_WEIGHTS + "segment: 44\n")
         names += ["hdemucs_mmi", "mdx_extra", "mdx", "mdx_q"]
+    if "v3q" in families:
+        # mdx_extra_q: four quantized hybrid members, both file forms, all four variants.
+        variants = [dict(), dict(cac=False, hybrid_old=True), dict(multi_freqs=[0.1, 0.3]), dict(cac=False)]
+        q = ["83fc094f", "464b36d7", "14fc6a69", "7fd6ef75"]
+        for i, sig in enumerate(q):
+            model = build(dict(HDEMUCS_KW, **variants[i]), seed=350 + i, klass=HDemucs)
+            quantized_saver = save_th_quantized if i % 2 == 0 else save_safetensors_quantized
+            quantized_saver(model, out, sig, seed=360 + i, min_size=0.2)
+        (out / "mdx_extra_q.yaml").write_text("models: [" + ", ".join(f"'{s}'" for s in q) + "]\nsegment: 44\n")
+        names += ["mdx_extra_q"]
     write_wav(out / f"bench{int(seconds)}.wav", signal(seconds, seed=7), 44100)
     write_wav(out / "parity.wav", signal(parity_seconds, seed=8), 44100)
     for name in names:
@@ -568,7 +578,8 @@ def main():
     parser.add_argument("--full", type=Path, help="write full-size models and signals to this folder")
     parser.add_argument("--seconds", type=float, default=60.0, help="benchmark signal length (--full)")
     parser.add_argument("--parity-seconds", type=float, default=20.0, help="parity signal length (--full)")
-    parser.add_argument("--families", default="ht,v3", help="model families for --full: ht (v4), v3 (v2/v3, mdx bags)")
+    parser.add_argument("--families", default="ht,v3,v3q",
+                        help="model families for --full: ht (v4), v3 (hdemucs_mmi, mdx, mdx_extra, mdx_q), v3q (mdx_extra_q)")
     args = parser.parse_args()
     if args.full:
         make_full(args.full, args.seconds, args.parity_seconds, args.families.split(","))
