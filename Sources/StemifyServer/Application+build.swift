@@ -13,10 +13,7 @@ public import StemifyCore
 public func buildApplication(configuration: StemifyConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
     try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
     let queue = try await configuration.openQueue(logger: logger)
-    let models = ModelStore(
-        directory: configuration.modelDirectory,
-        downloader: configuration.modelDownload
-            ? ModelDownloader(huggingFaceBase: configuration.modelHuggingFaceURL, legacyBase: configuration.modelLegacyURL) : nil)
+    let models = configuration.modelStore()
     let metrics = ServiceMetrics()
     EngineThreads.set(configuration.threads)
 
@@ -30,10 +27,7 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "stemify"),
         logger: logger)
-    let runners = (0..<configuration.workers).map { i in
-        JobRunner(id: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(i)", queue: queue,
-                  models: models, configuration: configuration, logger: logger, metrics: metrics)
-    }
+    let runners = configuration.makeRunners(queue: queue, models: models, logger: logger, metrics: metrics)
     app.addServices(WorkerService(runners: runners), JanitorService(queue: queue, configuration: configuration, logger: logger))
     return app
 }

@@ -33,13 +33,7 @@ struct Worker: AsyncParsableCommand {
         let logger = Logger(label: "stemify-worker")
         let queue = try await c.openQueue(logger: logger)
         EngineThreads.set(c.threads)
-        let models = ModelStore(
-            directory: c.modelDirectory,
-            downloader: c.modelDownload ? ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL) : nil)
-        let host = ProcessInfo.processInfo.hostName, pid = ProcessInfo.processInfo.processIdentifier
-        let runners = (0..<c.workers).map { i in
-            JobRunner(id: "\(host)-\(pid)-\(i)", queue: queue, models: models, configuration: c, logger: logger)
-        }
+        let runners = c.makeRunners(queue: queue, models: c.modelStore(), logger: logger)
         logger.info("worker started", metadata: ["workers": "\(c.workers)", "data_dir": "\(c.dataDirectory)",
                                                   "queue": "\(c.queueURL.map { $0.hasPrefix("postgres") ? "postgres" : $0 } ?? "sqlite")"])
         let group = ServiceGroup(configuration: .init(

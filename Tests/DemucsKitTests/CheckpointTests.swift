@@ -15,12 +15,13 @@ func temporaryFile(_ bytes: [UInt8], suffix: String) throws -> URL {
     return url
 }
 
-/// Loads `bytes` as a checkpoint and the model on it; returns the error.
-func loadError(_ bytes: [UInt8], suffix: String = ".th") throws -> CheckpointError? {
+/// Loads `bytes` as a checkpoint and builds the model on it (an HTDemucs unless told); returns the error.
+func loadError(_ bytes: [UInt8], suffix: String = ".th",
+               build: (ModelPackage) throws -> Void = { _ = try HTDemucs(package: $0) }) throws -> CheckpointError? {
     let url = try temporaryFile(bytes, suffix: suffix)
     defer { try? FileManager.default.removeItem(at: url) }
     do {
-        _ = try HTDemucs(package: try ModelPackage.load(contentsOf: url))
+        try build(try ModelPackage.load(contentsOf: url))
         return nil
     } catch let error as CheckpointError {
         return error

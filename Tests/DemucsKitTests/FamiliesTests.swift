@@ -101,12 +101,5 @@ struct FamiliesTests {
 
 /// Loads `bytes` as a checkpoint and builds whatever model it holds; returns the error.
 func modelError(_ bytes: [UInt8], suffix: String) throws -> CheckpointError? {
-    let url = try temporaryFile(bytes, suffix: suffix)
-    defer { try? FileManager.default.removeItem(at: url) }
-    do {
-        _ = try loadModel(try ModelPackage.load(contentsOf: url))
-        return nil
-    } catch let error as CheckpointError {
-        return error
-    }
+    try loadError(bytes, suffix: suffix, build: { _ = try loadModel($0) })
 }

@@ -305,6 +305,16 @@ public struct SeparationCheckpoint: Sendable, Equatable {
         guard at == bytes.count else { throw bad }
     }
 
+    /// `(length, emitted)` from the first bytes of an encoded checkpoint, without reading the
+    /// overlap-add state (tens of MB for the v3 models); nil when they are not a checkpoint's.
+    public static func progress(ofEncoded prefix: [UInt8]) -> (length: Int, emitted: Int)? {
+        guard prefix.count >= 24, Array(prefix[0..<8]) == Array("STMFCKP1".utf8) else { return nil }
+        func int(_ at: Int) -> Int {
+            Int(Int64(littleEndian: prefix.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: Int64.self) }))
+        }
+        return (int(8), int(16))
+    }
+
     init(length: Int, emitted: Int, passes: [PassState]) {
         self.length = length
         self.emitted = emitted

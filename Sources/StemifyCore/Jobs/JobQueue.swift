@@ -112,6 +112,9 @@ struct JobRow {
             attempts: attempts)
     }
 
+    /// Statuses of a job a worker holds (under a lease).
+    static let running: [JobStatus] = [.downloading, .decoding, .separating, .encoding]
+
     /// The status a claimed job starts in.
     static func firstStatus(inputKind: String) -> JobStatus { inputKind == "youtube" ? .downloading : .decoding }
 }

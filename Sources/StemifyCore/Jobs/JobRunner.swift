@@ -188,8 +188,13 @@ public final class JobRunner: Sendable {
             output: StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
                                       instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate))
         let checkpoint = workDir.appendingPathComponent("checkpoint.bin")
-        if let data = fm.contents(atPath: checkpoint.path), let state = try? SeparationCheckpoint(decoding: [UInt8](data)) {
-            logger.info("job resumed", metadata: ["job.resumed_frames": "\(state.emitted)", "job.frames": "\(state.length)"])
+        if let handle = FileHandle(forReadingAtPath: checkpoint.path) {
+            // The separator reads the whole checkpoint; the log line needs only its header.
+            let header = (try? handle.read(upToCount: 24)).map { [UInt8]($0) } ?? []
+            try? handle.close()
+            if let state = SeparationCheckpoint.progress(ofEncoded: header) {
+                logger.info("job resumed", metadata: ["job.resumed_frames": "\(state.emitted)", "job.frames": "\(state.length)"])
+            }
         }
         let separationStart = Date()
         let files = try separator.separate(source: source, into: outDir, progress: { p in

@@ -141,7 +141,7 @@ public final class PostgresJobQueue: JobQueue {
 
     /// The database's clock, in epoch seconds.
     private static let now = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
-    private static let running = "('downloading','decoding','separating','encoding')"
+    private static let running = "(" + JobRow.running.map { "'\($0.rawValue)'" }.joined(separator: ",") + ")"
 
     private func rows(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [JobRow] {
         let sequence = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }

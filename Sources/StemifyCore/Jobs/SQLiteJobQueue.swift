@@ -64,7 +64,7 @@ public final class SQLiteJobQueue: JobQueue {
         return m
     }
 
-    private static let running: [String] = [JobStatus.downloading, .decoding, .separating, .encoding].map(\.rawValue)
+    private static let running = JobRow.running.map(\.rawValue)
 
     public func enqueue(_ job: Job) async throws {
         let r = try JobRow(job)
@@ -100,7 +100,7 @@ public final class SQLiteJobQueue: JobQueue {
                                      "the job was interrupted \(job.attempts) times", now, job.id])
                 return nil
             }
-            let status: JobStatus = if case .youtube = job.input { .downloading } else { .decoding }
+            let status = JobRow.firstStatus(inputKind: row["input_kind"])
             try db.execute(sql: """
                 UPDATE jobs SET status = ?, worker = ?, lease_until = ?, attempts = attempts + 1,
                     started_at = COALESCE(started_at, ?), progress = 0 WHERE id = ?
