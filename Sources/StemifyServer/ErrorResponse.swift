@@ -1,38 +1,91 @@
 import Foundation
 import Logging
-import Hummingbird
-import StemifyCore
+public import HTTPTypes
+public import Hummingbird
+import NIOCore
+public import StemifyCore
 
-/// Renders every error as `{"error": {"code", "message"}}` with a stable code. A ``StemifyError``
-/// keeps its status; anything else becomes 500 `internal_error`, logged, never leaked.
+/// The one table from error codes to HTTP statuses. Core errors know nothing of HTTP.
+extension ErrorCode {
+    package var httpStatus: HTTPResponse.Status {
+        switch self {
+        case .missingInput, .invalidRequest, .emptyFile, .invalidAudio, .audioTooLong, .invalidYouTubeURL,
+             .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption:
+            .badRequest
+        case .fileTooLarge: .contentTooLarge
+        case .unsupportedFormat: .unsupportedMediaType
+        case .videoBlocked: .forbidden
+        case .youtubeUnavailable: .badGateway
+        case .modelUnavailable, .unavailable: .serviceUnavailable
+        case .rateLimited: .tooManyRequests
+        case .jobNotFound, .stemNotFound, .notFound: .notFound
+        case .separationFailed, .internalError: .internalServerError
+        }
+    }
+}
+
+/// Rendered as `{"error": {"code", "message"}}` with the code's status; the detail never leaves
+/// the server.
+extension StemifyError: HTTPResponseError {
+    public var status: HTTPResponse.Status { code.httpStatus }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        errorResponse(self)
+    }
+}
+
+/// The error boundary: whatever a route throws leaves as a ``StemifyError`` body. Details go to
+/// the log with the request path; Hummingbird's own errors (no route, bad query) get codes too.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as StemifyError {
+            if error.code.httpStatus.code >= 500 || error.detail != nil {
+                context.logger.log(level: error.code.httpStatus.code >= 500 ? .error : .info, "request failed", metadata: [
+                    "error.code": "\(error.code)", "error.detail": "\(error.detail ?? "")", "path": "\(request.uri.path)",
+                ])
+            }
             return errorResponse(error)
         } catch let error as HTTPError {
-            let code: ErrorCode = error.status == .notFound ? ErrorCode(rawValue: "not_found") : .invalidOption
-            return errorResponse(StemifyError(code, error.body ?? error.status.reasonPhrase, status: error.status.code))
+            let code: ErrorCode = switch error.status.code {
+            case 404: .notFound
+            case 413: .fileTooLarge
+            case 400..<500: .invalidRequest
+            default: .internalError
+            }
+            let message = code == .notFound ? "no such resource" : code == .internalError ? "internal error; see the server log" : "the request is not valid"
+            return errorResponse(StemifyError(code, message))
         } catch {
             context.logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return errorResponse(StemifyError(.internalError, "internal error; see the server log", status: 500))
+            return errorResponse(StemifyError(.internalError, "internal error; see the server log"))
         }
     }
 }
 
-/// The JSON error body for `error`.
+/// The JSON error body for `error`, with the status its code maps to.
 func errorResponse(_ error: StemifyError, headers extra: HTTPFields = [:]) -> Response {
     let body = #"{"error":{"code":"# + jsonString(error.code.rawValue) + #","message":"# + jsonString(error.message) + "}}"
     var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
     headers.append(contentsOf: extra)
-    return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    return Response(status: error.code.httpStatus, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
 }
 
 /// A JSON string literal.
 func jsonString(_ s: String) -> String {
-    let data = try! JSONEncoder().encode(s)
-    return String(decoding: data, as: UTF8.self)
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
 }
 
 /// Encodes a JSON response.

@@ -66,3 +66,17 @@ public func fixturesDirectory(file: String = #filePath) -> URL {
     }
     fatalError("Tests/Fixtures not found above \(file)")
 }
+
+/// Every file a fuzz target has kept for `target`: its committed seeds (`Fuzz/corpus/TARGET`)
+/// and the inputs that once crashed it (`Fuzz/regressions/TARGET`), replayed by the tests.
+public func fuzzInputs(_ target: String) -> [(name: String, bytes: [UInt8])] {
+    let root = fixturesDirectory().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz")
+    var out: [(String, [UInt8])] = []
+    for folder in ["corpus", "regressions"] {
+        let dir = root.appendingPathComponent(folder).appendingPathComponent(target)
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted() {
+            if let data = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) { out.append(("\(folder)/\(name)", [UInt8](data))) }
+        }
+    }
+    return out
+}

@@ -70,9 +70,9 @@ struct ModelRepositoryTests {
         #expect(spec.weights?[3] == [0, 0, 0, 1])
         #expect(try fixtureRepo.bagSpec(named: "a1c0ffee").models == ["a1c0ffee"])
         let listing = fixtureRepo.list()
-        #expect(listing.bags == ["demucs_small", "hd_small", "hdmag_small", "hdmulti_small", "ht6s_small", "ht_small",
-                                 "htft_small", "mdx_small", "mdxq_small"])
-        #expect(listing.singles == ["a1c0ffee", "b6c0ffee", "c0ffee20", "c0ffee21", "c0ffee22", "c0ffee30", "c0ffee31",
+        #expect(listing.bags == ["demucs31_small", "demucs_small", "hd_small", "hdmag2_small", "hdmag_small", "hdmulti_small",
+                                 "ht6s_small", "ht_small", "htft_small", "mdx_small", "mdxq_small", "qdemucs_small", "qhdmag_small"])
+        #expect(listing.singles == ["a1c0ffee", "b6c0ffee", "c0ffee20", "c0ffee21", "c0ffee22", "c0ffee23", "c0ffee30", "c0ffee31",
                                     "c0ffee40", "c0ffee42", "f0c0ffee", "f1c0ffee"])
     }
 

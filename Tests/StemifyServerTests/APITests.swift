@@ -280,10 +280,7 @@ struct APITests {
                          "/api/models:", "/api/limits:", "/healthz:", "/readyz:", "/metrics:"] {
                 #expect(doc.contains("  \(path)\n"), "missing \(path)")
             }
-            let codes = ["missing_input", "empty_file", "file_too_large", "unsupported_format", "invalid_audio", "audio_too_long",
-                         "invalid_youtube_url", "youtube_playlist", "video_too_long", "video_blocked", "youtube_unavailable",
-                         "unknown_model", "model_unavailable", "invalid_option", "rate_limited", "job_not_found", "stem_not_found",
-                         "separation_failed", "cancelled", "internal_error"]
+            let codes = ErrorCode.allCases.map(\.rawValue)
             for code in codes { #expect(doc.contains(code), "missing \(code)") }
             let errorsDoc = try String(contentsOf: fixturesDirectory().deletingLastPathComponent().deletingLastPathComponent()
                 .appendingPathComponent("docs/errors.md"), encoding: .utf8)

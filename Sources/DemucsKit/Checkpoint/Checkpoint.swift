@@ -73,14 +73,22 @@ public struct ModelPackage: Sendable {
         } catch {
             throw CheckpointError.unreadable(path: url.path, reason: error.localizedDescription)
         }
-        let bytes = [UInt8](data)
+        do {
+            return try load(bytes: [UInt8](data))
+        } catch CheckpointError.unknownFormat {
+            throw CheckpointError.unknownFormat(path: url.path)
+        }
+    }
+
+    /// Reads checkpoint bytes in either format (the fuzz target's entry point).
+    public static func load(bytes: [UInt8]) throws -> ModelPackage {
         if bytes.count >= 4 && bytes[0] == 0x50 && bytes[1] == 0x4B {
             return try loadTorch(bytes)
         }
         if bytes.count >= 9 && bytes[8] == UInt8(ascii: "{") {
             return try SafeTensors.loadPackage(bytes)
         }
-        throw CheckpointError.unknownFormat(path: url.path)
+        throw CheckpointError.unknownFormat(path: "")
     }
 
     static func loadTorch(_ bytes: [UInt8]) throws -> ModelPackage {

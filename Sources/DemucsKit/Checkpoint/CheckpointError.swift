@@ -58,3 +58,18 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+
+/// The number of elements of a tensor of `shape`, or nil when a dimension is negative or the
+/// product is more than any checkpoint holds (2³¹), so the byte arithmetic after it cannot
+/// overflow on a forged file.
+func elementCount(_ shape: [Int]) -> Int? {
+    // Bounded with zero dimensions counted as one, so partial products (strides) are bounded too.
+    var bound = 1
+    for d in shape {
+        guard d >= 0 else { return nil }
+        let (p, overflow) = bound.multipliedReportingOverflow(by: max(d, 1))
+        guard !overflow, p <= 1 << 31 else { return nil }
+        bound = p
+    }
+    return shape.contains(0) ? 0 : bound
+}

@@ -38,14 +38,20 @@ public struct DiffQState: Sendable {
         }
         guard case .bool(true)? = meta["packed"] else { throw CheckpointError.unsupportedKwarg(key: "meta.packed", value: "False") }
         if case .bool(true)? = meta["torch_pack"] { throw CheckpointError.unsupportedKwarg(key: "meta.torch_pack", value: "True") }
+        func integer(_ key: String, _ fallback: Double, _ range: ClosedRange<Double>) throws -> Int {
+            let v = kwargs[key]?.number ?? fallback
+            guard range.contains(v) else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)") }
+            return Int(v)
+        }
+        groupSize = try integer("group_size", 1, 1...4096)
+        minBits = try integer("min_bits", 2, 0...14)
+        // `min_size` is in MB; parameters of at most min_size·2²⁰/4 elements are kept as they are.
         let minSize = kwargs["min_size"]?.number ?? 0.01
-        groupSize = Int(kwargs["group_size"]?.number ?? 1)
-        minBits = Int(kwargs["min_bits"]?.number ?? 2)
-        guard groupSize > 0 else { throw CheckpointError.unsupportedKwarg(key: "group_size", value: "\(groupSize)") }
+        guard (0...1e6).contains(minSize) else { throw CheckpointError.unsupportedKwarg(key: "min_size", value: "\(minSize)") }
+        minParameters = Int((minSize * 1_048_576 / 4).rounded(.down))
         if case let .list(patterns)? = kwargs["exclude"], !patterns.isEmpty {
             throw CheckpointError.unsupportedKwarg(key: "exclude", value: "\(patterns.count) patterns")
         }
-        minParameters = Int((minSize * 1_048_576 / 4).rounded(.down))
         let halfSmall = kwargs["float16"]?.number == 1
         guard case let .list(others)? = state[halfSmall ? "float16" : "others"] else { throw fail("no list of small parameters") }
         small = try others.map {
@@ -77,7 +83,7 @@ public struct DiffQState: Sendable {
         var state: [String: Tensor] = [:]
         var nextSmall = 0, nextQuantized = 0
         for (key, shape) in order {
-            let count = shape.reduce(1, *)
+            guard let count = elementCount(shape) else { throw CheckpointError.shapeMismatch(key: key, expected: shape, found: []) }
             if count <= minParameters {
                 guard nextSmall < small.count else { throw CheckpointError.missingTensor(key: key) }
                 let t = small[nextSmall]

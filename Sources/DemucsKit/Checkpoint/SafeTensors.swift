@@ -9,10 +9,11 @@ import Foundation
 enum SafeTensors {
     static func loadPackage(_ bytes: [UInt8]) throws -> ModelPackage {
         guard bytes.count >= 8 else { throw CheckpointError.malformedSafetensors("file too short") }
-        let headerLength = Int(bytes.u64(0))
-        guard headerLength > 0, 8 + headerLength <= bytes.count else {
-            throw CheckpointError.malformedSafetensors("header length \(headerLength) exceeds the file size \(bytes.count)")
+        let declared = bytes.u64(0)
+        guard declared > 0, declared <= UInt64(bytes.count - 8) else {
+            throw CheckpointError.malformedSafetensors("header length \(declared) exceeds the file size \(bytes.count)")
         }
+        let headerLength = Int(declared)
         let header: [String: JSONValue]
         do {
             header = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes[8..<(8 + headerLength)]))
@@ -40,7 +41,9 @@ enum SafeTensors {
             guard case let .object(info) = value, case let .string(name)? = info["dtype"],
                   let shape = info["shape"]?.ints, let offsets = info["data_offsets"]?.ints, offsets.count == 2
             else { throw CheckpointError.malformedSafetensors("bad entry for tensor '\(key)'") }
-            let count = shape.reduce(1, *)
+            guard let count = elementCount(shape) else {
+                throw CheckpointError.malformedSafetensors("tensor '\(key)' has an impossible shape \(shape)")
+            }
             let (dtype, size): (RawTensor.DType, Int) = switch name {
             case "F16": (.float16, 2)
             case "BF16": (.bfloat16, 2)
@@ -48,11 +51,13 @@ enum SafeTensors {
             case "I64": (.int64, 8)
             default: throw CheckpointError.unsupportedDType(key: key, dtype: name)
             }
-            let (a, b) = (dataStart + offsets[0], dataStart + offsets[1])
-            guard offsets[0] >= 0, b - a == count * size, b <= bytes.count else {
+            let available = bytes.count - dataStart
+            guard (0...available).contains(offsets[0]), (0...available).contains(offsets[1]),
+                  offsets[1] - offsets[0] == count * size
+            else {
                 throw CheckpointError.malformedSafetensors("tensor '\(key)' data [\(offsets[0]), \(offsets[1])) does not fit its shape \(shape) or the file")
             }
-            raw[key] = RawTensor(dtype: dtype, shape: shape, bytes: Array(bytes[a..<b]))
+            raw[key] = RawTensor(dtype: dtype, shape: shape, bytes: Array(bytes[(dataStart + offsets[0])..<(dataStart + offsets[1])]))
             entries.append((key, offsets[0]))
         }
         // DiffQ states are nested; `structure` (JSON) says where each tensor goes (`demucs/hf.py`).

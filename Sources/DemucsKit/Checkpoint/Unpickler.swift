@@ -160,6 +160,10 @@ struct Unpickler {
                 guard case let .int(i) = v else { throw CheckpointError.malformedPickle("tensor stride \(stride)") }
                 return i
             }
+            // Bounded here so the readers' index arithmetic cannot overflow on a forged file.
+            guard shape.count == strides.count, shape.count <= 8, elementCount(shape) != nil,
+                  let last = lastIndex(offset: offset, shape: shape, strides: strides), last < 1 << 40
+            else { throw CheckpointError.malformedPickle("tensor of size \(shape), stride \(strides), offset \(offset)") }
             return .tensor(TensorReference(storageKey: key, dtype: dtype, offset: offset, shape: shape, strides: strides))
         case ("_codecs", "encode"):
             guard case let .string(s) = a.first else { throw CheckpointError.malformedPickle("_codecs.encode\(args)") }
@@ -300,4 +304,19 @@ struct TensorReference {
     var offset: Int
     var shape: [Int]
     var strides: [Int]
+}
+
+/// The largest storage index a strided view reaches, or nil on a negative offset or stride or
+/// on overflow.
+func lastIndex(offset: Int, shape: [Int], strides: [Int]) -> Int? {
+    guard offset >= 0 else { return nil }
+    var last = offset
+    for (size, stride) in zip(shape, strides) where size > 0 {
+        guard stride >= 0 else { return nil }
+        let (step, o1) = (size - 1).multipliedReportingOverflow(by: stride)
+        let (sum, o2) = last.addingReportingOverflow(step)
+        guard !o1, !o2 else { return nil }
+        last = sum
+    }
+    return last
 }

@@ -101,22 +101,7 @@ public struct HDemucs: Sendable {
             let (specRe, specIm) = channelsAsComplex(x)
             wave = spectrogram.inverse(re: specRe, im: specIm, length: length)
         } else {
-            // Estimated magnitudes with the mixture's phase (`_wiener` with 0 iterations).
-            let plane = re.shape[1] * re.shape[2]
-            var specRe = Tensor(uninitialized: x.shape), specIm = Tensor(uninitialized: x.shape)
-            for s in 0..<sources {
-                for c in 0..<audio {
-                    let dst = (s * audio + c) * plane, src = c * plane
-                    for i in 0..<plane {
-                        let m = x.data[dst + i]
-                        let (zr, zi) = (re.data[src + i], im.data[src + i])
-                        // Parity: the reference's atan2 maps an exact zero to angle 0.
-                        let angle = zr == 0 && zi == 0 ? 0 : atan2f(zi, zr)
-                        specRe.data[dst + i] = m * cosf(angle)
-                        specIm.data[dst + i] = m * sinf(angle)
-                    }
-                }
-            }
+            let (specRe, specIm) = withMixturePhase(x, re: re, im: im)
             wave = spectrogram.inverse(re: specRe, im: specIm, length: length)
         }
         denormalize(&xt, mean: meanT, std: stdT)
@@ -164,4 +149,29 @@ extension HDemucs: SeparationModel {
         c.segmentLength = Int(Double(c.samplerate) * seconds)
         return HDemucs(config: c, weights: weights)
     }
+}
+
+/// `HDemucs._mask` without complex-as-channels: each estimated magnitude `[S·C, F, T]` takes the
+/// mixture's phase (`_wiener` with 0 iterations, i.e. `demucs.wiener.wiener(niters=0)`).
+///
+/// The reference's `atan2` maps an exact zero bin to angle 0 (it adds 1 to the real part first).
+/// Where the mixture is not exactly zero but at the FFT's round-off level (digital silence
+/// after normalisation is a constant, whose bins above 1 are round-off), its phase is noise, and
+/// the reference itself gives different stems on CPUs whose FFT rounds differently (AVX-512 vs
+/// AVX2 MKL: 21–24 dB on such inputs; `tools/parity.py --reference-self-check`).
+package func withMixturePhase(_ magnitude: Tensor, re: Tensor, im: Tensor) -> (re: Tensor, im: Tensor) {
+    let channels = re.shape[0], plane = re.shape[1] * re.shape[2]
+    precondition(magnitude.count % (channels * plane) == 0, "magnitudes \(magnitude.shape) do not fit the mixture \(re.shape)")
+    var outRe = Tensor(uninitialized: magnitude.shape), outIm = Tensor(uninitialized: magnitude.shape)
+    for row in 0..<(magnitude.count / plane) {
+        let dst = row * plane, src = (row % channels) * plane
+        for i in 0..<plane {
+            let m = magnitude.data[dst + i]
+            let (zr, zi) = (re.data[src + i], im.data[src + i])
+            let angle = zr == 0 && zi == 0 ? 0 : atan2f(zi, zr)
+            outRe.data[dst + i] = m * cosf(angle)
+            outIm.data[dst + i] = m * sinf(angle)
+        }
+    }
+    return (outRe, outIm)
 }

@@ -36,14 +36,16 @@ public enum FFmpeg {
               let json = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any],
               let format = json["format"] as? [String: Any], let name = format["format_name"] as? String
         else {
-            throw StemifyError(.unsupportedFormat, "the file is not audio in a supported format (mp3, wav, flac, ogg/opus, m4a/aac, aiff, webm)", status: 415)
+            throw StemifyError(.unsupportedFormat, "the file is not audio in a supported format (mp3, wav, flac, ogg/opus, m4a/aac, aiff, webm)",
+                               detail: "ffprobe: \(result.stderrText)")
         }
         guard allowedDemuxers[name] != nil else {
-            throw StemifyError(.unsupportedFormat, "container '\(name)' is not accepted; upload mp3, wav, flac, ogg/opus, m4a/aac, aiff or webm audio", status: 415)
+            throw StemifyError(.unsupportedFormat, "this container is not accepted; upload mp3, wav, flac, ogg/opus, m4a/aac, aiff or webm audio",
+                               detail: "format_name \(name)")
         }
         let streams = (json["streams"] as? [[String: Any]]) ?? []
         let audio = streams.filter { $0["codec_type"] as? String == "audio" }.count
-        guard audio > 0 else { throw StemifyError(.unsupportedFormat, "the file has no audio stream", status: 415) }
+        guard audio > 0 else { throw StemifyError(.unsupportedFormat, "the file has no audio stream") }
         let duration = (format["duration"] as? String).flatMap(Double.init)
         return Probe(format: name, duration: duration, audioStreams: audio)
     }
@@ -62,7 +64,7 @@ public enum FFmpeg {
         ])
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         guard result.status == 0, size > 0 else {
-            throw StemifyError(.invalidAudio, "the audio could not be decoded (truncated or corrupt file)")
+            throw StemifyError(.invalidAudio, "the audio could not be decoded (truncated or corrupt file)", detail: "ffmpeg: \(result.stderrText)")
         }
     }
 
@@ -77,7 +79,8 @@ public enum FFmpeg {
             "-protocol_whitelist", "file,pipe", "-format_whitelist", formatWhitelist, "-f", demuxer,
             "-i", "file:\(path)", "-map", "0:a:0", "-f", "null", "-progress", "pipe:1", "-nostats", "-",
         ])
-        let invalid = StemifyError(.invalidAudio, "the audio could not be decoded completely (truncated or corrupt file)")
+        let invalid = StemifyError(.invalidAudio, "the audio could not be decoded completely (truncated or corrupt file)",
+                                   detail: "ffmpeg: \(result.stderrText)")
         guard result.status == 0 else { throw invalid }
         let decoded = String(decoding: result.stdout, as: UTF8.self).split(separator: "\n")
             .compactMap { line -> Double? in
@@ -104,7 +107,8 @@ public enum FFmpeg {
         args += ["-y", "file:\(output)"]
         let result = try Subprocess.run("ffmpeg", args)
         guard result.status == 0 else {
-            throw StemifyError(.internalError, "encoding \(format.rawValue) failed: \(String(decoding: result.stderr.prefix(300), as: UTF8.self))", status: 500)
+            throw StemifyError(.internalError, "encoding \(format.rawValue) failed",
+                               detail: "ffmpeg: \(result.stderrText)")
         }
     }
 }

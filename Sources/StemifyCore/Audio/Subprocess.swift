@@ -6,6 +6,11 @@ enum Subprocess {
         var status: Int32
         var stdout: Data
         var stderr: Data
+
+        /// The end of stderr, for a log line's detail (never for a client message).
+        var stderrText: String {
+            String(decoding: stderr.suffix(400), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
     }
 
     /// Runs `executable` (looked up on PATH) with `arguments`, feeding `input` to stdin.

@@ -71,7 +71,8 @@ public final class WAVFileSource: AudioSource, @unchecked Sendable {
         guard let data else { throw AudioError.malformed(path: path, reason: "no data chunk") }
         let supported = (fmt.format == 1 && [8, 16, 24, 32].contains(fmt.bits)) || (fmt.format == 3 && [32, 64].contains(fmt.bits))
         guard supported else { throw AudioError.unsupportedEncoding(path: path, format: fmt.format, bits: fmt.bits) }
-        guard fmt.channels > 0, fmt.rate > 0 else { throw AudioError.malformed(path: path, reason: "\(fmt.channels) channels at \(fmt.rate) Hz") }
+        // Bounds that no real file exceeds keep a forged header from asking for gigabytes per read.
+        guard (1...64).contains(fmt.channels), (1000...768_000).contains(fmt.rate) else { throw AudioError.malformed(path: path, reason: "\(fmt.channels) channels at \(fmt.rate) Hz") }
         format = fmt.format
         bitsPerSample = fmt.bits
         channelCount = fmt.channels

@@ -42,7 +42,7 @@ public struct YouTube: Sendable {
         }
         guard let id, id.range(of: #"^[A-Za-z0-9_-]{6,64}$"#, options: .regularExpression) != nil || testHost else { throw invalid }
         if configuration.youtubeBlocklist.contains(id) {
-            throw StemifyError(.videoBlocked, "this video is not accepted by this server", status: 403)
+            throw StemifyError(.videoBlocked, "this video is not accepted by this server")
         }
         return id
     }
@@ -57,13 +57,13 @@ public struct YouTube: Sendable {
         _ = try videoID(url)
         let info = try Subprocess.run("yt-dlp", ["--dump-single-json", "--skip-download"] + Self.common + ["--", url])
         guard info.status == 0, let json = try? JSONSerialization.jsonObject(with: info.stdout) as? [String: Any] else {
-            throw StemifyError(.youtubeUnavailable, "the video could not be fetched", status: 502)
+            throw StemifyError(.youtubeUnavailable, "the video could not be fetched", detail: "yt-dlp: \(info.stderrText)")
         }
         if json["_type"] as? String == "playlist" {
             throw StemifyError(.youtubePlaylist, "playlists are not accepted; give the URL of one video")
         }
         guard let duration = (json["duration"] as? NSNumber)?.doubleValue, json["is_live"] as? Bool != true else {
-            throw StemifyError(.youtubeUnavailable, "the video's duration is unknown (live streams are not accepted)", status: 502)
+            throw StemifyError(.youtubeUnavailable, "the video's duration is unknown (live streams are not accepted)")
         }
         if duration > configuration.maxDurationSeconds {
             throw StemifyError(.videoTooLong, "the video is \(Int(duration)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")
@@ -81,7 +81,7 @@ public struct YouTube: Sendable {
                                                    "\(configuration.maxFileSize * 4)"] + Self.common + ["--", url])
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         guard result.status == 0, let file = files.first(where: { $0.hasPrefix("youtube.") && !$0.hasSuffix(".part") }) else {
-            throw StemifyError(.youtubeUnavailable, "the video could not be downloaded", status: 502)
+            throw StemifyError(.youtubeUnavailable, "the video could not be downloaded", detail: "yt-dlp: \(result.stderrText)")
         }
         return directory.appendingPathComponent(file).path
     }

@@ -1,63 +1,69 @@
-/// A stable, documented error code (`docs/errors.md`), as clients match on it.
-public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
-    public let rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public var description: String { rawValue }
-
+/// A stable, documented error code (`docs/errors.md`): what clients match on. Every case is
+/// produced somewhere; a test walks them against the document and the OpenAPI enum.
+public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
     /// The request has neither a `file` nor a `youtube_url` (or both).
-    public static let missingInput = ErrorCode(rawValue: "missing_input")
+    case missingInput = "missing_input"
+    /// The request body is not well-formed multipart or JSON.
+    case invalidRequest = "invalid_request"
     /// The uploaded file is empty.
-    public static let emptyFile = ErrorCode(rawValue: "empty_file")
+    case emptyFile = "empty_file"
     /// The upload exceeds the configured size limit.
-    public static let fileTooLarge = ErrorCode(rawValue: "file_too_large")
+    case fileTooLarge = "file_too_large"
     /// The file is not audio ffprobe recognises in an allowed container.
-    public static let unsupportedFormat = ErrorCode(rawValue: "unsupported_format")
+    case unsupportedFormat = "unsupported_format"
     /// The file claims to be audio but cannot be decoded (truncated, corrupt).
-    public static let invalidAudio = ErrorCode(rawValue: "invalid_audio")
+    case invalidAudio = "invalid_audio"
     /// The audio is longer than the configured maximum duration.
-    public static let audioTooLong = ErrorCode(rawValue: "audio_too_long")
+    case audioTooLong = "audio_too_long"
     /// The URL is not a single YouTube video URL.
-    public static let invalidYouTubeURL = ErrorCode(rawValue: "invalid_youtube_url")
+    case invalidYouTubeURL = "invalid_youtube_url"
     /// The URL names a playlist.
-    public static let youtubePlaylist = ErrorCode(rawValue: "youtube_playlist")
+    case youtubePlaylist = "youtube_playlist"
     /// The video is longer than the configured maximum duration.
-    public static let videoTooLong = ErrorCode(rawValue: "video_too_long")
+    case videoTooLong = "video_too_long"
     /// The video id is on the blocklist.
-    public static let videoBlocked = ErrorCode(rawValue: "video_blocked")
+    case videoBlocked = "video_blocked"
     /// yt-dlp could not fetch the video.
-    public static let youtubeUnavailable = ErrorCode(rawValue: "youtube_unavailable")
+    case youtubeUnavailable = "youtube_unavailable"
     /// The model name is not one Stemify knows.
-    public static let unknownModel = ErrorCode(rawValue: "unknown_model")
-    /// The model is known but its files are not available or its family is not implemented yet.
-    public static let modelUnavailable = ErrorCode(rawValue: "model_unavailable")
+    case unknownModel = "unknown_model"
+    /// The model is known but its files are not in the model folder and cannot be downloaded.
+    case modelUnavailable = "model_unavailable"
     /// An option has a value outside its documented set.
-    public static let invalidOption = ErrorCode(rawValue: "invalid_option")
+    case invalidOption = "invalid_option"
     /// Too many jobs from this client in the rate-limit period.
-    public static let rateLimited = ErrorCode(rawValue: "rate_limited")
+    case rateLimited = "rate_limited"
     /// No job has this id (or it expired).
-    public static let jobNotFound = ErrorCode(rawValue: "job_not_found")
+    case jobNotFound = "job_not_found"
     /// The job has no stem of that name (yet).
-    public static let stemNotFound = ErrorCode(rawValue: "stem_not_found")
+    case stemNotFound = "stem_not_found"
+    /// No such route or file.
+    case notFound = "not_found"
     /// Separation failed inside the engine.
-    public static let separationFailed = ErrorCode(rawValue: "separation_failed")
-    /// The job was cancelled.
-    public static let cancelled = ErrorCode(rawValue: "cancelled")
+    case separationFailed = "separation_failed"
+    /// The service cannot take requests now (its queue or model folder is not reachable).
+    case unavailable = "unavailable"
     /// Anything unexpected; details are in the server log, never in the response.
-    public static let internalError = ErrorCode(rawValue: "internal_error")
+    case internalError = "internal_error"
+
+    public var description: String { rawValue }
 }
 
-/// An error a client can act on: a stable code, a message that says what and what to do, and
-/// the HTTP status it maps to.
+/// An error a client can act on: a stable code and a message that says what happened and what to
+/// do. The message is shown to clients, so it never carries a server path or a tool's output;
+/// `detail` does, and goes only to the log. Nothing here knows of HTTP: the server maps codes to
+/// statuses in one table (`StemifyError+HTTP.swift`).
 public struct StemifyError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: ErrorCode
     public var message: String
-    public var status: Int
+    /// For the log only.
+    public var detail: String?
 
-    public init(_ code: ErrorCode, _ message: String, status: Int = 400) {
+    public init(_ code: ErrorCode, _ message: String, detail: String? = nil) {
         self.code = code
         self.message = message
-        self.status = status
+        self.detail = detail
     }
 
-    public var description: String { "\(code): \(message)" }
+    public var description: String { "\(code): \(message)" + (detail.map { " (\($0))" } ?? "") }
 }

@@ -106,7 +106,7 @@ struct JobRow {
             createdAt: Date(timeIntervalSince1970: createdAt),
             startedAt: startedAt.map { Date(timeIntervalSince1970: $0) },
             finishedAt: finishedAt.map { Date(timeIntervalSince1970: $0) },
-            errorCode: errorCode.map { ErrorCode(rawValue: $0) }, errorMessage: errorMessage,
+            errorCode: errorCode.map { ErrorCode(rawValue: $0) ?? .internalError }, errorMessage: errorMessage,
             stems: stems.flatMap { try? decoder.decode([StemFile].self, from: Data($0.utf8)) } ?? [],
             metrics: metrics.flatMap { try? decoder.decode(JobMetrics.self, from: Data($0.utf8)) },
             attempts: attempts)

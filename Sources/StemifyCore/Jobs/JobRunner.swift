@@ -117,8 +117,8 @@ public final class JobRunner: Sendable {
             metrics?.recordFailure(code: code)
             try? await queue.fail(id: job.id, worker: id, code: code, message: message)
             // Unexpected errors carry details for the log only; the client sees the code.
-            if error is StemifyError {
-                log.info("job failed", metadata: ["error.code": "\(code)"])
+            if let error = error as? StemifyError {
+                log.info("job failed", metadata: ["error.code": "\(code)", "error.detail": "\(error.detail ?? "")"])
             } else {
                 log.error("job failed", metadata: ["error.code": "\(code)", "error": "\(error)"])
             }

@@ -71,7 +71,8 @@ public struct ModelDownloader: Sendable {
             failures.append("\(error)")
         }
         guard let bag = Self.bags[name] else {
-            throw StemifyError(.modelUnavailable, "cannot download '\(name)' (\(failures.joined(separator: "; "))); put \(name).yaml and its checkpoints in \(directory.path)", status: 503)
+            throw StemifyError(.modelUnavailable, "model '\(name)' is not installed and cannot be downloaded; put \(name).yaml and its checkpoints in the model folder",
+                               detail: "\(directory.path): \(failures.joined(separator: "; "))")
         }
         do {
             let spec = try ModelRepository.parseBag(text: bag, path: name)
@@ -85,7 +86,8 @@ public struct ModelDownloader: Sendable {
         } catch {
             failures.append("\(error)")
             let files = (try? ModelRepository.parseBag(text: bag, path: name).models.compactMap { Self.legacyFiles[$0] }) ?? []
-            throw StemifyError(.modelUnavailable, "cannot download '\(name)' (no network?); put \(name).yaml and \(files.map { String($0.split(separator: "/").last!) }.joined(separator: ", ")) in \(directory.path)", status: 503)
+            throw StemifyError(.modelUnavailable, "model '\(name)' is not installed and cannot be downloaded (no network?); put \(name).yaml and \(files.map { String($0.split(separator: "/").last!) }.joined(separator: ", ")) in the model folder",
+                               detail: "\(directory.path): \(failures.joined(separator: "; "))")
         }
     }
 

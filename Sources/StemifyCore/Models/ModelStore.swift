@@ -71,10 +71,11 @@ public final class ModelStore: @unchecked Sendable {
     public func validate(_ name: String) throws {
         let entry = Self.catalog.first { $0.name == name }
         if entry == nil && !repository.list().bags.contains(name) {
-            throw StemifyError(.unknownModel, "unknown model '\(name)'; GET /api/models lists the models", status: 400)
+            throw StemifyError(.unknownModel, "unknown model '\(name)'; GET /api/models lists the models")
         }
         if !isAvailable(name) && !(downloader != nil && ModelDownloader.bags[name] != nil) {
-            throw StemifyError(.modelUnavailable, "model '\(name)' is not in the model folder \(repository.directory.path); put \(name).yaml and its checkpoints there", status: 503)
+            throw StemifyError(.modelUnavailable, "model '\(name)' is not installed on this server; put \(name).yaml and its checkpoints in the model folder",
+                               detail: repository.directory.path)
         }
     }
 

@@ -71,7 +71,7 @@ struct JobsController: Sendable {
     func load(_ context: AppRequestContext) async throws -> (Job, JobResponse) {
         let id = try context.parameters.require("id")
         guard let job = try await queue.job(id: id) else {
-            throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)", status: 404)
+            throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
         return (job, JobResponse(job, position: try await queue.position(id: id)))
     }
@@ -118,7 +118,7 @@ struct JobsController: Sendable {
     @Sendable func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         guard let job = try await queue.cancel(id: id) else {
-            throw StemifyError(.jobNotFound, "no job '\(id)'", status: 404)
+            throw StemifyError(.jobNotFound, "no job '\(id)'")
         }
         // A running worker notices at its next heartbeat and removes what it writes meanwhile.
         storage.removeAll(job)
@@ -132,7 +132,7 @@ struct JobsController: Sendable {
         guard let stem = job.stems.first(where: { "\($0.name).\($0.format)" == file }),
               let attributes = try? FileManager.default.attributesOfItem(atPath: stem.file),
               let size = attributes[.size] as? Int
-        else { throw StemifyError(.stemNotFound, "job '\(job.id)' has no stem '\(file)'", status: 404) }
+        else { throw StemifyError(.stemNotFound, "job '\(job.id)' has no stem '\(file)'") }
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         let etag = "\"\(String(size, radix: 16))-\(String(Int(modified * 1000), radix: 16))\""
         let types = ["mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"]
@@ -159,25 +159,5 @@ struct JobsController: Sendable {
         headers[.contentLength] = "\(size)"
         if request.method == .head { return Response(status: .ok, headers: headers) }
         return Response(status: .ok, headers: headers, body: try await io.loadFile(path: stem.file, context: context))
-    }
-}
-
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` for one range. Returns nil when the header is not a
-/// single byte range (served whole), `.some(nil)` when it cannot be satisfied.
-func parseRange(_ header: String, size: Int) -> ClosedRange<Int>?? {
-    guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
-    let spec = header.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
-    guard spec.count == 2 else { return nil }
-    let (a, b) = (Int(spec[0]), Int(spec[1]))
-    switch (spec[0].isEmpty, spec[1].isEmpty) {
-    case (false, _):
-        guard let start = a, start < size, start >= 0 else { return .some(nil) }
-        let end = min(b ?? size - 1, size - 1)
-        return end >= start ? .some(start...end) : .some(nil)
-    case (true, false):
-        guard let n = b, n > 0 else { return .some(nil) }
-        return .some(max(0, size - n)...(size - 1))
-    default:
-        return nil
     }
 }

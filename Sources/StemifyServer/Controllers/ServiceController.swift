@@ -24,7 +24,7 @@ struct ServiceController: Sendable {
         router.get("/lib/:file") { _, context in
             // The committed build of clients/typescript (the page imports it as an ES module).
             let file = try context.parameters.require("file")
-            guard ["client.js", "types.js"].contains(file) else { throw StemifyError(.jobNotFound, "no file '\(file)'", status: 404) }
+            guard ["client.js", "types.js"].contains(file) else { throw StemifyError(.notFound, "no such file") }
             return try resource("lib/\(file)", type: "text/javascript; charset=utf-8")
         }
     }
@@ -62,10 +62,12 @@ struct ServiceController: Sendable {
 
     /// Ready when the queue answers and at least one model is available.
     @Sendable func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
-        _ = try await queue.counts()
+        do { _ = try await queue.counts() } catch {
+            throw StemifyError(.unavailable, "the job queue is not reachable", detail: "\(error)")
+        }
         let available = models.list().filter(\.available).map(\.name)
         guard !available.isEmpty else {
-            return errorResponse(StemifyError(.modelUnavailable, "no model files in \(models.repository.directory.path)", status: 503))
+            throw StemifyError(.unavailable, "no model is installed", detail: models.repository.directory.path)
         }
         return try jsonResponse(["status": "ready", "models": available.joined(separator: ",")])
     }
@@ -80,6 +82,6 @@ struct ServiceController: Sendable {
 func resource(_ name: String, type: String) throws -> Response {
     guard let url = Bundle.module.url(forResource: "Public/\(name)", withExtension: nil),
           let data = try? Data(contentsOf: url)
-    else { throw StemifyError(.internalError, "missing resource \(name)", status: 500) }
+    else { throw StemifyError(.internalError, "internal error; see the server log", detail: "missing resource \(name)") }
     return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: [UInt8](data))))
 }

@@ -25,7 +25,9 @@ const messages = {
   job_not_found: "That job no longer exists (finished jobs are kept for a day).",
   stem_not_found: "That stem no longer exists.",
   separation_failed: "The separation failed.",
-  cancelled: "The job was cancelled.",
+  invalid_request: "The request could not be read; try again.",
+  not_found: "That page or file does not exist.",
+  unavailable: "The server is not ready yet; try again in a moment.",
   internal_error: "Something went wrong on the server.",
   network_error: "The server cannot be reached.",
 };

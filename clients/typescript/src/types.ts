@@ -2,10 +2,11 @@
 // (Sources/StemifyServer/Public/openapi.yaml); a test fails when the two drift apart.
 
 export type ErrorCode =
-  | "missing_input" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio"
-  | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked"
-  | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited"
-  | "job_not_found" | "stem_not_found" | "separation_failed" | "cancelled" | "internal_error";
+  | "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format"
+  | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist"
+  | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model"
+  | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found"
+  | "not_found" | "separation_failed" | "unavailable" | "internal_error";
 
 export type JobStatus =
   | "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";

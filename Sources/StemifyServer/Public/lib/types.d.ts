@@ -1,4 +1,4 @@
-export declare type ErrorCode = "missing_input" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "separation_failed" | "cancelled" | "internal_error";
+export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "separation_failed" | "unavailable" | "internal_error";
 export declare type JobStatus = "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
 export declare type OutputFormat = "wav" | "mp3" | "flac";
 export declare type Quality = "fast" | "balanced" | "best";

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of every parser of outside bytes:
+#   multipart   request bodies, header parameters, Range, X-Forwarded-For (StemifyServer)
+#   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (DemucsKit)
+#   wav         the WAV reader (StemifyCore)
+# The parser sources are compiled into each harness as they are (Fuzz/*.swift holds only the
+# entry points). Seeds: Fuzz/corpus/TARGET (committed). A crash is written to .build/fuzz/crashes;
+# copy it to Fuzz/regressions/TARGET/ (the tests replay that folder) once it is fixed.
+#
+#   scripts/fuzz.sh              # every target, 30 minutes each (by hand)
+#   scripts/fuzz.sh --ci         # every target, 40 s each (scripts/test.sh)
+#   scripts/fuzz.sh multipart 600
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=1800
+targets=(multipart checkpoint wav)
+if [ "${1:-}" = "--ci" ]; then seconds=40; shift; fi
+if [ $# -ge 1 ]; then targets=("$1"); fi
+if [ $# -ge 2 ]; then seconds=$2; fi
+
+out=.build/fuzz
+mkdir -p "$out/crashes" "$out/modules/CStemifySystem"
+# The C shims as clang modules (SwiftPM makes these maps itself for the package build).
+cat > "$out/modules/CStemifySystem/module.modulemap" <<EOF
+module CStemifySystem { header "$PWD/Sources/CStemifySystem/include/CStemifySystem.h" export * }
+EOF
+clang -c -O1 -fsanitize=address Sources/CStemifySystem/CStemifySystem.c -I Sources/CStemifySystem/include -o "$out/CStemifySystem.o"
+
+flags=(-O -parse-as-library -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem")
+[ "$(uname -m)" = x86_64 ] && flags+=(-target-cpu haswell)
+engine=$(find Sources/DemucsKit -name '*.swift' | sort)
+
+build() {
+    local name=$1; shift
+    if [ ! -x "$out/fuzz-$name" ] || [ -n "$(find "$@" -newer "$out/fuzz-$name" 2>/dev/null | head -1)" ]; then
+        echo "building fuzz-$name"
+        # gold warns about every ASan helper symbol: keep the log, show it only on failure.
+        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out/CStemifySystem.o" -lopenblas -o "$out/fuzz-$name" \
+            > "$out/build-$name.log" 2>&1; then
+            grep -v "Cannot export local symbol" "$out/build-$name.log" >&2
+            exit 1
+        fi
+    fi
+}
+
+# Swift's own crash handler would catch the trap before libFuzzer can report and save the input.
+export SWIFT_BACKTRACE=enable=no
+status=0
+for target in "${targets[@]}"; do
+    case $target in
+        multipart) build multipart Fuzz/FuzzMultipart.swift Sources/StemifyServer/Uploads/MultipartReader.swift Sources/StemifyServer/HeaderParsing.swift ;;
+        checkpoint) build checkpoint Fuzz/FuzzCheckpoint.swift $engine ;;
+        wav)
+            # WAV.swift imports DemucsKit, which is compiled into the same module here.
+            sed '/import DemucsKit/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift"
+            build wav Fuzz/FuzzWAV.swift "$out/WAV.swift" $engine ;;
+        *) echo "unknown target $target" >&2; exit 2 ;;
+    esac
+    work="$out/corpus-$target"
+    mkdir -p "$work"
+    regressions=()
+    [ -d "Fuzz/regressions/$target" ] && regressions=("Fuzz/regressions/$target")
+    echo "fuzzing $target for ${seconds}s"
+    if ! "$out/fuzz-$target" "$work" "Fuzz/corpus/$target" "${regressions[@]}" \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -max_len=65536 \
+        -artifact_prefix="$out/crashes/$target-" -print_final_stats=1 2> "$out/$target.log"; then
+        tail -40 "$out/$target.log" >&2
+        echo "fuzz target $target failed; inputs in $out/crashes" >&2
+        status=1
+    else
+        grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$out/$target.log" | tr '\n' ' '
+        echo "($target: no crash)"
+    fi
+done
+exit $status
