@@ -3,8 +3,9 @@
 #   multipart   request bodies, header parameters, Range, X-Forwarded-For (StemifyServer)
 #   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (DemucsKit)
 #   wav         the WAV reader (StemifyCore)
-# The parser sources are compiled into each harness as they are (Fuzz/*.swift holds only the
-# entry points). Seeds: Fuzz/corpus/TARGET (committed). A crash is written to .build/fuzz/crashes;
+# The parser sources are compiled into the harnesses as they are (Fuzz/*.swift holds only the
+# entry points; checkpoint and wav share one binary, FuzzFiles). Seeds: Fuzz/corpus/TARGET
+# (committed). A crash is written to .build/fuzz/crashes;
 # copy it to Fuzz/regressions/TARGET/ (the tests replay that folder) once it is fixed.
 #
 #   scripts/fuzz.sh              # every target, 30 minutes each (by hand)
@@ -26,7 +27,7 @@ module CStemifySystem { header "$PWD/Sources/CStemifySystem/include/CStemifySyst
 EOF
 clang -c -O1 -fsanitize=address Sources/CStemifySystem/CStemifySystem.c -I Sources/CStemifySystem/include -o "$out/CStemifySystem.o"
 
-flags=(-O -parse-as-library -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem")
+flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem")
 [ "$(uname -m)" = x86_64 ] && flags+=(-target-cpu haswell)
 engine=$(find Sources/DemucsKit -name '*.swift' | sort)
 
@@ -49,11 +50,11 @@ status=0
 for target in "${targets[@]}"; do
     case $target in
         multipart) build multipart Fuzz/FuzzMultipart.swift Sources/StemifyServer/Uploads/MultipartReader.swift Sources/StemifyServer/HeaderParsing.swift ;;
-        checkpoint) build checkpoint Fuzz/FuzzCheckpoint.swift $engine ;;
-        wav)
+        checkpoint|wav)
             # WAV.swift imports DemucsKit, which is compiled into the same module here.
-            sed '/import DemucsKit/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift"
-            build wav Fuzz/FuzzWAV.swift "$out/WAV.swift" $engine ;;
+            sed '/import DemucsKit/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift.new"
+            cmp -s "$out/WAV.swift.new" "$out/WAV.swift" || mv "$out/WAV.swift.new" "$out/WAV.swift"
+            build files Fuzz/FuzzFiles.swift "$out/WAV.swift" $engine ;;
         *) echo "unknown target $target" >&2; exit 2 ;;
     esac
     work="$out/corpus-$target"
@@ -61,7 +62,9 @@ for target in "${targets[@]}"; do
     regressions=()
     [ -d "Fuzz/regressions/$target" ] && regressions=("Fuzz/regressions/$target")
     echo "fuzzing $target for ${seconds}s"
-    if ! "$out/fuzz-$target" "$work" "Fuzz/corpus/$target" "${regressions[@]}" \
+    binary=$out/fuzz-files
+    [ "$target" = multipart ] && binary=$out/fuzz-multipart
+    if ! STEMIFY_FUZZ_TARGET=$target "$binary" "$work" "Fuzz/corpus/$target" "${regressions[@]}" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -max_len=65536 \
         -artifact_prefix="$out/crashes/$target-" -print_final_stats=1 2> "$out/$target.log"; then
         tail -40 "$out/$target.log" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Stemify needs and is missing: OpenBLAS (linked), ffmpeg/ffprobe (audio in and
 # out) from Debian, yt-dlp (YouTube input) from PyPI. With --test, also what only the tests
-# need: tsc (Debian's node-typescript), Chromium and its driver, Selenium from PyPI.
+# need: tsc (Debian's node-typescript), Chromium and its driver, clang's libFuzzer runtime
+# (ships with Swift), Selenium and schemathesis from PyPI.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -E"
 export DEBIAN_FRONTEND=noninteractive
@@ -24,4 +25,8 @@ fi
 if [ "${1:-}" = "--test" ] && ! python3 -c "import selenium" 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check selenium 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages selenium
+fi
+if [ "${1:-}" = "--test" ] && ! command -v schemathesis >/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check schemathesis 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages schemathesis
 fi

@@ -2,7 +2,9 @@
 # The test command: installs system dependencies if missing, starts a throwaway PostgreSQL,
 # runs every test in release mode (the engine's numeric loops are ~30x slower unoptimised),
 # then the many-machines fault script (API + worker processes, SIGKILL, database restart), the
-# TypeScript client check and the page in a headless Chromium.
+# TypeScript client check, the page in a headless Chromium, and two bounded fuzz runs:
+# libFuzzer over the byte parsers (40 s a target) and schemathesis over the served OpenAPI
+# document (120 s, the server healthy afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
@@ -12,3 +14,5 @@ swift test -c release
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
 scripts/check-client.sh
 python3 tools/browser_test.py
+scripts/fuzz.sh --ci
+scripts/api-fuzz.sh 120

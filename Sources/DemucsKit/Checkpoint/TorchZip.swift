@@ -12,19 +12,26 @@ struct TorchZip {
 
     init(bytes: [UInt8]) throws {
         self.bytes = bytes
+        // Every size and offset is checked against the file size as it is read, so a forged
+        // value can neither trap an integer conversion nor overflow the sums after it.
+        func within(_ value: UInt64, _ what: String) throws -> Int {
+            guard value <= UInt64(bytes.count) else { throw CheckpointError.corruptArchive("\(what) \(value) is past the end of the file") }
+            return Int(value)
+        }
         let eocd = try Self.findEndOfCentralDirectory(bytes)
         var count = Int(bytes.u16(eocd + 10))
-        var dirSize = Int(bytes.u32(eocd + 12))
+        var dirSize = try within(UInt64(bytes.u32(eocd + 12)), "central directory size")
         var dirOffset = Int(bytes.u32(eocd + 16))
         if dirOffset == 0xFFFF_FFFF || count == 0xFFFF {
             // ZIP64: the locator sits just before the end record and points at the zip64 end record.
             let locator = eocd - 20
             guard locator >= 0, bytes.u32(locator) == 0x0706_4B50 else { throw CheckpointError.corruptArchive("zip64 locator missing") }
-            let record = Int(bytes.u64(locator + 8))
+            let record = try within(bytes.u64(locator + 8), "zip64 end record offset")
             guard record + 56 <= bytes.count, bytes.u32(record) == 0x0606_4B50 else { throw CheckpointError.corruptArchive("zip64 end record missing") }
-            count = Int(bytes.u64(record + 32))
-            dirSize = Int(bytes.u64(record + 40))
-            dirOffset = Int(bytes.u64(record + 48))
+            // Each entry takes at least 46 bytes of the directory.
+            count = try within(bytes.u64(record + 32), "entry count")
+            dirSize = try within(bytes.u64(record + 40), "central directory size")
+            dirOffset = try within(bytes.u64(record + 48), "central directory offset")
         }
         guard dirOffset + dirSize <= bytes.count else { throw CheckpointError.corruptArchive("central directory past the end of the file") }
         var p = dirOffset
@@ -43,9 +50,10 @@ struct TorchZip {
                     let id = bytes.u16(e), len = Int(bytes.u16(e + 2))
                     if id == 1 {
                         var f = e + 4
-                        if size == 0xFFFF_FFFF { size = Int(bytes.u64(f)); f += 8 }  // uncompressed
+                        let fieldEnd = min(end, e + 4 + len)
+                        if size == 0xFFFF_FFFF, f + 8 <= fieldEnd { size = try within(bytes.u64(f), "entry size"); f += 8 }  // uncompressed
                         if Int(bytes.u32(p + 20)) == 0xFFFF_FFFF { f += 8 }  // compressed
-                        if localOffset == 0xFFFF_FFFF { localOffset = Int(bytes.u64(f)) }
+                        if localOffset == 0xFFFF_FFFF, f + 8 <= fieldEnd { localOffset = try within(bytes.u64(f), "local header offset") }
                     }
                     e += 4 + len
                 }

@@ -137,13 +137,15 @@ extension [String: KwargValue] {
 }
 
 extension KwargValue {
+    /// Architecture integers are bounded (2²⁰; published values are at most 44100) so that no
+    /// product of them overflows while the layers are planned from a forged checkpoint.
     func int(_ key: String) throws -> Int {
-        guard case let .int(i) = self else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(self)") }
+        guard case let .int(i) = self, abs(i) <= 1 << 20 else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(self)") }
         return i
     }
 
     func number(_ key: String) throws -> Double {
-        guard let n = number else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(self)") }
+        guard let n = number, n.isFinite, abs(n) <= Double(1 << 20) else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(self)") }
         return n
     }
 

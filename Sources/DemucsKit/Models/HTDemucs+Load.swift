@@ -75,17 +75,9 @@ public struct HTDemucsConfig: Sendable, Equatable {
             return s
         }
         for (key, value) in kwargs where key != "sources" {
-            func int() throws -> Int {
-                guard case let .int(i) = value else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(value)") }
-                return i
-            }
-            func number() throws -> Double {
-                guard let n = value.number else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(value)") }
-                return n
-            }
-            func require(_ ok: Bool) throws {
-                if !ok { throw CheckpointError.unsupportedKwarg(key: key, value: "\(value)") }
-            }
+            func int() throws -> Int { try value.int(key) }
+            func number() throws -> Double { try value.number(key) }
+            func require(_ ok: Bool) throws { try value.require(key, ok) }
             switch key {
             case "audio_channels": audioChannels = try int()
             case "channels": channels = try int()

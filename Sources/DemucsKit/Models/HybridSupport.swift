@@ -1,3 +1,5 @@
+import Foundation
+
 /// Pieces the two hybrid families (``HDemucs``, ``HTDemucs``) share.
 
 /// `(x - mean) / (1e-5 + std)` in place (the reference's normalisation of both branches).
@@ -91,6 +93,14 @@ struct HybridLayout {
     func plan() throws -> (encoders: [Layer<HEncLayer.Options>], decoders: [Layer<HDecLayer.Options>],
                            timeEncoders: [Layer<HEncLayer.Options>], timeDecoders: [Layer<HDecLayer.Options>],
                            embedding: [Int]?) {
+        // A forged checkpoint must fail here, not trap below or allocate without bound.
+        guard (1...16).contains(audioChannels), (1...64).contains(sources), (1...16).contains(depth),
+              (1...64).contains(kernelSize), (1...64).contains(stride), (1...64).contains(timeStride),
+              (1...4096).contains(channels), (channelsTime ?? 1) >= 1, growth > 0, growth <= 8, nfft <= 1 << 16,
+              normGroups >= 1, dconvComp > 0, (0...16).contains(context), (0...16).contains(contextEnc),
+              (0...8).contains(dconvDepth), multiFreqs.allSatisfy({ $0 > 0 && $0 < 1 }), (0...16).contains(multiFreqsDepth),
+              Double(max(channels, channelsTime ?? 0)) * pow(growth, Double(depth)) <= Double(1 << 16)
+        else { throw CheckpointError.unsupportedKwarg(key: "architecture", value: "outside the bounds of any published model") }
         var chin = audioChannels
         var chinZ = cac ? 2 * chin : chin
         var chout = channelsTime ?? channels
