@@ -81,7 +81,11 @@ let package = Package(
         // Fixture readers and comparison helpers shared by the test targets.
         .target(name: "StemifyTestSupport", dependencies: ["DemucsKit"], swiftSettings: strict),
         .testTarget(name: "DemucsKitTests", dependencies: ["DemucsKit", "StemifyTestSupport"], swiftSettings: strict),
-        .testTarget(name: "StemifyCoreTests", dependencies: ["StemifyCore", "DemucsKit", "StemifyTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "StemifyCoreTests",
+            dependencies: ["StemifyCore", "DemucsKit", "StemifyTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "StemifyServerTests",
             dependencies: [

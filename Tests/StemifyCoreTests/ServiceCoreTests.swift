@@ -1,5 +1,6 @@
 import Synchronization
 import Foundation
+import GRDB
 import StemifyCore
 import Testing
 
@@ -108,6 +109,18 @@ struct SQLiteJobQueueTests {
         let reopened = try SQLiteJobQueue(path: path)
         #expect(try await reopened.claim(worker: "w2")?.id == "b")
         #expect(try await reopened.claim(worker: "w3") == nil)
+    }
+
+    @Test("a stored job whose options do not decode is an error, not a job run with default options")
+    func undecodableOptions() async throws {
+        let path = tempPath()
+        let q = try SQLiteJobQueue(path: path)
+        try await q.enqueue(makeJob("x", at: Date()))
+        try await DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "UPDATE jobs SET options = '{\"model\": 5}' WHERE id = 'x'")
+        }
+        await #expect(throws: StemifyError.self) { try await q.job(id: "x") }
+        await #expect(throws: StemifyError.self) { try await q.claim(worker: "w") }
     }
 
     @Test("a job whose worker stopped heartbeating is claimed again; the old worker is told it lost it")

@@ -96,11 +96,17 @@ struct JobRow {
         (self.errorCode, self.errorMessage, self.stems, self.metrics, self.attempts) = (errorCode, errorMessage, stems, metrics, attempts)
     }
 
-    var job: Job {
+    /// The job this row stores; a row whose options do not decode (written by a newer version,
+    /// or edited by hand) is an error, never a job silently run with default options.
+    func job() throws -> Job {
         let decoder = JSONDecoder()
+        let decodedOptions: JobOptions
+        do { decodedOptions = try decoder.decode(JobOptions.self, from: Data(options.utf8)) } catch {
+            throw StemifyError(.internalError, "a stored job cannot be read", detail: "job \(id): options \(options) do not decode: \(error)")
+        }
         return Job(
             id: id, status: JobStatus(rawValue: status) ?? .failed, progress: progress, etaSeconds: eta,
-            options: (try? decoder.decode(JobOptions.self, from: Data(options.utf8))) ?? JobOptions(),
+            options: decodedOptions,
             input: inputKind == "youtube" ? .youtube(url: inputValue) : .upload(path: inputValue, filename: inputName ?? "upload"),
             clientAddress: client,
             createdAt: Date(timeIntervalSince1970: createdAt),

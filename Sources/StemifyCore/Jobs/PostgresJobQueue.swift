@@ -167,7 +167,7 @@ public final class PostgresJobQueue: JobQueue {
     }
 
     public func job(id: String) async throws -> Job? {
-        try await rows("SELECT \(unescaped: JobRow.columns) FROM jobs WHERE id = \(id)").first?.job
+        try await rows("SELECT \(unescaped: JobRow.columns) FROM jobs WHERE id = \(id)").first?.job()
     }
 
     public func claim(worker: String) async throws -> Job? {
@@ -199,7 +199,7 @@ public final class PostgresJobQueue: JobQueue {
                 RETURNING \(unescaped: JobRow.columns)
                 """, on: connection).first
         }
-        return claimed?.job
+        return try claimed?.job()
     }
 
     public func heartbeat(id: String, worker: String) async throws -> Bool {
@@ -246,7 +246,7 @@ public final class PostgresJobQueue: JobQueue {
     }
 
     public func cancel(id: String) async throws -> Job? {
-        try await rows("DELETE FROM jobs WHERE id = \(id) RETURNING \(unescaped: JobRow.columns)").first?.job
+        try await rows("DELETE FROM jobs WHERE id = \(id) RETURNING \(unescaped: JobRow.columns)").first?.job()
     }
 
     public func position(id: String) async throws -> Int? {
@@ -273,7 +273,7 @@ public final class PostgresJobQueue: JobQueue {
         try await rows("""
             SELECT \(unescaped: JobRow.columns) FROM jobs WHERE dedupe_key = \(dedupeKey) AND status = 'done'
             ORDER BY finished_at DESC LIMIT 1
-            """).first?.job
+            """).first?.job()
     }
 
     public func setDedupeKey(id: String, key: String) async throws {
@@ -303,7 +303,7 @@ public final class PostgresJobQueue: JobQueue {
         try await rows("""
             DELETE FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < \(unescaped: Self.now) - \(age)
             RETURNING \(unescaped: JobRow.columns)
-            """).map(\.job)
+            """).map { try $0.job() }
     }
 
     public func waitForWork(timeout: Double) async {

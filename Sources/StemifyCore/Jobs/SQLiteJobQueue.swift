@@ -77,7 +77,7 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func job(id: String) async throws -> Job? {
-        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(Self.job) }
+        try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map { try Self.job($0) } }
     }
 
     public func claim(worker: String) async throws -> Job? {
@@ -92,7 +92,7 @@ public final class SQLiteJobQueue: JobQueue {
                 SELECT * FROM jobs WHERE status = ? OR (status IN (\(placeholders)) AND lease_until < ?)
                 ORDER BY created_at LIMIT 1
                 """, arguments: StatementArguments(args)) else { return nil }
-            var job = Self.job(row)
+            var job = try Self.job(row)
             if job.attempts >= maxAttempts {
                 try db.execute(sql: """
                     UPDATE jobs SET status = ?, error_code = ?, error_message = ?, finished_at = ?, worker = NULL WHERE id = ?
@@ -163,7 +163,7 @@ public final class SQLiteJobQueue: JobQueue {
         try await db.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]) else { return nil }
             try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
-            return Self.job(row)
+            return try Self.job(row)
         }
     }
 
@@ -189,7 +189,7 @@ public final class SQLiteJobQueue: JobQueue {
     public func finishedJob(dedupeKey: String) async throws -> Job? {
         try await db.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE dedupe_key = ? AND status = 'done' ORDER BY finished_at DESC LIMIT 1",
-                             arguments: [dedupeKey]).map(Self.job)
+                             arguments: [dedupeKey]).map { try Self.job($0) }
         }
     }
 
@@ -216,15 +216,15 @@ public final class SQLiteJobQueue: JobQueue {
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?",
                                         arguments: [cutoff])
             try db.execute(sql: "DELETE FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?", arguments: [cutoff])
-            return rows.map(Self.job)
+            return try rows.map { try Self.job($0) }
         }
     }
 
-    private static func job(_ row: Row) -> Job {
-        JobRow(id: row["id"], status: row["status"], progress: row["progress"], eta: row["eta"], options: row["options"],
+    private static func job(_ row: Row) throws -> Job {
+        try JobRow(id: row["id"], status: row["status"], progress: row["progress"], eta: row["eta"], options: row["options"],
                inputKind: row["input_kind"], inputValue: row["input_value"], inputName: row["input_name"], client: row["client"],
                createdAt: row["created_at"], startedAt: row["started_at"], finishedAt: row["finished_at"],
                errorCode: row["error_code"], errorMessage: row["error_message"], stems: row["stems"], metrics: row["metrics"],
-               attempts: row["attempts"]).job
+               attempts: row["attempts"]).job()
     }
 }

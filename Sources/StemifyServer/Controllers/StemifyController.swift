@@ -38,10 +38,27 @@ struct StemifyController: Sendable {
         do {
             let form = try await readForm(request, uploadPath: uploadPath)
             let options = try parseOptions(form.fields)
-            let input: JobInput
+            let youtube = YouTube(configuration: configuration)
             switch (form.filename, form.fields["youtube_url"]) {
-            case let (filename?, nil):
-                guard form.fileBytes > 0 else { throw StemifyError(.emptyFile, "the uploaded file is empty") }
+            case (_?, nil): guard form.fileBytes > 0 else { throw StemifyError(.emptyFile, "the uploaded file is empty") }
+            case let (nil, url?): _ = try youtube.videoID(url)
+            default: throw StemifyError(.missingInput, "send exactly one of a multipart 'file' part or a 'youtube_url' field")
+            }
+            try models.validate(options.model)
+
+            // The rate limit comes before any decoding or network work: that is what it protects.
+            let client = clientAddress(request, context)
+            let (allowed, retryAfter) = try await queue.recordSubmission(
+                client: client, period: configuration.rateLimitPeriodSeconds, limit: configuration.rateLimit)
+            guard allowed else {
+                metrics.recordRejection(code: .rateLimited)
+                return errorResponse(
+                    StemifyError(.rateLimited, "at most \(configuration.rateLimit) jobs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(Int(retryAfter.rounded(.up))) s"),
+                    headers: [.retryAfter: "\(Int(retryAfter.rounded(.up)))"])
+            }
+
+            let input: JobInput
+            if let filename = form.filename {
                 let maxDuration = configuration.maxDurationSeconds
                 try await validation.run { try await onThread {
                     let probe = try FFmpeg.probe(uploadPath)
@@ -51,23 +68,10 @@ struct StemifyController: Sendable {
                     try FFmpeg.validateDecodes(uploadPath, probe: probe)
                 } }
                 input = .upload(path: uploadPath, filename: filename)
-            case let (nil, url?):
-                let youtube = YouTube(configuration: configuration)
-                _ = try youtube.videoID(url)
+            } else {
+                let url = form.fields["youtube_url"] ?? ""
                 _ = try await onThread { try youtube.checkMetadata(url) }
                 input = .youtube(url: url)
-            default:
-                throw StemifyError(.missingInput, "send exactly one of a multipart 'file' part or a 'youtube_url' field")
-            }
-            try models.validate(options.model)
-            let client = clientAddress(request, context)
-            let (allowed, retryAfter) = try await queue.recordSubmission(
-                client: client, period: configuration.rateLimitPeriodSeconds, limit: configuration.rateLimit)
-            guard allowed else {
-                metrics.recordRejection(code: .rateLimited)
-                return errorResponse(
-                    StemifyError(.rateLimited, "at most \(configuration.rateLimit) jobs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(Int(retryAfter.rounded(.up))) s"),
-                    headers: [.retryAfter: "\(Int(retryAfter.rounded(.up)))"])
             }
             let job = Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: options, input: input, clientAddress: client,
                           createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [],
