@@ -44,7 +44,8 @@ public final class JobRunner: Sendable {
         }
     }
 
-    /// Runs one claimed job to its end.
+    /// Runs one claimed job to its end: its stages beside a heartbeat that renews the lease
+    /// every second, writes the latest progress and notices a cancelled or taken job.
     public func process(_ job: Job) async {
         var log = logger
         log[metadataKey: "job.id"] = "\(job.id)"
@@ -53,35 +54,30 @@ public final class JobRunner: Sendable {
         let state = RunState()
         let started = Date()
         let jobLogger = log
-        let work = Task { [self] in
-            defer { state.finish() }
-            return try await onThread { try self.execute(job, state: state, logger: jobLogger) }
-        }
-        // Heartbeat and progress every second until the work ends. (Awaiting the work in a task
-        // group child would not do: a task's value cannot be cancelled, so the group would wait.)
-        var lastBeat = Date.distantPast
-        var stopping = false
-        while !state.isFinished {
-            try? await Task.sleep(for: .milliseconds(100))
-            if Task.isCancelled && !stopping {
-                stopping = true
-                state.cancel()
-            }
-            guard Date().timeIntervalSince(lastBeat) >= 1, !state.isFinished else { continue }
-            lastBeat = Date()
-            let snapshot = state.snapshot()
-            do {
-                if try await !queue.heartbeat(id: job.id, worker: id) {
+        let outcome = await withTaskGroup(of: Result<([StemFile], JobMetrics), any Error>?.self) { group in
+            group.addTask {
+                // A graceful stop (this task cancelled) stops the separation at its next chunk.
+                await withTaskCancellationHandler {
+                    do { return .success(try await self.stages(job, state: state, logger: jobLogger)) } catch { return .failure(error) }
+                } onCancel: {
                     state.cancel()
-                } else {
-                    try await queue.update(id: job.id, worker: id, status: snapshot.status, progress: snapshot.progress, eta: snapshot.eta)
                 }
-            } catch {
-                log.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
+            group.addTask {
+                await self.heartbeat(job, state: state, logger: jobLogger)
+                return nil
+            }
+            var outcome: Result<([StemFile], JobMetrics), any Error> = .failure(SeparationError.cancelled)
+            for await result in group {
+                guard let result else { continue }
+                outcome = result
+                group.cancelAll()
+            }
+            return outcome
         }
+        let stopping = Task.isCancelled
         let elapsed = Date().timeIntervalSince(started)
-        switch await work.result {
+        switch outcome {
         case let .success((stems, metricsRecord)):
             removeWork(job)
             do {
@@ -125,92 +121,139 @@ public final class JobRunner: Sendable {
         }
     }
 
-    /// The job's work, synchronous, on its own thread.
-    func execute(_ job: Job, state: RunState, logger: Logger) throws -> ([StemFile], JobMetrics) {
-        let fm = FileManager.default
-        let workDir = workDirectory(job)
-        let outDir = configuration.storage.stemsDirectory(job.id)
-        try fm.createDirectory(at: workDir, withIntermediateDirectories: true)
-        let started = Date()
+    /// Every second until cancelled: renew the lease (a job that is gone or taken cancels the
+    /// work) and record the latest progress.
+    private func heartbeat(_ job: Job, state: RunState, logger: Logger) async {
+        while (try? await Task.sleep(for: .seconds(1))) != nil {
+            let snapshot = state.snapshot()
+            do {
+                if try await !queue.heartbeat(id: job.id, worker: id) {
+                    state.cancel()
+                } else {
+                    try await queue.update(id: job.id, worker: id, status: snapshot.status, progress: snapshot.progress, eta: snapshot.eta)
+                }
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
 
-        // Input: an upload on disk, or a video to download first.
-        let inputPath: String
+    /// fetch → decode → dedupe → separate → publish. Subprocesses and the engine run on threads
+    /// of their own (``onThread(_:)``); queue calls are plain awaits.
+    func stages(_ job: Job, state: RunState, logger: Logger) async throws -> ([StemFile], JobMetrics) {
+        let started = Date()
+        let workDir = workDirectory(job)
+        try FileManager.default.createDirectory(at: workDir, withIntermediateDirectories: true)
+        let inputPath = try await fetch(job, into: workDir, state: state)
+        if state.isCancelled { throw SeparationError.cancelled }
+        let decoded = try await decode(inputPath, into: workDir, state: state)
+        let key = try await onThread { try Self.dedupeKey(raw: decoded.raw, options: job.options) }
+        if let stems = try await reuse(key, for: job) {
+            return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: decoded.seconds,
+                                      inputFormat: decoded.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: true))
+        }
+        try await queue.setDedupeKey(id: job.id, key: key)
+        let files = try await separate(job, decoded, key: key, workDir: workDir, state: state, logger: logger)
+        let stems = try publish(files, job: job, seconds: decoded.seconds)
+        return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: decoded.seconds,
+                                  inputFormat: decoded.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: false))
+    }
+
+    /// The input: an upload on disk, or a video downloaded first.
+    private func fetch(_ job: Job, into workDir: URL, state: RunState) async throws -> String {
         switch job.input {
         case let .upload(path, _):
-            inputPath = path
+            return path
         case let .youtube(url):
             state.set(.downloading, 0)
             let youtube = YouTube(configuration: configuration)
-            inputPath = try youtube.download(url, into: workDir)
+            return try await onThread { try youtube.download(url, into: workDir) }
         }
-        if state.isCancelled { throw SeparationError.cancelled }
+    }
 
+    struct Decoded: Sendable {
+        var raw: String
+        var format: String
+        var seconds: Double
+    }
+
+    /// Probes and decodes to 44.1 kHz stereo Float32 (`input.wav`), enforcing the duration limit.
+    private func decode(_ inputPath: String, into workDir: URL, state: RunState) async throws -> Decoded {
         state.set(.decoding, 0.02)
-        let probe = try FFmpeg.probe(inputPath)
-        if let d = probe.duration, d > configuration.maxDurationSeconds {
-            throw StemifyError(.audioTooLong, "the audio is \(Int(d)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")
-        }
+        let limit = configuration.maxDurationSeconds
         let raw = workDir.appendingPathComponent("input.wav").path
-        try FFmpeg.decode(inputPath, probe: probe, to: raw)
-        let source = try WAVFileSource(path: raw)
-        let audioSeconds = Double(source.frameCount) / 44100
-        if audioSeconds > configuration.maxDurationSeconds {
-            throw StemifyError(.audioTooLong, "the audio is \(Int(audioSeconds)) s long; the limit is \(Int(configuration.maxDurationSeconds)) s")
-        }
-
-        // Same audio, same options: reuse the finished stems.
-        let key = try dedupeKey(raw: raw, options: job.options)
-        let cached = try blocking { try await self.queue.finishedJob(dedupeKey: key) }
-        try blocking { try await self.queue.setDedupeKey(id: job.id, key: key) }
-        if let cached, cached.stems.allSatisfy({ fm.fileExists(atPath: $0.file) }) {
-            try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
-            var stems: [StemFile] = []
-            for stem in cached.stems {
-                let dest = outDir.appendingPathComponent(URL(fileURLWithPath: stem.file).lastPathComponent)
-                try? fm.removeItem(at: dest)
-                try fm.copyItem(atPath: stem.file, toPath: dest.path)
-                var copy = stem
-                copy.file = dest.path
-                stems.append(copy)
+        return try await onThread {
+            let probe = try FFmpeg.probe(inputPath)
+            if let d = probe.duration, d > limit {
+                throw StemifyError(.audioTooLong, "the audio is \(Int(d)) s long; the limit is \(Int(limit)) s")
             }
-            return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: audioSeconds,
-                                      inputFormat: probe.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: true))
+            try FFmpeg.decode(inputPath, probe: probe, to: raw)
+            let seconds = Double(try WAVFileSource(path: raw).frameCount) / 44100
+            if seconds > limit {
+                throw StemifyError(.audioTooLong, "the audio is \(Int(seconds)) s long; the limit is \(Int(limit)) s")
+            }
+            return Decoded(raw: raw, format: probe.format, seconds: seconds)
         }
+    }
 
+    /// Same audio, same options: copies of a finished job's stems, when they are still there.
+    private func reuse(_ key: String, for job: Job) async throws -> [StemFile]? {
+        let fm = FileManager.default
+        guard let cached = try await queue.finishedJob(dedupeKey: key), cached.stems.allSatisfy({ fm.fileExists(atPath: $0.file) })
+        else { return nil }
+        try await queue.setDedupeKey(id: job.id, key: key)
+        let outDir = configuration.storage.stemsDirectory(job.id)
+        try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
+        return try cached.stems.map { stem in
+            let dest = outDir.appendingPathComponent(URL(fileURLWithPath: stem.file).lastPathComponent)
+            try? fm.removeItem(at: dest)
+            try fm.copyItem(atPath: stem.file, toPath: dest.path)
+            var copy = stem
+            copy.file = dest.path
+            return copy
+        }
+    }
+
+    /// The engine over the decoded audio, resuming from the work folder's checkpoint if any.
+    private func separate(_ job: Job, _ decoded: Decoded, key: String, workDir: URL, state: RunState, logger: Logger) async throws -> [URL] {
         state.set(.separating, 0.05)
         let bag = try models.bag(job.options.model)
         // The shift offsets come from the audio and options, so a resumed or repeated run
         // draws the same ones.
         let seed = UInt64(key.prefix(16), radix: 16) ?? 0
-        let separator = try TrackSeparator(
-            bag: bag,
-            separation: SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed),
-            output: StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
-                                      instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate))
+        let separation = SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed)
+        let output = StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
+                                       instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate)
         let checkpoint = workDir.appendingPathComponent("checkpoint.bin")
         if let handle = FileHandle(forReadingAtPath: checkpoint.path) {
             // The separator reads the whole checkpoint; the log line needs only its header.
             let header = (try? handle.read(upToCount: 24)).map { [UInt8]($0) } ?? []
             try? handle.close()
-            if let state = SeparationCheckpoint.progress(ofEncoded: header) {
-                logger.info("job resumed", metadata: ["job.resumed_frames": "\(state.emitted)", "job.frames": "\(state.length)"])
+            if let progress = SeparationCheckpoint.progress(ofEncoded: header) {
+                logger.info("job resumed", metadata: ["job.resumed_frames": "\(progress.emitted)", "job.frames": "\(progress.length)"])
             }
         }
-        let separationStart = Date()
-        let files = try separator.separate(source: source, into: outDir, progress: { p in
-            // Separation is 5–90 % of the job; encoding the rest.
-            let elapsed = Date().timeIntervalSince(separationStart)
-            let eta = p.fraction > 0 ? elapsed * (1 - p.fraction) / p.fraction : nil
-            state.set(p.fraction >= 1 ? .encoding : .separating, 0.05 + 0.85 * p.fraction, eta: eta)
-        }, isCancelled: { state.isCancelled },
-           checkpoint: checkpoint, checkpointInterval: configuration.checkpointInterval)
-        let stems = try files.map { url -> StemFile in
-            let bytes = (try fm.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-            return StemFile(name: url.deletingPathExtension().lastPathComponent, file: url.path,
-                            format: job.options.outputFormat.rawValue, bytes: bytes, duration: audioSeconds)
+        let (outDir, interval) = (configuration.storage.stemsDirectory(job.id), configuration.checkpointInterval)
+        return try await onThread {
+            let separator = try TrackSeparator(bag: bag, separation: separation, output: output)
+            let source = try WAVFileSource(path: decoded.raw)
+            let separationStart = Date()
+            return try separator.separate(source: source, into: outDir, progress: { p in
+                // Separation is 5–90 % of the job; encoding the rest.
+                let elapsed = Date().timeIntervalSince(separationStart)
+                let eta = p.fraction > 0 ? elapsed * (1 - p.fraction) / p.fraction : nil
+                state.set(p.fraction >= 1 ? .encoding : .separating, 0.05 + 0.85 * p.fraction, eta: eta)
+            }, isCancelled: { state.isCancelled }, checkpoint: checkpoint, checkpointInterval: interval)
         }
-        return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: audioSeconds,
-                                  inputFormat: probe.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: false))
+    }
+
+    /// The stems as the job records them.
+    private func publish(_ files: [URL], job: Job, seconds: Double) throws -> [StemFile] {
+        try files.map { url in
+            let bytes = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+            return StemFile(name: url.deletingPathExtension().lastPathComponent, file: url.path,
+                            format: job.options.outputFormat.rawValue, bytes: bytes, duration: seconds)
+        }
     }
 
     func workDirectory(_ job: Job) -> URL { configuration.storage.workDirectory(job.id) }
@@ -219,7 +262,7 @@ public final class JobRunner: Sendable {
         try? FileManager.default.removeItem(at: workDirectory(job))
     }
 
-    private func dedupeKey(raw: String, options: JobOptions) throws -> String {
+    private static func dedupeKey(raw: String, options: JobOptions) throws -> String {
         var hasher = SHA256()
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: raw))
         defer { try? handle.close() }
@@ -230,22 +273,6 @@ public final class JobRunner: Sendable {
         hasher.update(data: try encoder.encode(options))
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
-}
-
-/// Runs async queue work from the worker's thread.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-        done.signal()
-    }
-    done.wait()
-    return try box.result!.get()
-}
-
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
 }
 
 /// Progress shared between the worker thread and its heartbeat loop.
