@@ -1,10 +1,8 @@
 import ArgumentParser
-import DemucsKit
 import Foundation
 import Logging
 import ServiceLifecycle
 import StemifyCore
-import StemifyServer
 import UnixSignals
 
 /// `stemify worker`: separations only, against the shared queue (`queue_url`) and the shared
@@ -31,13 +29,11 @@ struct Worker: AsyncParsableCommand {
         let level = Logger.Level(rawValue: c.logLevel) ?? .info
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
         let logger = Logger(label: "stemify-worker")
-        let queue = try await c.openQueue(logger: logger)
-        EngineThreads.set(c.threads)
-        let runners = c.makeRunners(queue: queue, models: c.modelStore(), logger: logger)
+        let services = try await StemifyServices.build(configuration: c, logger: logger, janitor: false)
         logger.info("worker started", metadata: ["workers": "\(c.workers)", "data_dir": "\(c.dataDirectory)",
                                                   "queue": "\(c.queueURL.map { $0.hasPrefix("postgres") ? "postgres" : $0 } ?? "sqlite")"])
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: WorkerService(runners: runners))],
+            services: services.background.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

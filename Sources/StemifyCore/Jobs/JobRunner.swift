@@ -12,15 +12,17 @@ public final class JobRunner: Sendable {
     public let id: String
     let queue: any JobQueue
     let models: ModelStore
+    let storage: any JobStorage
     let configuration: StemifyConfiguration
     let logger: Logger
     let metrics: ServiceMetrics?
 
     public init(id: String = "worker-\(UUID().uuidString.prefix(8))", queue: any JobQueue, models: ModelStore,
-                configuration: StemifyConfiguration, logger: Logger, metrics: ServiceMetrics? = nil) {
+                storage: any JobStorage, configuration: StemifyConfiguration, logger: Logger, metrics: ServiceMetrics? = nil) {
         self.id = id
         self.queue = queue
         self.models = models
+        self.storage = storage
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
@@ -96,7 +98,7 @@ public final class JobRunner: Sendable {
                     try? await Task { try await queue.release(id: job.id, worker: worker) }.value
                     log.info("job handed back")
                 } else if (try? await queue.job(id: job.id)) == nil {
-                    configuration.storage.removeAll(job)
+                    storage.removeAll(job)
                     log.info("job cancelled")
                 } else {
                     // Another worker holds it now (this one missed its lease) and uses the work folder.
@@ -202,7 +204,7 @@ public final class JobRunner: Sendable {
         guard let cached = try await queue.finishedJob(dedupeKey: key), cached.stems.allSatisfy({ fm.fileExists(atPath: $0.file) })
         else { return nil }
         try await queue.setDedupeKey(id: job.id, key: key)
-        let outDir = configuration.storage.stemsDirectory(job.id)
+        let outDir = storage.stemsDirectory(job.id)
         try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
         return try cached.stems.map { stem in
             let dest = outDir.appendingPathComponent(URL(fileURLWithPath: stem.file).lastPathComponent)
@@ -233,7 +235,7 @@ public final class JobRunner: Sendable {
                 logger.info("job resumed", metadata: ["job.resumed_frames": "\(progress.emitted)", "job.frames": "\(progress.length)"])
             }
         }
-        let (outDir, interval) = (configuration.storage.stemsDirectory(job.id), configuration.checkpointInterval)
+        let (outDir, interval) = (storage.stemsDirectory(job.id), configuration.checkpointInterval)
         return try await onThread {
             let separator = try TrackSeparator(bag: bag, separation: separation, output: output)
             let source = try WAVFileSource(path: decoded.raw)
@@ -256,7 +258,7 @@ public final class JobRunner: Sendable {
         }
     }
 
-    func workDirectory(_ job: Job) -> URL { configuration.storage.workDirectory(job.id) }
+    func workDirectory(_ job: Job) -> URL { storage.workDirectory(job.id) }
 
     private func removeWork(_ job: Job) {
         try? FileManager.default.removeItem(at: workDirectory(job))

@@ -1,5 +1,4 @@
 public import Foundation
-public import Logging
 
 /// Where a job's files live. Every process of a deployment sees the same storage: the API
 /// writes uploads and serves stems, workers write stems and separation checkpoints. The one
@@ -31,24 +30,5 @@ public struct FolderStorage: JobStorage {
         try? fm.removeItem(at: stemsDirectory(job.id))
         try? fm.removeItem(at: workDirectory(job.id))
         if case let .upload(path, _) = job.input { try? fm.removeItem(atPath: path) }
-    }
-}
-
-extension StemifyConfiguration {
-    /// The storage `data_dir` names.
-    public var storage: any JobStorage { FolderStorage(root: URL(fileURLWithPath: dataDirectory)) }
-
-    /// The models of `model_path`, fetched on first use unless `model_download` is off.
-    public func modelStore() -> ModelStore {
-        ModelStore(directory: modelDirectory,
-                   downloader: modelDownload ? ModelDownloader(huggingFaceBase: modelHuggingFaceURL, legacyBase: modelLegacyURL) : nil)
-    }
-
-    /// This process's `workers` runners, named `HOST-PID-N` so logs and leases say where a job runs.
-    public func makeRunners(queue: any JobQueue, models: ModelStore, logger: Logger, metrics: ServiceMetrics? = nil) -> [JobRunner] {
-        let host = ProcessInfo.processInfo.hostName, pid = ProcessInfo.processInfo.processIdentifier
-        return (0..<workers).map { i in
-            JobRunner(id: "\(host)-\(pid)-\(i)", queue: queue, models: models, configuration: self, logger: logger, metrics: metrics)
-        }
     }
 }

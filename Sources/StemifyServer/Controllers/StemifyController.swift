@@ -12,6 +12,7 @@ struct StemifyController: Sendable {
     let queue: any JobQueue
     let models: ModelStore
     let configuration: StemifyConfiguration
+    let storage: any JobStorage
     let metrics: ServiceMetrics
     /// One upload validation (ffprobe + full decode) per core at a time.
     let validation = AsyncLimiter(limit: ProcessInfo.processInfo.activeProcessorCount)
@@ -30,7 +31,7 @@ struct StemifyController: Sendable {
 
     @Sendable func submit(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = UUID().uuidString.lowercased()
-        let upload = configuration.storage.uploadPath(id)
+        let upload = storage.uploadPath(id)
         try FileManager.default.createDirectory(at: upload.deletingLastPathComponent(), withIntermediateDirectories: true)
         let uploadPath = upload.path
         var keepUpload = false
