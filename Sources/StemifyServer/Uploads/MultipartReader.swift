@@ -196,23 +196,17 @@ package struct MultipartReader {
     }
 
     /// RFC 7230 `tchar`.
-    static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default:
-            Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
-        }
-    }
+    static func isTokenCharacter(_ byte: UInt8) -> Bool { isAlphanumeric(byte) || tokenPunctuation.contains(byte) }
 
     /// RFC 2046 `bchars`.
-    static func isBoundaryCharacter(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default:
-            Array("'()+_,-./:=? ".utf8).contains(byte)
-        }
+    static func isBoundaryCharacter(_ byte: UInt8) -> Bool { isAlphanumeric(byte) || boundaryPunctuation.contains(byte) }
+
+    private static let tokenPunctuation = Set("!#$%&'*+-.^_`|~".utf8)
+    private static let boundaryPunctuation = Set("'()+_,-./:=? ".utf8)
+
+    private static func isAlphanumeric(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
     }
 }
 
