@@ -10,6 +10,7 @@ missing=()
 pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev pkg-config)
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
 if [ "${1:-}" = "--test" ]; then
+    command -v curl >/dev/null || missing+=(curl)
     command -v tsc >/dev/null || missing+=(node-typescript)
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
