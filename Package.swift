@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // OpenBLAS from Debian (`libopenblas-dev`): sgemm for every convolution, linear and attention.
@@ -65,6 +66,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [.copy("Public")],
             swiftSettings: strict
@@ -72,8 +74,10 @@ let package = Package(
         .executableTarget(
             name: "stemify",
             dependencies: [
-                "StemifyCore", "StemifyServer",
+                "DemucsKit", "StemifyCore", "StemifyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -84,14 +88,22 @@ let package = Package(
         .testTarget(name: "DemucsKitTests", dependencies: ["DemucsKit", "StemifyTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "StemifyCoreTests",
-            dependencies: ["StemifyCore", "DemucsKit", "StemifyTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "StemifyCore", "DemucsKit", "StemifyTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "StemifyServerTests",
             dependencies: [
                 "StemifyServer", "StemifyCore", "StemifyTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
