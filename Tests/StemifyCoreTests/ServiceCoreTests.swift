@@ -123,14 +123,14 @@ struct SQLiteJobQueueTests {
         await #expect(throws: StemifyError.self) { try await q.claim(worker: "w") }
     }
 
-    @Test("a job whose worker stopped heartbeating is claimed again; the old worker is told it lost it")
+    @Test("a job whose worker stopped heartbeating is claimed again after the backoff; the old worker is told it lost it")
     func leaseExpiry() async throws {
         let clock = ManualClock()
-        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 60, clock: clock.now)
+        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 60, retryBackoff: 5, clock: clock.now)
         try await q.enqueue(makeJob("j"))
         #expect(try await q.claim(worker: "dead")?.id == "j")
-        clock.advance(59)
-        #expect(try await q.claim(worker: "other") == nil)
+        clock.advance(64)
+        #expect(try await q.claim(worker: "other") == nil, "lease ran out, backoff (5 s after the first attempt) not yet")
         clock.advance(2)
         let again = try await q.claim(worker: "other")
         #expect(again?.id == "j" && again?.attempts == 2)
@@ -143,12 +143,14 @@ struct SQLiteJobQueueTests {
     @Test("a job interrupted too often fails instead of looping")
     func maxAttempts() async throws {
         let clock = ManualClock()
-        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 10, maxAttempts: 2, clock: clock.now)
+        let q = try SQLiteJobQueue(path: tempPath(), leaseSeconds: 10, maxAttempts: 2, retryBackoff: 5, clock: clock.now)
         try await q.enqueue(makeJob("j"))
         #expect(try await q.claim(worker: "a")?.attempts == 1)
-        clock.advance(11)
+        clock.advance(16)
         #expect(try await q.claim(worker: "b")?.attempts == 2)
-        clock.advance(11)
+        clock.advance(19)
+        #expect(try await q.claim(worker: "c") == nil, "the backoff doubles: 10 s after the second attempt")
+        clock.advance(2)
         #expect(try await q.claim(worker: "c") == nil)
         let job = try await q.job(id: "j")
         #expect(job?.status == .failed && job?.errorCode == .internalError)

@@ -68,7 +68,8 @@ public struct StemifyConfiguration: Sendable, Equatable {
                                               retryBackoff: retryBackoffSeconds, logger: logger)
         }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        return try SQLiteJobQueue(path: jobsDatabasePath, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts)
+        return try SQLiteJobQueue(path: jobsDatabasePath, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts,
+                                  retryBackoff: retryBackoffSeconds)
     }
 
     /// Resolved paths.

@@ -120,6 +120,46 @@ struct JobRow {
 
     /// Statuses of a job a worker holds (under a lease).
     static let running: [JobStatus] = [.downloading, .decoding, .separating, .encoding]
+    /// Statuses a job ends in.
+    static let finished: [JobStatus] = [.done, .failed, .cancelled]
+
+    /// `('a','b')` for an `IN` clause (constants of this file, never input).
+    static func sqlList(_ statuses: [JobStatus]) -> String {
+        "(" + statuses.map { "'\($0.rawValue)'" }.joined(separator: ",") + ")"
+    }
+
+    /// The tables of both backends, in the SQL both speak; `real` is the backend's name for a
+    /// double. Migration 1 of each; a shipped migration is never edited.
+    static func schema(real: String) -> String {
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            progress \(real) NOT NULL DEFAULT 0,
+            eta \(real),
+            options TEXT NOT NULL,
+            input_kind TEXT NOT NULL,
+            input_value TEXT NOT NULL,
+            input_name TEXT,
+            client TEXT NOT NULL,
+            created_at \(real) NOT NULL,
+            started_at \(real),
+            finished_at \(real),
+            error_code TEXT,
+            error_message TEXT,
+            stems TEXT,
+            metrics TEXT,
+            worker TEXT,
+            lease_until \(real),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            dedupe_key TEXT
+        );
+        CREATE INDEX jobs_by_status ON jobs (status, created_at);
+        CREATE INDEX jobs_by_dedupe ON jobs (dedupe_key);
+        CREATE TABLE submissions (client TEXT NOT NULL, at \(real) NOT NULL);
+        CREATE INDEX submissions_by_client ON submissions (client, at);
+        """
+    }
 
     /// The status a claimed job starts in.
     static func firstStatus(inputKind: String) -> JobStatus { inputKind == "youtube" ? .downloading : .decoding }

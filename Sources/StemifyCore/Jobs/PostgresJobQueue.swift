@@ -91,36 +91,7 @@ public final class PostgresJobQueue: JobQueue {
 
     /// Versioned migrations, applied once under an advisory lock so that processes starting
     /// together do not race. A shipped migration is never edited; changes are new versions.
-    static let migrations: [String] = [
-        """
-        CREATE TABLE jobs (
-            id TEXT PRIMARY KEY,
-            status TEXT NOT NULL,
-            progress DOUBLE PRECISION NOT NULL DEFAULT 0,
-            eta DOUBLE PRECISION,
-            options TEXT NOT NULL,
-            input_kind TEXT NOT NULL,
-            input_value TEXT NOT NULL,
-            input_name TEXT,
-            client TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            started_at DOUBLE PRECISION,
-            finished_at DOUBLE PRECISION,
-            error_code TEXT,
-            error_message TEXT,
-            stems TEXT,
-            metrics TEXT,
-            worker TEXT,
-            lease_until DOUBLE PRECISION,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            dedupe_key TEXT
-        );
-        CREATE INDEX jobs_by_status ON jobs (status, created_at);
-        CREATE INDEX jobs_by_dedupe ON jobs (dedupe_key);
-        CREATE TABLE submissions (client TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
-        CREATE INDEX submissions_by_client ON submissions (client, at);
-        """,
-    ]
+    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION")]
 
     private func migrate() async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -141,7 +112,8 @@ public final class PostgresJobQueue: JobQueue {
 
     /// The database's clock, in epoch seconds.
     private static let now = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
-    private static let running = "(" + JobRow.running.map { "'\($0.rawValue)'" }.joined(separator: ",") + ")"
+    private static let running = JobRow.sqlList(JobRow.running)
+    private static let finished = JobRow.sqlList(JobRow.finished)
 
     private func rows(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [JobRow] {
         let sequence = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
@@ -194,7 +166,7 @@ public final class PostgresJobQueue: JobQueue {
             let status = JobRow.firstStatus(inputKind: row.inputKind).rawValue
             return try await self.rows("""
                 UPDATE jobs SET status = \(status), worker = \(worker), lease_until = \(unescaped: Self.now) + \(lease),
-                    attempts = attempts + 1, started_at = COALESCE(started_at, \(unescaped: Self.now))
+                    attempts = attempts + 1, started_at = COALESCE(started_at, \(unescaped: Self.now)), progress = 0
                 WHERE id = \(row.id)
                 RETURNING \(unescaped: JobRow.columns)
                 """, on: connection).first
@@ -301,7 +273,7 @@ public final class PostgresJobQueue: JobQueue {
 
     public func expire(olderThan age: Double) async throws -> [Job] {
         try await rows("""
-            DELETE FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < \(unescaped: Self.now) - \(age)
+            DELETE FROM jobs WHERE status IN \(unescaped: Self.finished) AND finished_at < \(unescaped: Self.now) - \(age)
             RETURNING \(unescaped: JobRow.columns)
             """).map { try $0.job() }
     }

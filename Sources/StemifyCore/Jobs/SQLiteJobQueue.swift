@@ -11,12 +11,14 @@ public final class SQLiteJobQueue: JobQueue {
     public let leaseSeconds: Double
     /// Claims after which a job whose workers keep dying is failed instead of retried.
     public let maxAttempts: Int
+    /// Seconds added after an expired lease before the first retry; doubled per attempt.
+    public let retryBackoff: Double
     /// Seconds since 1970. Injected so that lease and rate-limit tests do not depend on how
     /// busy the machine running them is.
     private let clock: @Sendable () -> Double
 
     /// Opens (creating and migrating) the database at `path`.
-    public init(path: String, leaseSeconds: Double = 60, maxAttempts: Int = 3,
+    public init(path: String, leaseSeconds: Double = 60, maxAttempts: Int = 3, retryBackoff: Double = 5,
                 clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) throws {
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         var config = Configuration()
@@ -24,6 +26,7 @@ public final class SQLiteJobQueue: JobQueue {
         db = try DatabaseQueue(path: path, configuration: config)
         self.leaseSeconds = leaseSeconds
         self.maxAttempts = maxAttempts
+        self.retryBackoff = retryBackoff
         self.clock = clock
         try Self.migrator.migrate(db)
     }
@@ -31,40 +34,9 @@ public final class SQLiteJobQueue: JobQueue {
     /// Versioned schema. A shipped migration is never edited; changes are new migrations.
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE jobs (
-                    id TEXT PRIMARY KEY,
-                    status TEXT NOT NULL,
-                    progress REAL NOT NULL DEFAULT 0,
-                    eta REAL,
-                    options TEXT NOT NULL,
-                    input_kind TEXT NOT NULL,
-                    input_value TEXT NOT NULL,
-                    input_name TEXT,
-                    client TEXT NOT NULL,
-                    created_at REAL NOT NULL,
-                    started_at REAL,
-                    finished_at REAL,
-                    error_code TEXT,
-                    error_message TEXT,
-                    stems TEXT,
-                    metrics TEXT,
-                    worker TEXT,
-                    lease_until REAL,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    dedupe_key TEXT
-                );
-                CREATE INDEX jobs_by_status ON jobs(status, created_at);
-                CREATE INDEX jobs_by_dedupe ON jobs(dedupe_key);
-                CREATE TABLE submissions (client TEXT NOT NULL, at REAL NOT NULL);
-                CREATE INDEX submissions_by_client ON submissions(client, at);
-                """)
-        }
+        m.registerMigration("v1") { db in try db.execute(sql: JobRow.schema(real: "REAL")) }
         return m
     }
-
-    private static let running = JobRow.running.map(\.rawValue)
 
     public func enqueue(_ job: Job) async throws {
         let r = try JobRow(job)
@@ -82,16 +54,15 @@ public final class SQLiteJobQueue: JobQueue {
 
     public func claim(worker: String) async throws -> Job? {
         let now = clock()
-        let lease = leaseSeconds, maxAttempts = maxAttempts
+        let (lease, maxAttempts, backoff) = (leaseSeconds, maxAttempts, retryBackoff)
         return try await db.write { db in
-            let placeholders = Self.running.map { _ in "?" }.joined(separator: ",")
-            var args: [any DatabaseValueConvertible] = [JobStatus.queued.rawValue]
-            args += Self.running as [any DatabaseValueConvertible]
-            args.append(now)
+            // Runnable: queued, or running under a lease that ran out more than the backoff ago.
             guard let row = try Row.fetchOne(db, sql: """
-                SELECT * FROM jobs WHERE status = ? OR (status IN (\(placeholders)) AND lease_until < ?)
+                SELECT * FROM jobs WHERE status = 'queued'
+                   OR (status IN \(JobRow.sqlList(JobRow.running))
+                       AND lease_until + ? * (1 << MAX(attempts - 1, 0)) < ?)
                 ORDER BY created_at LIMIT 1
-                """, arguments: StatementArguments(args)) else { return nil }
+                """, arguments: [backoff, now]) else { return nil }
             var job = try Self.job(row)
             if job.attempts >= maxAttempts {
                 try db.execute(sql: """
@@ -115,7 +86,7 @@ public final class SQLiteJobQueue: JobQueue {
     public func heartbeat(id: String, worker: String) async throws -> Bool {
         let until = clock() + leaseSeconds
         return try await db.write { db in
-            try db.execute(sql: "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status NOT IN ('done','failed','cancelled')",
+            try db.execute(sql: "UPDATE jobs SET lease_until = ? WHERE id = ? AND worker = ? AND status IN \(JobRow.sqlList(JobRow.running))",
                            arguments: [until, id, worker])
             return db.changesCount > 0
         }
@@ -213,9 +184,9 @@ public final class SQLiteJobQueue: JobQueue {
     public func expire(olderThan age: Double) async throws -> [Job] {
         let cutoff = clock() - age
         return try await db.write { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?",
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE status IN \(JobRow.sqlList(JobRow.finished)) AND finished_at < ?",
                                         arguments: [cutoff])
-            try db.execute(sql: "DELETE FROM jobs WHERE status IN ('done','failed','cancelled') AND finished_at < ?", arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM jobs WHERE status IN \(JobRow.sqlList(JobRow.finished)) AND finished_at < ?", arguments: [cutoff])
             return try rows.map { try Self.job($0) }
         }
     }

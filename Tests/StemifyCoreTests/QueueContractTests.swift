@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import StemifyCore
+import StemifyTestSupport
+import Testing
+
+/// The `JobQueue` contract, one suite for every backend. PostgreSQL runs where
+/// `STEMIFY_TEST_POSTGRES_URL` names a server (scripts/test.sh starts one); elsewhere it is left
+/// out with a message. Backend-specific behaviour (SKIP LOCKED under eight pools, LISTEN/NOTIFY,
+/// migrations under concurrent starts, the injected clock) has its own tests.
+@Suite("Job queue contract")
+struct QueueContractTests {
+    static let backends: [String] = {
+        if ProcessInfo.processInfo.environment["STEMIFY_TEST_POSTGRES_URL"] == nil {
+            print("QueueContractTests: PostgreSQL left out (STEMIFY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it)")
+            return ["SQLite"]
+        }
+        return ["SQLite", "PostgreSQL"]
+    }()
+
+    static let logger: Logger = {
+        var l = Logger(label: "test")
+        l.logLevel = .critical
+        return l
+    }()
+
+    func queue(_ backend: String, lease: Double = 60, maxAttempts: Int = 3) async throws -> any JobQueue {
+        switch backend {
+        case "SQLite":
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-contract-\(UUID().uuidString)/jobs.sqlite").path
+            return try SQLiteJobQueue(path: path, leaseSeconds: lease, maxAttempts: maxAttempts, retryBackoff: 0)
+        default:
+            return try await PostgresJobQueue(url: try freshPostgresDatabase(), leaseSeconds: lease, maxAttempts: maxAttempts,
+                                              retryBackoff: 0, logger: Self.logger)
+        }
+    }
+
+    func job(_ id: String, at: Date = Date(), youtube: Bool = false) -> Job {
+        Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: JobOptions(model: "ht_small"),
+            input: youtube ? .youtube(url: "https://youtu.be/dQw4w9WgXcQ") : .upload(path: "/tmp/\(id)", filename: "\(id).mp3"),
+            clientAddress: "1.2.3.4", createdAt: at, startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil,
+            stems: [], metrics: nil, attempts: 0)
+    }
+
+    @Test("oldest first, each job once, its first status from its input", arguments: backends)
+    func claimOrder(_ backend: String) async throws {
+        let q = try await queue(backend)
+        let now = Date()
+        try await q.enqueue(job("b", at: now, youtube: true))
+        try await q.enqueue(job("a", at: now - 10))
+        #expect(try await q.position(id: "b") == 1)
+        let a = try await q.claim(worker: "w1")
+        #expect(a?.id == "a" && a?.status == .decoding && a?.attempts == 1 && a?.progress == 0)
+        let b = try await q.claim(worker: "w2")
+        #expect(b?.id == "b" && b?.status == .downloading)
+        #expect(try await q.claim(worker: "w3") == nil)
+        #expect(try await q.counts() == [.decoding: 1, .downloading: 1])
+    }
+
+    @Test("progress never goes backwards within a claim and starts again at 0 on the next; a release costs no attempt",
+          arguments: backends)
+    func progress(_ backend: String) async throws {
+        let q = try await queue(backend)
+        try await q.enqueue(job("j"))
+        _ = try await q.claim(worker: "w")
+        try await q.update(id: "j", worker: "w", status: .separating, progress: 0.5, eta: 10)
+        try await q.update(id: "j", worker: "w", status: .separating, progress: 0.3, eta: 9)
+        #expect(try await q.job(id: "j")?.progress == 0.5)
+        // Another worker's update does nothing.
+        try await q.update(id: "j", worker: "other", status: .encoding, progress: 0.9, eta: 1)
+        #expect(try await q.job(id: "j")?.status == .separating)
+        #expect(try await q.heartbeat(id: "j", worker: "w"))
+        try await q.release(id: "j", worker: "w")
+        let released = try await q.job(id: "j")
+        #expect(released?.status == .queued && released?.attempts == 0)
+        #expect(try await q.heartbeat(id: "j", worker: "w") == false)
+        let again = try await q.claim(worker: "w2")
+        #expect(again?.attempts == 1 && again?.progress == 0)
+        #expect(try await q.job(id: "j")?.progress == 0)
+    }
+
+    @Test("an expired lease makes the job claimable again; the old worker is told; too many attempts fail it",
+          arguments: backends)
+    func leases(_ backend: String) async throws {
+        let q = try await queue(backend, lease: 0.3, maxAttempts: 2)
+        try await q.enqueue(job("j"))
+        _ = try await q.claim(worker: "w1")
+        try await Task.sleep(for: .seconds(1))
+        let taken = try await q.claim(worker: "w2")
+        #expect(taken?.id == "j" && taken?.attempts == 2)
+        #expect(try await q.heartbeat(id: "j", worker: "w1") == false)
+        #expect(try await q.heartbeat(id: "j", worker: "w2"))
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await q.claim(worker: "w3") == nil)
+        let failed = try await q.job(id: "j")
+        #expect(failed?.status == .failed && failed?.errorCode == .internalError)
+    }
+
+    @Test("cancel removes the job and its worker's heartbeat fails", arguments: backends)
+    func cancel(_ backend: String) async throws {
+        let q = try await queue(backend)
+        try await q.enqueue(job("j"))
+        _ = try await q.claim(worker: "w")
+        #expect(try await q.cancel(id: "j")?.id == "j")
+        #expect(try await q.heartbeat(id: "j", worker: "w") == false)
+        #expect(try await q.job(id: "j") == nil)
+        #expect(try await q.cancel(id: "j") == nil)
+    }
+
+    @Test("completion, dedupe, failure and expiry", arguments: backends)
+    func lifecycle(_ backend: String) async throws {
+        let q = try await queue(backend)
+        try await q.enqueue(job("done"))
+        try await q.enqueue(job("bad", at: Date() + 1))
+        _ = try await q.claim(worker: "w")
+        try await q.setDedupeKey(id: "done", key: "k")
+        let stem = StemFile(name: "vocals", file: "/tmp/v.mp3", format: "mp3", bytes: 3, duration: 1)
+        let metrics = JobMetrics(processingSeconds: 1, audioSeconds: 1, inputFormat: "mp3", outputBytes: 3, cacheHit: false)
+        try await q.complete(id: "done", worker: "w", stems: [stem], metrics: metrics)
+        let done = try await q.job(id: "done")
+        #expect(done?.status == .done && done?.progress == 1 && done?.stems == [stem] && done?.finishedAt != nil)
+        #expect(try await q.finishedJob(dedupeKey: "k")?.id == "done")
+        #expect(try await q.finishedJob(dedupeKey: "other") == nil)
+        try await q.fail(id: "bad", worker: nil, code: .invalidAudio, message: "m")
+        let bad = try await q.job(id: "bad")
+        #expect(bad?.status == .failed && bad?.errorCode == .invalidAudio && bad?.errorMessage == "m")
+        #expect(try await q.expire(olderThan: 3600).isEmpty)
+        #expect(Set(try await q.expire(olderThan: -10).map(\.id)) == ["done", "bad"])
+        #expect(try await q.job(id: "done") == nil)
+    }
+
+    @Test("the rate limit counts submissions per client", arguments: backends)
+    func rateLimit(_ backend: String) async throws {
+        let q = try await queue(backend)
+        for _ in 0..<2 { #expect(try await q.recordSubmission(client: "c", period: 3600, limit: 2).allowed) }
+        let third = try await q.recordSubmission(client: "c", period: 3600, limit: 2)
+        #expect(!third.allowed && third.retryAfter > 0)
+        #expect(try await q.recordSubmission(client: "d", period: 3600, limit: 2).allowed)
+    }
+}
