@@ -17,10 +17,14 @@ command -v schemathesis >/dev/null || python3 -m pip install --quiet --disable-p
     || python3 -m pip install --quiet --break-system-packages schemathesis
 data=$(mktemp -d)
 log=.build/api-fuzz.log
-mkdir -p .build
-# A high rate limit: the run submits thousands of jobs from one address. One worker with the
-# fixture models takes whatever schemathesis manages to queue.
-STEMIFY_PORT=$port STEMIFY_DATA_DIR=$data DEMUCS_MODEL_PATH=Tests/Fixtures/repo RATE_LIMIT=1000000 \
+mkdir -p .build "$data/models"
+# A server as deployed: its default models installed (the fixture networks under the default
+# names; without them every request that names no model is a 503 model_unavailable), a high
+# rate limit (the run submits thousands of jobs from one address), one worker.
+ln -s "$PWD"/Tests/Fixtures/repo/* "$data/models/"
+echo "models: ['a1c0ffee']" > "$data/models/htdemucs.yaml"
+cp Tests/Fixtures/repo/htft_small.yaml "$data/models/htdemucs_ft.yaml"
+STEMIFY_PORT=$port STEMIFY_DATA_DIR=$data DEMUCS_MODEL_PATH=$data/models RATE_LIMIT=1000000 \
     MODEL_DOWNLOAD=false STEMIFY_THREADS=1 LOG_LEVEL=warning "$binary" serve > "$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"; }
