@@ -65,27 +65,16 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// The JSON error body for `error`, with the status its code maps to.
 func errorResponse(_ error: StemifyError, headers extra: HTTPFields = [:]) -> Response {
-    let body = #"{"error":{"code":"# + jsonString(error.code.rawValue) + #","message":"# + jsonString(error.message) + "}}"
+    struct Body: Encodable {
+        struct Detail: Encodable { var code: String, message: String }
+        var error: Detail
+    }
+    let body = Body(error: .init(code: error.code.rawValue, message: error.message))
+    // Two strings always encode; the fallback only keeps this function non-throwing.
+    let bytes = (try? JSONEncoder().encode(body)).map { [UInt8]($0) } ?? Array(#"{"error":{"code":"internal_error","message":""}}"#.utf8)
     var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
     headers.append(contentsOf: extra)
-    return Response(status: error.code.httpStatus, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-}
-
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
+    return Response(status: error.code.httpStatus, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
 /// Encodes a JSON response.

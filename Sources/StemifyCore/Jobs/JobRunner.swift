@@ -284,7 +284,6 @@ final class RunState: @unchecked Sendable {
     private var progress = 0.0
     private var eta: Double?
     private var cancelled = false
-    private var finished = false
 
     func set(_ status: JobStatus, _ progress: Double, eta: Double? = nil) {
         lock.withLock {
@@ -296,7 +295,5 @@ final class RunState: @unchecked Sendable {
 
     func snapshot() -> (status: JobStatus, progress: Double, eta: Double?) { lock.withLock { (status, progress, eta) } }
     func cancel() { lock.withLock { cancelled = true } }
-    func finish() { lock.withLock { finished = true } }
-    var isFinished: Bool { lock.withLock { finished } }
     var isCancelled: Bool { lock.withLock { cancelled } }
 }
