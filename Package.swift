@@ -19,7 +19,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "stemify", targets: ["stemify"]),
-        .library(name: "DemucsKit", targets: ["DemucsKit"]),
+        .library(name: "StemifyEngine", targets: ["StemifyEngine"]),
         .library(name: "StemifyCore", targets: ["StemifyCore"]),
     ],
     dependencies: [
@@ -44,11 +44,15 @@ let package = Package(
         ),
         // malloc tuning (mallopt) not exported by Swift's Glibc module.
         .target(name: "CStemifySystem"),
-        .target(name: "DemucsKit", dependencies: ["CBLAS", "CStemifySystem"], swiftSettings: engine),
+        .target(
+            name: "StemifyEngine",
+            dependencies: ["CBLAS", "CStemifySystem", .product(name: "Yams", package: "Yams")],
+            swiftSettings: engine
+        ),
         .target(
             name: "StemifyCore",
             dependencies: [
-                "DemucsKit",
+                "StemifyEngine",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -74,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "stemify",
             dependencies: [
-                "DemucsKit", "StemifyCore", "StemifyServer",
+                "StemifyEngine", "StemifyCore", "StemifyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -84,12 +88,12 @@ let package = Package(
             swiftSettings: strict
         ),
         // Fixture readers and comparison helpers shared by the test targets.
-        .target(name: "StemifyTestSupport", dependencies: ["DemucsKit"], swiftSettings: strict),
-        .testTarget(name: "DemucsKitTests", dependencies: ["DemucsKit", "StemifyTestSupport"], swiftSettings: strict),
+        .target(name: "StemifyTestSupport", dependencies: ["StemifyEngine"], swiftSettings: strict),
+        .testTarget(name: "StemifyEngineTests", dependencies: ["StemifyEngine", "StemifyTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "StemifyCoreTests",
             dependencies: [
-                "StemifyCore", "DemucsKit", "StemifyTestSupport",
+                "StemifyCore", "StemifyEngine", "StemifyTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,4 +1,4 @@
-// libFuzzer targets over the engine's and the core's file readers, in one binary (DemucsKit
+// libFuzzer targets over the engine's and the core's file readers, in one binary (StemifyEngine
 // compiles once): STEMIFY_FUZZ_TARGET=checkpoint (torch zip, restricted unpickler, safetensors
 // and its JSON header, DiffQ states, then model construction from what they read) or wav (the
 // WAV reader, reading the whole file in blocks as the separator does). Built by scripts/fuzz.sh.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of every parser of outside bytes:
 #   multipart   request bodies, header parameters, Range, X-Forwarded-For (StemifyServer)
-#   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (DemucsKit)
+#   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (StemifyEngine)
 #   wav         the WAV reader (StemifyCore)
 # The parser sources are compiled into the harnesses as they are (Fuzz/*.swift holds only the
 # entry points; checkpoint and wav share one binary, FuzzFiles). Seeds: Fuzz/corpus/TARGET
@@ -29,7 +29,7 @@ clang -c -O1 -fsanitize=address Sources/CStemifySystem/CStemifySystem.c -I Sourc
 
 flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem")
 [ "$(uname -m)" = x86_64 ] && flags+=(-target-cpu haswell)
-engine=$(find Sources/DemucsKit -name '*.swift' | sort)
+engine=$(find Sources/StemifyEngine -name '*.swift' | sort)
 
 build() {
     local name=$1; shift
@@ -51,8 +51,8 @@ for target in "${targets[@]}"; do
     case $target in
         multipart) build multipart Fuzz/FuzzMultipart.swift Sources/StemifyServer/Uploads/MultipartReader.swift Sources/StemifyServer/HeaderParsing.swift ;;
         checkpoint|wav)
-            # WAV.swift imports DemucsKit, which is compiled into the same module here.
-            sed '/import DemucsKit/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift.new"
+            # WAV.swift imports StemifyEngine, which is compiled into the same module here.
+            sed '/import StemifyEngine/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift.new"
             cmp -s "$out/WAV.swift.new" "$out/WAV.swift" || mv "$out/WAV.swift.new" "$out/WAV.swift"
             build files Fuzz/FuzzFiles.swift "$out/WAV.swift" $engine ;;
         *) echo "unknown target $target" >&2; exit 2 ;;

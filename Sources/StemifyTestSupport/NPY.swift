@@ -1,4 +1,4 @@
-import DemucsKit
+import StemifyEngine
 import Foundation
 
 /// Reads a little-endian float32 `.npy` file (format 1.0/2.0, C order), as written by

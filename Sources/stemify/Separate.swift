@@ -1,5 +1,5 @@
 import ArgumentParser
-import DemucsKit
+import StemifyEngine
 import Foundation
 import StemifyCore
 

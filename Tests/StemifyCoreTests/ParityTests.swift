@@ -1,4 +1,4 @@
-import DemucsKit
+import StemifyEngine
 import Foundation
 import StemifyCore
 import StemifyTestSupport
@@ -47,6 +47,7 @@ func expectParity(_ estimate: Tensor, _ ref: Tensor, sources: [String], label: S
     for (k, name) in sources.enumerated() {
         let db = snr(reference: ref.data[(k * plane)..<((k + 1) * plane)], estimate: estimate.data[(k * plane)..<((k + 1) * plane)])
         #expect(db >= threshold, "\(label) \(name): SNR \(db) dB")
+        if ProcessInfo.processInfo.environment["STEMIFY_PRINT_SNR"] != nil { print("SNR \(label) \(name): \(String(format: "%.1f", db)) dB") }
     }
 }
 

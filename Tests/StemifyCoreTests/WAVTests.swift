@@ -1,4 +1,4 @@
-import DemucsKit
+import StemifyEngine
 import Foundation
 import StemifyCore
 import StemifyTestSupport

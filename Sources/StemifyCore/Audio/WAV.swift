@@ -1,4 +1,4 @@
-public import DemucsKit
+public import StemifyEngine
 import Foundation
 
 /// Why an audio file could not be read or written.

@@ -1,5 +1,5 @@
 import Crypto
-import DemucsKit
+import StemifyEngine
 public import Foundation
 public import Logging
 

@@ -1,4 +1,4 @@
-public import DemucsKit
+public import StemifyEngine
 public import Foundation
 import Yams
 

@@ -1,4 +1,4 @@
-public import DemucsKit
+public import StemifyEngine
 public import Foundation
 
 /// A model name the service offers, with what a client needs to choose it.

@@ -1,4 +1,4 @@
-public import DemucsKit
+public import StemifyEngine
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-import DemucsKit
+import StemifyEngine
 import Foundation
 public import Logging
 public import ServiceLifecycle

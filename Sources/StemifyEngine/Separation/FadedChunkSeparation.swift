@@ -1,0 +1,227 @@
+import Foundation
+
+/// A network that separates one fixed-length chunk of stereo audio: `[2, chunk] → [S, 2, chunk']`.
+/// The RoFormers conform; their chunk length comes from the training configuration.
+public protocol ChunkNetwork: Sendable {
+    var audioChannels: Int { get }
+    func forward(_ chunk: Tensor) -> Tensor
+}
+
+/// A trained network with the configuration it was published with: what ``FadedChunkSeparation``
+/// needs to run it the way its authors do.
+public struct ConfiguredModel: Sendable {
+    public let config: TrainingConfig
+    public let network: any ChunkNetwork
+
+    public init(config: TrainingConfig, network: any ChunkNetwork) {
+        self.config = config
+        self.network = network
+    }
+
+    /// Reads `NAME.ckpt`/`.pth` (a PyTorch state dict) and `NAME.yaml` and builds the network
+    /// of the config's family.
+    public static func load(checkpoint: URL, config: URL) throws -> ConfiguredModel {
+        let text: String
+        do { text = try String(contentsOf: config, encoding: .utf8) } catch {
+            throw CheckpointError.unreadable(path: config.path, reason: "cannot read the YAML configuration")
+        }
+        let parsed = try TrainingConfig(yaml: text, path: config.lastPathComponent)
+        let data: Data
+        do { data = try Data(contentsOf: checkpoint) } catch {
+            throw CheckpointError.unreadable(path: checkpoint.path, reason: error.localizedDescription)
+        }
+        return try load(checkpoint: [UInt8](data), config: parsed)
+    }
+
+    /// The network of `config`'s family from state-dict bytes.
+    public static func load(checkpoint bytes: [UInt8], config: TrainingConfig) throws -> ConfiguredModel {
+        let state = try ModelPackage.loadStateDict(bytes: bytes)
+        switch config.family {
+        case .bsRoformer, .melBandRoformer:
+            let network = try RoFormer(config: config, state: state)
+            let outputs = network.stems
+            guard outputs == config.stems.count || outputs == config.instruments.count else {
+                throw CheckpointError.invalidConfig(path: "config", reason: "the network has \(outputs) outputs for instruments \(config.instruments)")
+            }
+            return ConfiguredModel(config: config, network: network)
+        }
+    }
+
+    /// Stems a separation returns, in order.
+    public var sources: [String] { config.stems }
+    public var samplerate: Int { config.sampleRate }
+}
+
+/// The chunked inference of Music-Source-Separation-Training (`msst.utils.model_utils.demix`,
+/// generic mode), streamed: memory holds about one chunk of output whatever the track length.
+///
+/// - The track is reflect-padded by `border = chunk − step` at both ends when it is longer than
+///   `2·border`, and the result cropped back.
+/// - Chunks start every `step = chunk / numOverlap` samples; a chunk cut short by the end is
+///   padded to full length (reflecting itself when longer than half a chunk, zeros otherwise).
+/// - Each output is weighted by a window with linear fades of `chunk / 10` and the sums are
+///   divided by the summed weights (0 where they are 0).
+/// - Which chunks fade is decided per batch of `batchSize` chunks, as the reference does it: no
+///   fade-in when the batch holds only the first chunk, else no fade-out for a batch that reaches
+///   the end. Chunks are still run one at a time here.
+/// - Mono input is duplicated to stereo and the first output channel kept.
+public struct FadedChunkSeparation {
+    public let model: ConfiguredModel
+    public let numOverlap: Int
+
+    /// - Parameter numOverlap: chunks covering each sample; nil takes the configuration's.
+    public init(model: ConfiguredModel, numOverlap: Int? = nil) throws {
+        let n = numOverlap ?? model.config.numOverlap
+        guard n >= 1, n <= model.config.chunkSize else {
+            throw SeparationError.invalidOptions("the overlap count must be in 1...\(model.config.chunkSize), got \(n)")
+        }
+        self.model = model
+        self.numOverlap = n
+    }
+
+    /// Separates `source` (1 or 2 channels), handing each finished stretch to
+    /// `emit(start, stems [S, C, n], mix [C, n])` with `C` the source's channel count. The
+    /// parameters are those of ``StreamingSeparation/run(_:emit:progress:isCancelled:resume:checkpoint:)``.
+    public func run(
+        _ source: any AudioSource,
+        emit: (Int, Tensor, Tensor) throws -> Void,
+        progress: (SeparationProgress) -> Void = { _ in },
+        isCancelled: () -> Bool = { false },
+        resume: SeparationCheckpoint? = nil,
+        checkpoint: ((SeparationCheckpoint) throws -> Void)? = nil
+    ) throws {
+        let inChannels = source.channelCount
+        guard inChannels == 1 || inChannels == 2 else {
+            throw SeparationError.channelMismatch(source: inChannels, model: 2)
+        }
+        let length = source.frameCount
+        guard length > 0 else { return }
+        let config = model.config
+        let chunk = config.chunkSize
+        let step = chunk / numOverlap
+        let border = chunk - step
+        let fade = chunk / 10
+        let padded = length > 2 * border && border > 0
+        let offset = padded ? border : 0
+        let paddedLength = length + 2 * offset
+        let chunks = (paddedLength + step - 1) / step
+        let outputs = config.stems.count
+        let target = config.targetInstrument.flatMap { config.instruments.firstIndex(of: $0) }
+        let window = fadeWindow(chunk, fade)
+
+        // Overlap-add state over padded positions `base ..< base + chunk`.
+        var next = 0, base = 0, emitted = 0
+        var acc = [Float](repeating: 0, count: outputs * inChannels * chunk)
+        var weights = [Float](repeating: 0, count: chunk)
+        if let resume {
+            guard resume.length == length, resume.passes.count == 1, resume.passes[0].acc.count == acc.count,
+                  resume.passes[0].weightSum.count == chunk
+            else { throw SeparationError.invalidOptions("the checkpoint was made with other options, models or audio") }
+            let state = resume.passes[0]
+            (next, base, acc, weights, emitted) = (state.next, state.base, state.acc, state.weightSum, resume.emitted)
+        }
+
+        while next < chunks {
+            if isCancelled() { throw SeparationError.cancelled }
+            let start = next * step
+            let count = min(chunk, paddedLength - start)
+            let input = try readChunk(source, from: start - offset, count: count, chunk: chunk, length: length)
+            var out = model.network.forward(input)
+            if let target, out.shape[0] == config.instruments.count, outputs == 1 {
+                // A network with a head per instrument, asked for the target only.
+                let plane = out.count / out.shape[0]
+                out = Tensor(shape: [1] + out.shape.dropFirst(), data: Array(out.data[(target * plane)..<((target + 1) * plane)]))
+            }
+
+            // The batch this chunk belongs to decides its fades.
+            let batchEnd = min((next / config.batchSize + 1) * config.batchSize, chunks)
+            let after = batchEnd * step
+            var w = window
+            if after - step == 0 {
+                for i in 0..<fade { w[i] = 1 }
+            } else if after >= paddedLength {
+                for i in (chunk - fade)..<chunk { w[i] = 1 }
+            }
+
+            // Positions before `start` are final: slide the window there.
+            let shift = start - base
+            if shift > 0 {
+                let rows = outputs * inChannels
+                for r in 0..<rows {
+                    for i in 0..<chunk { acc[r * chunk + i] = i + shift < chunk ? acc[r * chunk + i + shift] : 0 }
+                }
+                for i in 0..<chunk { weights[i] = i + shift < chunk ? weights[i + shift] : 0 }
+                base = start
+            }
+            let produced = out.shape[2]
+            precondition(produced >= count, "the network returned \(produced) samples for a chunk of \(chunk)")
+            for s in 0..<outputs {
+                for c in 0..<inChannels {
+                    let src = (s * 2 + c) * produced, dst = (s * inChannels + c) * chunk
+                    for i in 0..<count { acc[dst + i] += out.data[src + i] * w[i] }
+                }
+            }
+            for i in 0..<count { weights[i] += w[i] }
+            next += 1
+
+            // Emit what no later chunk touches, cropped to the track.
+            let final = next == chunks ? paddedLength : next * step
+            let lo = max(emitted + offset, base), hi = min(final, offset + length)
+            if hi > lo {
+                let n = hi - lo
+                var stems = Tensor(zeros: [outputs, inChannels, n])
+                for r in 0..<(outputs * inChannels) {
+                    for i in 0..<n {
+                        let k = lo - base + i
+                        let v = acc[r * chunk + k] / weights[k]
+                        stems.data[r * n + i] = v.isNaN ? 0 : v
+                    }
+                }
+                try emit(lo - offset, stems, try source.read(from: lo - offset, count: n))
+                emitted = hi - offset
+                try checkpoint?(SeparationCheckpoint(
+                    length: length, emitted: emitted,
+                    passes: [.init(start: 0, next: next, base: base, acc: acc, weightSum: weights)]))
+            }
+            progress(SeparationProgress(completedChunks: next, totalChunks: chunks, framesDone: emitted))
+        }
+    }
+
+    /// Padded positions `from ..< from + count` of the track (reflected past its ends), as a
+    /// stereo chunk of `chunk` samples padded the reference's way.
+    private func readChunk(_ source: any AudioSource, from: Int, count: Int, chunk: Int, length: Int) throws -> Tensor {
+        let channels = source.channelCount
+        // The stretch of the track the reflections and the chunk touch.
+        func reflect(_ i: Int) -> Int { i < 0 ? -i : (i >= length ? 2 * (length - 1) - i : i) }
+        let indices = (0..<count).map { reflect(from + $0) }
+        let lo = indices.min()!, hi = indices.max()!
+        let raw = try source.read(from: lo, count: hi - lo + 1)
+        let span = hi - lo + 1
+        var part = Tensor(zeros: [2, chunk])
+        let reflectTail = count > chunk / 2
+        for c in 0..<2 {
+            let sc = min(c, channels - 1)
+            for (i, k) in indices.enumerated() { part.data[c * chunk + i] = raw.data[sc * span + k - lo] }
+            if reflectTail {
+                for j in 0..<(chunk - count) { part.data[c * chunk + count + j] = part.data[c * chunk + count - 2 - j] }
+            }
+        }
+        return part
+    }
+}
+
+/// Ones with linear fades of `fade` samples at both ends (`_getWindowingArray`); the ramps are
+/// `torch.linspace`'s, which computes its second half from the end.
+func fadeWindow(_ size: Int, _ fade: Int) -> [Float] {
+    var w = [Float](repeating: 1, count: size)
+    guard fade > 0 else { return w }
+    func linspace(_ a: Float, _ b: Float) -> [Float] {
+        if fade == 1 { return [a] }
+        let step = (b - a) / Float(fade - 1)
+        return (0..<fade).map { i in i < fade / 2 ? a + step * Float(i) : b - step * Float(fade - 1 - i) }
+    }
+    let (up, down) = (linspace(0, 1), linspace(1, 0))
+    for i in 0..<fade { w[size - fade + i] = down[i] }
+    for i in 0..<fade { w[i] = up[i] }
+    return w
+}

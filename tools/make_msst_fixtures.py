@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Parity fixtures for the RoFormer families, made by the reference `msst` 0.1.0.
+
+Run by hand, never by tests or CI:
+
+    tools/setup_reference.sh                               # once (installs msst --no-deps too)
+    .reference/bin/python tools/make_msst_fixtures.py      # small fixtures -> Tests/Fixtures/msst
+    .reference/bin/python tools/make_msst_fixtures.py --full DIR [--family bs,mel] [--seconds 12]
+        # full-size published configs with random weights, for tools/msst_parity.py
+
+What it writes (small mode), under Tests/Fixtures/msst:
+  NAME.yaml, NAME.ckpt  a model folder entry as Music-Source-Separation-Training publishes them:
+                        the YAML config (with `!!python/tuple` tags) and a torch.save'd state
+                        dict (plain, or nested under `state_dict` with `module.` prefixes).
+  NAME-SIGNAL.npy       `msst.utils.model_utils.demix` output, float32 [S, C, L].
+  mel_bands.json        the bins of each band of `MelBandRoformer` for several band counts.
+  manifest.json         what each reference file was made from.
+
+The models keep the published band layouts, STFT and depth structure at reduced width. Every
+RMSNorm gain and bias is drawn away from its initial value (1 / 0) and the Linear weights get a
+gain that keeps activations near unit scale, so a missing sub-layer cannot hide below the
+parity threshold.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import yaml
+from ml_collections import ConfigDict
+
+from msst.models.bs_roformer import BSRoformer, MelBandRoformer
+from msst.utils.model_utils import demix
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "Tests" / "Fixtures" / "msst"
+AUDIO = ROOT / "Tests" / "Fixtures" / "audio"
+
+BS_BANDS = [2] * 24 + [4] * 12 + [12] * 8 + [24] * 8 + [48] * 8 + [128, 129]
+
+
+def yaml_text(model: dict, *, chunk: int, overlap: int, batch: int, instruments, target, model_type=None) -> str:
+    """The config as the published files write it (tuples tagged `!!python/tuple`)."""
+    lines = ["audio:", f"  chunk_size: {chunk}", "  dim_f: 1024", "  dim_t: 801", "  hop_length: 441",
+             "  n_fft: 2048", "  num_channels: 2", "  sample_rate: 44100", "  min_mean_abs: 0.000", "", "model:"]
+    for k, v in model.items():
+        if isinstance(v, tuple):
+            lines.append(f"  {k}: !!python/tuple")
+            lines += [f"    - {x}" for x in v]
+        elif isinstance(v, bool):
+            lines.append(f"  {k}: {'true' if v else 'false'}")
+        else:
+            lines.append(f"  {k}: {v}")
+    lines += ["", "training:", "  batch_size: 2", "  instruments:"] + [f"  - {i}" for i in instruments]
+    if target:
+        lines.append(f"  target_instrument: {target}")
+    if model_type:
+        lines.append(f"  model_type: {model_type}")
+    lines += ["  use_amp: true", "", "inference:", f"  batch_size: {batch}", "  dim_t: 801", f"  num_overlap: {overlap}", ""]
+    return "\n".join(lines)
+
+
+def load_config(text: str) -> ConfigDict:
+    return ConfigDict(yaml.load(text, Loader=yaml.FullLoader))
+
+
+def trained_like(model: torch.nn.Module, seed: int):
+    """Weights the way a trained RoFormer's look: gains and biases away from init."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("rotary_embed.freqs"):
+                continue
+            if name.endswith("gamma"):
+                p.copy_(1 + 0.5 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p.shape[-1]
+                p.copy_(torch.randn(p.shape, generator=g) * (1.0 / fan_in) ** 0.5)
+
+
+SMALL = {
+    # BS-RoFormer, one vocals head (viperx 1297 layout), fades decided per batch of 4.
+    "bs_small": dict(
+        family=BSRoformer, chunk=22050, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals",
+        nested=False,
+        model=dict(dim=32, depth=2, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
+                   linear_transformer_depth=0, freqs_per_bands=tuple(BS_BANDS), dim_head=16, heads=2,
+                   attn_dropout=0.1, ff_dropout=0.1, flash_attn=True, dim_freqs_in=1025, stft_n_fft=2048,
+                   stft_hop_length=441, stft_win_length=2048, stft_normalized=False, mask_estimator_depth=2,
+                   mlp_expansion_factor=1, multi_stft_resolution_loss_weight=1.0,
+                   multi_stft_resolutions_window_sizes=(4096, 2048, 1024, 512, 256), multi_stft_hop_size=147,
+                   multi_stft_normalized=False)),
+    # BS-RoFormer with four heads and the skip connections of later configs; no target.
+    "bs4_small": dict(
+        family=BSRoformer, chunk=22050, overlap=2, batch=1, instruments=["drums", "bass", "other", "vocals"],
+        target=None, nested=True, model_type="bs_roformer",
+        model=dict(dim=32, depth=3, stereo=True, num_stems=4, time_transformer_depth=1, freq_transformer_depth=1,
+                   freqs_per_bands=tuple(BS_BANDS), dim_head=16, heads=2, stft_n_fft=2048, stft_hop_length=441,
+                   stft_win_length=2048, mask_estimator_depth=2, mlp_expansion_factor=1, skip_connection=True)),
+    # Mel-Band RoFormer (KJ layout: 60 mel bands), four chunks over each sample, batches of 2.
+    "mel_small": dict(
+        family=MelBandRoformer, chunk=22050, overlap=4, batch=2, instruments=["vocals", "other"], target="vocals",
+        nested=True,
+        model=dict(dim=32, depth=2, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
+                   num_bands=60, dim_head=16, heads=2, attn_dropout=0, ff_dropout=0, flash_attn=True,
+                   dim_freqs_in=1025, sample_rate=44100, stft_n_fft=2048, stft_hop_length=441, stft_win_length=2048,
+                   stft_normalized=False, mask_estimator_depth=2, mlp_expansion_factor=1,
+                   multi_stft_resolution_loss_weight=1.0,
+                   multi_stft_resolutions_window_sizes=(4096, 2048, 1024, 512, 256), multi_stft_hop_size=147,
+                   multi_stft_normalized=False)),
+}
+
+SIGNALS = {
+    "bs_small": ["short", "long", "gaps", "mono44k"],
+    "bs4_small": ["long"],
+    "mel_small": ["short", "long", "gaps", "mono44k"],
+}
+
+
+def read_signal(name: str) -> np.ndarray:
+    audio, rate = soundfile.read(AUDIO / f"{name}.wav", dtype="float32", always_2d=True)
+    assert rate == 44100, f"{name}: {rate} Hz"
+    return audio.T.copy()
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, nested: bool):
+    state = model.state_dict()
+    if nested:
+        # A training-loop checkpoint of a DataParallel model.
+        state = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}
+    torch.save(state, path)
+
+
+def separate(config: ConfigDict, model: torch.nn.Module, mix: np.ndarray, model_type: str) -> np.ndarray:
+    out = demix(config, model, mix, torch.device("cpu"), model_type)
+    names = [config.training.target_instrument] if config.training.get("target_instrument") else config.training.instruments
+    return np.stack([out[n] for n in names]).astype(np.float32)
+
+
+def small(args):
+    OUT.mkdir(parents=True, exist_ok=True)
+    manifest = {"generator": "tools/make_msst_fixtures.py", "msst": "0.1.0", "torch": torch.__version__, "cases": []}
+    for seed, (name, spec) in enumerate(SMALL.items()):
+        text = yaml_text(spec["model"], chunk=spec["chunk"], overlap=spec["overlap"], batch=spec["batch"],
+                         instruments=spec["instruments"], target=spec["target"], model_type=spec.get("model_type"))
+        config = load_config(text)
+        torch.manual_seed(seed)
+        model = spec["family"](**dict(config.model)).eval()
+        trained_like(model, 100 + seed)
+        (OUT / f"{name}.yaml").write_text(text)
+        save_checkpoint(model, OUT / f"{name}.ckpt", spec["nested"])
+        model_type = "bs_roformer" if spec["family"] is BSRoformer else "mel_band_roformer"
+        for signal in SIGNALS[name]:
+            mix = read_signal(signal)
+            out = separate(config, model, mix, model_type)
+            np.save(OUT / f"{name}-{signal}.npy", out)
+            manifest["cases"].append({"model": name, "signal": signal, "shape": list(out.shape)})
+            print(name, signal, out.shape, float(np.abs(out).max()))
+    # The band layout of Mel-Band RoFormer, for several band counts and transform sizes.
+    bands = []
+    for num_bands, nfft, rate in [(60, 2048, 44100), (128, 2048, 44100), (40, 4096, 44100), (60, 2048, 48000)]:
+        m = MelBandRoformer(dim=8, depth=1, num_bands=num_bands, stereo=False, stft_n_fft=nfft,
+                            stft_win_length=nfft, sample_rate=rate, dim_freqs_in=nfft // 2 + 1)
+        fpb = m.freqs_per_band.numpy()
+        bands.append({"num_bands": num_bands, "nfft": nfft, "sample_rate": rate,
+                      "bins": [np.nonzero(row)[0].tolist() for row in fpb]})
+    (OUT / "mel_bands.json").write_text(json.dumps(bands))
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.parse_args()
+    small(None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
