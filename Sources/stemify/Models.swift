@@ -19,6 +19,7 @@ struct Models: ParsableCommand {
             let listing = ModelRepository(directory: URL(fileURLWithPath: path)).list()
             print("Bag of models:\n    " + listing.bags.joined(separator: "\n    "))
             print("Single models:\n    " + listing.singles.joined(separator: "\n    "))
+            print("Configured models (checkpoint + YAML):\n    " + listing.configured.joined(separator: "\n    "))
         }
     }
 }

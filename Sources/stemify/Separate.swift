@@ -8,7 +8,7 @@ struct Separate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Separate audio files into stems, written to OUT/NAME/TRACK/STEM.wav.")
 
-    @Option(name: .short, help: "Model: a bag name (NAME.yaml) or a single signature.")
+    @Option(name: .short, help: "Model: a bag name (NAME.yaml), a single signature, or a configured model (NAME.ckpt + NAME.yaml).")
     var name = "htdemucs"
 
     @Option(help: "Folder laid out like the official model repository. Default: $DEMUCS_MODEL_PATH.")
@@ -20,8 +20,11 @@ struct Separate: ParsableCommand {
     @Option(help: "Random shifts averaged (0 is deterministic).")
     var shifts = 1
 
-    @Option(help: "Overlap between chunks, in [0, 1).")
+    @Option(help: "Overlap between chunks, in [0, 1) (Demucs models).")
     var overlap = 0.25
+
+    @Option(help: "Chunks covering each sample (RoFormer models; default: the model configuration's num_overlap). Fewer is faster.")
+    var numOverlap: Int?
 
     @Option(help: "Only write STEM and its complement (no_STEM, or minus_STEM).")
     var twoStems: String?
@@ -64,6 +67,7 @@ struct Separate: ParsableCommand {
         if shifts < 0 { throw ValidationError("--shifts must be ≥ 0") }
         if !(0..<1).contains(overlap) { throw ValidationError("--overlap must be in [0, 1)") }
         if let j = jobs, j < 1 { throw ValidationError("-j must be ≥ 1") }
+        if let n = numOverlap, n < 1 { throw ValidationError("--num-overlap must be ≥ 1") }
         if files.isEmpty { throw ValidationError("give at least one audio file") }
     }
 
@@ -73,11 +77,11 @@ struct Separate: ParsableCommand {
             throw CLIError("no model folder: pass --repo DIR or set DEMUCS_MODEL_PATH (a folder with \(name).yaml and its checkpoints)")
         }
         let repository = ModelRepository(directory: URL(fileURLWithPath: repoPath))
-        let bag = try reportingErrors { try repository.loadBag(named: name) }
+        let model = try reportingErrors { try repository.load(named: name) }
         let separator = try reportingErrors {
             try TrackSeparator(
-                bag: bag,
-                separation: SeparationOptions(shifts: shifts, overlap: overlap),
+                model: model,
+                separation: SeparationOptions(shifts: shifts, overlap: overlap, overlapCount: numOverlap),
                 output: StemOutputOptions(
                     format: mp3 ? .mp3 : flac ? .flac : .wav,
                     encoding: float32 ? .float32 : int24 ? .int24 : .int16,

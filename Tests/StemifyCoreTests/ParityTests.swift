@@ -69,7 +69,7 @@ struct ParityTests {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-parity-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
         let bag = try fixtureRepo.loadBag(named: "ht_small")
-        let separator = try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 0),
+        let separator = try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(shifts: 0),
                                            output: StemOutputOptions(encoding: .float32, clipMode: .none))
         let files = try separator.separate(input: audioFixture("long"), into: out)
         #expect(files.map(\.lastPathComponent) == ["drums.wav", "bass.wav", "other.wav", "vocals.wav"])

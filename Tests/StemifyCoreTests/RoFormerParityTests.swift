@@ -83,3 +83,93 @@ struct RoFormerParityTests {
         #expect(nested["final_norm.gamma"] == nil && nested["layers.0.0.norm.gamma"] != nil)
     }
 }
+
+/// The RoFormers through the same file pipeline, model folder and resume path as Demucs.
+@Suite("Configured models in the pipeline")
+struct ConfiguredModelPipelineTests {
+    static let repository = ModelRepository(directory: RoFormerParityTests.folder)
+
+    func samples(_ url: URL) throws -> Tensor {
+        let wav = try WAVFileSource(path: url.path)
+        return try wav.read(from: 0, count: wav.frameCount)
+    }
+
+    @Test("NAME.ckpt + NAME.yaml in a model folder is a model called NAME")
+    func folder() throws {
+        let listing = Self.repository.list()
+        #expect(listing.configured == ["bs4_small", "bs_small", "mel_small"])
+        #expect(listing.bags.isEmpty)
+        guard case let .configured(model) = try Self.repository.load(named: "mel_small") else {
+            Issue.record("mel_small did not load as a configured model")
+            return
+        }
+        #expect(model.config.family == .melBandRoformer && model.sources == ["vocals"])
+        let store = ModelStore(directory: RoFormerParityTests.folder)
+        let info = try #require(store.list().first { $0.name == "bs_small" })
+        #expect(info.available && info.sources == ["vocals", "instrumental"])
+        #expect(throws: Never.self) { try store.validate("bs4_small") }
+    }
+
+    @Test("a vocals model writes vocals and the instrumental, mix minus vocals")
+    func karaoke() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-karaoke-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let model = try Self.repository.load(named: "bs_small")
+        let files = try TrackSeparator(model: model, separation: SeparationOptions(),
+                                       output: StemOutputOptions(format: .wav, encoding: .float32, clipMode: .none))
+            .separate(input: audioFixture("long"), into: out)
+        #expect(files.map(\.lastPathComponent) == ["vocals.wav", "instrumental.wav"])
+        let (vocals, instrumental) = (try samples(files[0]), try samples(files[1]))
+        let ref = try RoFormerParityTests.reference("bs_small", "long")
+        #expect(snr(reference: ref, estimate: vocals.reshaped(ref.shape)) >= parityThresholdDB)
+        let mix = try samples(URL(fileURLWithPath: audioFixture("long")))
+        var expected = mix
+        for i in 0..<expected.count { expected.data[i] -= ref.data[i] }
+        #expect(snr(reference: expected, estimate: instrumental) >= parityThresholdDB)
+    }
+
+    @Test("a RoFormer separation stopped after any chunk and resumed gives identical stems", arguments: [1, 2, 4])
+    func resume(stopAfter: Int) throws {
+        let model = try Self.repository.load(named: "mel_small")
+        let output = StemOutputOptions(format: .wav, encoding: .float32, clipMode: .shared)
+        let source = try WAVFileSource(path: audioFixture("gaps"))
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        var total = 0
+        let whole = try TrackSeparator(model: model, separation: SeparationOptions(), output: output)
+            .separate(source: source, into: base.appendingPathComponent("whole"), progress: { _ in total += 1 })
+        let dir = base.appendingPathComponent("resumed"), checkpoint = base.appendingPathComponent("checkpoint.bin")
+        var chunks = 0
+        #expect(throws: SeparationError.cancelled) {
+            try TrackSeparator(model: model, separation: SeparationOptions(), output: output).separate(
+                source: source, into: dir, progress: { _ in chunks += 1 }, isCancelled: { chunks >= stopAfter },
+                checkpoint: checkpoint, checkpointInterval: 0)
+        }
+        var resumedChunks = 0
+        let resumed = try TrackSeparator(model: model, separation: SeparationOptions(), output: output).separate(
+            source: source, into: dir, progress: { _ in resumedChunks += 1 }, checkpoint: checkpoint, checkpointInterval: 0)
+        #expect(resumedChunks > 0 && resumedChunks < total, "the resumed run did \(resumedChunks) of \(total) chunks")
+        for (a, b) in zip(whole, resumed) {
+            #expect(try Data(contentsOf: a) == Data(contentsOf: b), "\(b.lastPathComponent) differs from the uninterrupted run")
+        }
+    }
+
+    @Test("fewer overlapping chunks run fewer chunks and stay close to the default")
+    func overlapCount() throws {
+        guard case let .configured(model) = try Self.repository.load(named: "bs_small") else { return }
+        let source = try WAVFileSource(path: audioFixture("gaps"))
+        func run(_ n: Int?) throws -> (Int, Tensor) {
+            var chunks = 0
+            var out = Tensor(zeros: [1, 2, source.frameCount])
+            try FadedChunkSeparation(model: model, numOverlap: n).run(source, emit: { start, stems, _ in
+                let k = stems.shape[2]
+                for r in 0..<2 { for i in 0..<k { out.data[r * source.frameCount + start + i] = stems.data[r * k + i] } }
+            }, progress: { chunks = $0.totalChunks })
+            return (chunks, out)
+        }
+        let (defaultChunks, _) = try run(nil)
+        let (fewer, _) = try run(1)
+        #expect(fewer < defaultChunks)
+        #expect(throws: SeparationError.self) { try FadedChunkSeparation(model: model, numOverlap: 0) }
+    }
+}

@@ -81,7 +81,7 @@ struct TrackSeparatorTests {
     func run(_ output: StemOutputOptions, model: String = "ht_small") throws -> (URL, [URL]) {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-track-\(UUID().uuidString)")
         let bag = try fixtureRepo.loadBag(named: model)
-        let files = try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 0), output: output)
+        let files = try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(shifts: 0), output: output)
             .separate(input: audioFixture("short"), into: out)
         return (out, files)
     }
@@ -104,19 +104,19 @@ struct TrackSeparatorTests {
         defer { try? FileManager.default.removeItem(at: base) }
 
         var total = 0
-        let whole = try TrackSeparator(bag: bag, separation: options, output: output)
+        let whole = try TrackSeparator(model: .demucs(bag), separation: options, output: output)
             .separate(source: source, into: base.appendingPathComponent("whole"), progress: { _ in total += 1 })
 
         let dir = base.appendingPathComponent("resumed"), checkpoint = base.appendingPathComponent("checkpoint.bin")
         var chunks = 0
         #expect(throws: SeparationError.cancelled) {
-            try TrackSeparator(bag: bag, separation: options, output: output).separate(
+            try TrackSeparator(model: .demucs(bag), separation: options, output: output).separate(
                 source: source, into: dir, progress: { _ in chunks += 1 }, isCancelled: { chunks >= stopAfter },
                 checkpoint: checkpoint, checkpointInterval: 0)
         }
         #expect(FileManager.default.fileExists(atPath: checkpoint.path))
         var resumedChunks = 0
-        let resumed = try TrackSeparator(bag: bag, separation: options, output: output).separate(
+        let resumed = try TrackSeparator(model: .demucs(bag), separation: options, output: output).separate(
             source: source, into: dir, progress: { _ in resumedChunks += 1 }, checkpoint: checkpoint, checkpointInterval: 0)
         #expect(resumedChunks > 0 && resumedChunks < total, "the resumed run did \(resumedChunks) of \(total) chunks")
         #expect(!FileManager.default.fileExists(atPath: checkpoint.path), "a finished run removes its checkpoint")
@@ -137,19 +137,19 @@ struct TrackSeparatorTests {
         let checkpoint = base.appendingPathComponent("checkpoint.bin")
         var chunks = 0
         #expect(throws: SeparationError.cancelled) {
-            try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 1, seed: 1), output: StemOutputOptions(format: .wav))
+            try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(shifts: 1, seed: 1), output: StemOutputOptions(format: .wav))
                 .separate(source: source, into: base, progress: { _ in chunks += 1 }, isCancelled: { chunks >= 1 },
                           checkpoint: checkpoint, checkpointInterval: 0)
         }
         // Two shifts make two passes where the checkpoint has one.
         #expect(throws: SeparationError.self) {
-            try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 2, seed: 1), output: StemOutputOptions(format: .wav))
+            try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(shifts: 2, seed: 1), output: StemOutputOptions(format: .wav))
                 .separate(source: source, into: base, checkpoint: checkpoint)
         }
         let bytes = try Data(contentsOf: checkpoint)
         try bytes.prefix(bytes.count / 2).write(to: checkpoint)
         #expect(throws: SeparationError.self) {
-            try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 1, seed: 1), output: StemOutputOptions(format: .wav))
+            try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(shifts: 1, seed: 1), output: StemOutputOptions(format: .wav))
                 .separate(source: source, into: base, checkpoint: checkpoint)
         }
     }
@@ -209,7 +209,7 @@ struct TrackSeparatorTests {
         p.waitUntilExit()
         let bag = try fixtureRepo.loadBag(named: "ht_small")
         for format in [FFmpeg.Format.mp3, .flac] {
-            let files = try TrackSeparator(bag: bag, separation: SeparationOptions(shifts: 0), output: StemOutputOptions(format: format))
+            let files = try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(shifts: 0), output: StemOutputOptions(format: format))
                 .separate(input: mp3.path, into: out.appendingPathComponent(format.rawValue))
             #expect(files.map(\.pathExtension) == Array(repeating: format.rawValue, count: 4))
             let probe = try FFmpeg.probe(files[0].path)
@@ -221,7 +221,7 @@ struct TrackSeparatorTests {
     func unknownStem() throws {
         let bag = try fixtureRepo.loadBag(named: "ht_small")
         #expect(throws: TrackSeparationError.unknownStem("guitar", available: bag.sources)) {
-            try TrackSeparator(bag: bag, separation: SeparationOptions(), output: StemOutputOptions(twoStems: "guitar"))
+            try TrackSeparator(model: .demucs(bag), separation: SeparationOptions(), output: StemOutputOptions(twoStems: "guitar"))
         }
     }
 }

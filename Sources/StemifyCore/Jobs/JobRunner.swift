@@ -219,7 +219,7 @@ public final class JobRunner: Sendable {
     /// The engine over the decoded audio, resuming from the work folder's checkpoint if any.
     private func separate(_ job: Job, _ decoded: Decoded, key: String, workDir: URL, state: RunState, logger: Logger) async throws -> [URL] {
         state.set(.separating, 0.05)
-        let bag = try models.bag(job.options.model)
+        let model = try models.model(job.options.model)
         // The shift offsets come from the audio and options, so a resumed or repeated run
         // draws the same ones.
         let seed = UInt64(key.prefix(16), radix: 16) ?? 0
@@ -237,7 +237,7 @@ public final class JobRunner: Sendable {
         }
         let (outDir, interval) = (storage.stemsDirectory(job.id), configuration.checkpointInterval)
         return try await onThread {
-            let separator = try TrackSeparator(bag: bag, separation: separation, output: output)
+            let separator = try TrackSeparator(model: model, separation: separation, output: output)
             let source = try WAVFileSource(path: decoded.raw)
             let separationStart = Date()
             return try separator.separate(source: source, into: outDir, progress: { p in

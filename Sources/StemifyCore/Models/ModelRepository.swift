@@ -37,13 +37,36 @@ public struct BagSpec: Sendable, Equatable {
 
 /// A folder laid out like the official model repository: `SIG-CHECKSUM.th`, `SIG.th` or
 /// `SIG.safetensors` checkpoints and `NAME.yaml` bag files. Also the layout of
-/// `DEMUCS_MODEL_PATH`.
+/// `DEMUCS_MODEL_PATH`. Models published with a training configuration (RoFormers) sit beside
+/// them as `NAME.ckpt` (or `.pth`) + `NAME.yaml`.
 ///
 /// Reference: `demucs/repo.py` (`LocalRepo`, `BagOnlyRepo`), `demucs/pretrained.py`.
 public struct ModelRepository: Sendable {
     public let directory: URL
 
     public init(directory: URL) { self.directory = directory }
+
+    /// The checkpoint and configuration of a model published the Music-Source-Separation-Training
+    /// way: `NAME.ckpt` or `NAME.pth` beside `NAME.yaml`. Nil when there is no such pair (then
+    /// `NAME.yaml` is a Demucs bag file).
+    public func configuredFiles(named name: String) -> (checkpoint: URL, config: URL)? {
+        let fm = FileManager.default
+        let yaml = directory.appendingPathComponent("\(name).yaml")
+        guard fm.fileExists(atPath: yaml.path) else { return nil }
+        for ext in ["ckpt", "pth"] {
+            let url = directory.appendingPathComponent("\(name).\(ext)")
+            if fm.fileExists(atPath: url.path) { return (url, yaml) }
+        }
+        return nil
+    }
+
+    /// The model called `name`: a configured model (``configuredFiles(named:)``) or a Demucs bag.
+    public func load(named name: String) throws -> LoadedModel {
+        if let files = configuredFiles(named: name) {
+            return .configured(try ConfiguredModel.load(checkpoint: files.checkpoint, config: files.config))
+        }
+        return .demucs(try loadBag(named: name))
+    }
 
     /// The bag for `name`: `NAME.yaml` if present, else a bag of the single checkpoint `NAME`.
     public func bagSpec(named name: String) throws -> BagSpec {
@@ -90,16 +113,19 @@ public struct ModelRepository: Sendable {
         return try ModelBag(models: models, weights: spec.weights)
     }
 
-    /// Bag files and single checkpoints in the folder, sorted.
-    public func list() -> (bags: [String], singles: [String]) {
+    /// Bag files, single checkpoints and configured models (checkpoint + YAML pairs) in the
+    /// folder, sorted.
+    public func list() -> (bags: [String], singles: [String], configured: [String]) {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        let bags = files.filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+        let yamls = files.filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+        let configured = yamls.filter { configuredFiles(named: $0) != nil }
+        let bags = yamls.filter { configuredFiles(named: $0) == nil }
         var singles = Set<String>()
         for f in files {
             if f.hasSuffix(".safetensors") { singles.insert(String(f.dropLast(12))) }
             else if f.hasSuffix(".th") { singles.insert(String(f.dropLast(3).split(separator: "-")[0])) }
         }
-        return (bags, singles.sorted())
+        return (bags, singles.sorted(), configured)
     }
 
     static func parseBag(at url: URL) throws -> BagSpec {

@@ -24,7 +24,7 @@ public struct ModelInfo: Codable, Sendable, Equatable {
 public final class ModelStore: @unchecked Sendable {
     public let repository: ModelRepository
     private let lock = NSLock()
-    private var cache: [String: ModelBag] = [:]
+    private var cache: [String: LoadedModel] = [:]
 
     /// Fetches published models on first use; nil when downloads are off.
     public let downloader: ModelDownloader?
@@ -54,15 +54,26 @@ public final class ModelStore: @unchecked Sendable {
                       available: isAvailable(entry.name), relativeCost: entry.cost)
         }
         let known = Set(out.map(\.name))
-        for bag in repository.list().bags where !known.contains(bag) {
+        let listing = repository.list()
+        for bag in listing.bags where !known.contains(bag) {
             out.append(ModelInfo(name: bag, description: "Custom model from the model folder", sources: [],
                                  available: isAvailable(bag), relativeCost: 1))
+        }
+        for name in listing.configured where !known.contains(name) {
+            let config = repository.configuredFiles(named: name)
+                .flatMap { try? String(contentsOf: $0.config, encoding: .utf8) }
+                .flatMap { try? TrainingConfig(yaml: $0) }
+            let sources = config.map { $0.stems == ["vocals"] ? ["vocals", "instrumental"] : $0.stems } ?? []
+            let family = config.map { $0.family == .bsRoformer ? "BS-RoFormer" : "Mel-Band RoFormer" } ?? "Configured"
+            out.append(ModelInfo(name: name, description: "\(family) model from the model folder", sources: sources,
+                                 available: config != nil, relativeCost: 1))
         }
         return out
     }
 
-    /// Whether the bag file and every member checkpoint are in the folder.
+    /// Whether the bag file and every member checkpoint (or a configured model's pair) are in the folder.
     public func isAvailable(_ name: String) -> Bool {
+        if repository.configuredFiles(named: name) != nil { return true }
         guard let spec = try? repository.bagSpec(named: name) else { return false }
         return spec.models.allSatisfy { (try? repository.checkpoint(for: $0)) != nil }
     }
@@ -70,7 +81,8 @@ public final class ModelStore: @unchecked Sendable {
     /// Checks that `name` can run here, throwing the error a client should see.
     public func validate(_ name: String) throws {
         let entry = Self.catalog.first { $0.name == name }
-        if entry == nil && !repository.list().bags.contains(name) {
+        let listing = repository.list()
+        if entry == nil && !listing.bags.contains(name) && !listing.configured.contains(name) {
             throw StemifyError(.unknownModel, "unknown model '\(name)'; GET /api/models lists the models")
         }
         if !isAvailable(name) && !(downloader != nil && ModelDownloader.bags[name] != nil) {
@@ -79,15 +91,15 @@ public final class ModelStore: @unchecked Sendable {
         }
     }
 
-    /// The loaded bag (loaded once, then shared by all workers).
-    public func bag(_ name: String) throws -> ModelBag {
+    /// The loaded model (loaded once, then shared by all workers).
+    public func model(_ name: String) throws -> LoadedModel {
         lock.lock()
         defer { lock.unlock() }
         if let b = cache[name] { return b }
         if !isAvailable(name), let downloader {
             try downloader.pull(name, into: repository.directory)
         }
-        let b = try repository.loadBag(named: name)
+        let b = try repository.load(named: name)
         cache[name] = b
         return b
     }

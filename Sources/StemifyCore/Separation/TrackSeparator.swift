@@ -76,20 +76,20 @@ public enum TrackSeparationError: Error, Equatable, CustomStringConvertible {
 /// outputs; a last pass applies the clip mode (which needs each stem's peak) and the encoding,
 /// then renames each file into place. Memory does not grow with the track length.
 public struct TrackSeparator {
-    public let bag: ModelBag
+    public let model: LoadedModel
     public let separation: SeparationOptions
     public let output: StemOutputOptions
 
-    public init(bag: ModelBag, separation: SeparationOptions, output: StemOutputOptions) throws {
-        if let stem = output.twoStems, !bag.sources.contains(stem) {
-            throw TrackSeparationError.unknownStem(stem, available: bag.sources)
+    public init(model: LoadedModel, separation: SeparationOptions, output: StemOutputOptions) throws {
+        if let stem = output.twoStems, !model.sources.contains(stem) {
+            throw TrackSeparationError.unknownStem(stem, available: model.sources)
         }
         var sep = separation
-        if let stem = output.twoStems, output.otherMethod != .add, let k = bag.sources.firstIndex(of: stem) {
+        if let stem = output.twoStems, output.otherMethod != .add, let k = model.sources.firstIndex(of: stem) {
             // `minus_STEM` comes from the mix, so only STEM's networks need to run.
             sep.sourcesNeeded = [k]
         }
-        self.bag = bag
+        self.model = model
         self.separation = sep
         self.output = output
     }
@@ -97,7 +97,9 @@ public struct TrackSeparator {
     /// Names of the files `separate` writes, in order.
     public var stemNames: [String] {
         guard let stem = output.twoStems else {
-            return bag.sources + (output.instrumental && bag.sources.contains("vocals") ? ["instrumental"] : [])
+            // A vocals-only model always gives the karaoke track beside the vocals.
+            if model.sources == ["vocals"] { return ["vocals", "instrumental"] }
+            return model.sources + (output.instrumental && model.sources.contains("vocals") ? ["instrumental"] : [])
         }
         switch output.otherMethod {
         case .add: return [stem, "no_\(stem)"]
@@ -122,12 +124,13 @@ public struct TrackSeparator {
         } catch AudioError.notWAV, AudioError.unsupportedEncoding {
             let raw = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID().uuidString).wav").path
             defer { try? FileManager.default.removeItem(atPath: raw) }
-            try FFmpeg.decode(input, probe: try FFmpeg.probe(input), to: raw, sampleRate: bag.samplerate)
+            try FFmpeg.decode(input, probe: try FFmpeg.probe(input), to: raw, sampleRate: model.samplerate)
             return try separate(source: try WAVFileSource(path: raw), into: directory, progress: progress, isCancelled: isCancelled)
         }
-        let source: any AudioSource = (wav.sampleRate == bag.samplerate && wav.channelCount == bag.audioChannels)
+        let channels = model.inputChannels(for: wav.channelCount)
+        let source: any AudioSource = (wav.sampleRate == model.samplerate && wav.channelCount == channels)
             ? wav
-            : ConvertedAudioSource(wav, rate: wav.sampleRate, targetRate: bag.samplerate, channels: bag.audioChannels)
+            : ConvertedAudioSource(wav, rate: wav.sampleRate, targetRate: model.samplerate, channels: channels)
         return try separate(source: source, into: directory, progress: progress, isCancelled: isCancelled)
     }
 
@@ -146,7 +149,7 @@ public struct TrackSeparator {
     ) throws -> [URL] {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let names = stemNames
-        let channels = bag.audioChannels
+        let channels = source.channelCount
         let resume: SeparationCheckpoint? = try checkpoint.flatMap { url in
             guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
             return try SeparationCheckpoint(decoding: [UInt8](data))
@@ -170,9 +173,8 @@ public struct TrackSeparator {
                 lastSave = Date()
             }
         }
-        let sources = bag.sources
-        let engine = try StreamingSeparation(bag: bag, options: separation)
-        try engine.run(source, emit: { _, stems, mix in
+        let sources = model.sources
+        try model.run(source, options: separation, emit: { _, stems, mix in
             let n = mix.shape[1]
             let plane = channels * n
             func stem(_ k: Int) -> ArraySlice<Float> { stems.data[(k * plane)..<((k + 1) * plane)] }
@@ -198,7 +200,12 @@ public struct TrackSeparator {
             } else {
                 for k in sources.indices { try scratch[k].append(Array(stem(k)), channels: channels) }
                 if scratch.count > sources.count, let vocals = sources.firstIndex(of: "vocals") {
-                    var rest = [Float](repeating: 0, count: plane)
+                    // The other stems' sum, or the mix minus the vocals when there are none.
+                    var rest = sources.count == 1 ? mix.data : [Float](repeating: 0, count: plane)
+                    if sources.count == 1 {
+                        let v = stem(vocals)
+                        for i in 0..<plane { rest[i] -= v[v.startIndex + i] }
+                    }
                     for j in sources.indices where j != vocals {
                         let s = stem(j)
                         for i in 0..<plane { rest[i] += s[s.startIndex + i] }
@@ -216,7 +223,7 @@ public struct TrackSeparator {
         var written: [URL] = []
         for (name, stem) in zip(names, scratch) {
             let final = directory.appendingPathComponent("\(name).\(output.format.rawValue)")
-            try stem.finish(into: final, channels: channels, sampleRate: bag.samplerate, options: output, sharedDivisor: shared)
+            try stem.finish(into: final, channels: channels, sampleRate: model.samplerate, options: output, sharedDivisor: shared)
             written.append(final)
         }
         finished = true

@@ -179,10 +179,12 @@ public struct FadedChunkSeparation {
                 }
                 try emit(lo - offset, stems, try source.read(from: lo - offset, count: n))
                 emitted = hi - offset
-                try checkpoint?(SeparationCheckpoint(
-                    length: length, emitted: emitted,
-                    passes: [.init(start: 0, next: next, base: base, acc: acc, weightSum: weights)]))
             }
+            // After every chunk: the first output comes only after `border` samples, several
+            // chunks in when they overlap four times.
+            try checkpoint?(SeparationCheckpoint(
+                length: length, emitted: emitted,
+                passes: [.init(start: 0, next: next, base: base, acc: acc, weightSum: weights)]))
             progress(SeparationProgress(completedChunks: next, totalChunks: chunks, framesDone: emitted))
         }
     }

@@ -31,8 +31,13 @@ public struct SeparationOptions: Sendable {
     /// in the reference's drawing order (`random.randint(0, max_shift)`); overrides `seed`.
     /// Reproduces a reference run exactly.
     public var shiftOffsets: [Int]?
+    /// Configured models (RoFormers): chunks covering each sample (`num_overlap`); nil takes
+    /// the model configuration's. Demucs bags use `overlap` instead.
+    public var overlapCount: Int?
 
-    public init(shifts: Int = 1, overlap: Double = 0.25, sourcesNeeded: Set<Int>? = nil, seed: UInt64? = nil, shiftOffsets: [Int]? = nil) {
+    public init(shifts: Int = 1, overlap: Double = 0.25, sourcesNeeded: Set<Int>? = nil, seed: UInt64? = nil, shiftOffsets: [Int]? = nil,
+                overlapCount: Int? = nil) {
+        self.overlapCount = overlapCount
         self.shifts = shifts
         self.overlap = overlap
         self.sourcesNeeded = sourcesNeeded
