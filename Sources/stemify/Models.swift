@@ -45,7 +45,7 @@ extension Models {
 
         func run() throws {
             let c = try reportingErrors { try StemifyConfiguration.load(file: nil) }
-            let downloader = ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL)
+            let downloader = ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL, mirror: c.modelMirrorURL)
             try reportingErrors { try downloader.pull(name, into: try modelFolder(repo)) { print("downloaded \($0)") } }
             print("\(name) is ready")
         }

@@ -115,6 +115,48 @@ struct ModelDownloaderTests {
         #expect(error?.detail?.contains(dir.path) == true)
     }
 
+    @Test("a published RoFormer comes as NAME.ckpt + NAME.yaml, resumed, its checksum recorded, then loads")
+    func configured() throws {
+        let server = try LocalFileServer()
+        defer { server.stop() }
+        let published = try #require(PublishedModel.named("mel_roformer_kj"))
+        let fixtures = fixturesDirectory().appendingPathComponent("msst")
+        let checkpoint = try Data(contentsOf: fixtures.appendingPathComponent("mel_small.ckpt"))
+        try server.put(checkpoint, at: URL(string: published.checkpointURL)!.lastPathComponent)
+        try server.put(Data(contentsOf: fixtures.appendingPathComponent("mel_small.yaml")), at: URL(string: published.configURL)!.lastPathComponent)
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try checkpoint.prefix(checkpoint.count / 3).write(to: dir.appendingPathComponent("mel_roformer_kj.ckpt.part"))
+        var pulled: [String] = []
+        try ModelDownloader(mirror: server.base).pull("mel_roformer_kj", into: dir) { pulled.append($0) }
+        #expect(pulled == ["mel_roformer_kj.ckpt", "mel_roformer_kj.yaml"])
+        #expect(server.rangeRequests.contains { $0.hasSuffix("MelBandRoformer.ckpt") })
+        #expect(try Data(contentsOf: dir.appendingPathComponent("mel_roformer_kj.ckpt")) == checkpoint)
+        guard case let .configured(model) = try ModelRepository(directory: dir).load(named: "mel_roformer_kj") else {
+            Issue.record("not a configured model")
+            return
+        }
+        #expect(model.config.family == .melBandRoformer)
+        #expect(try ModelDownloader().verify(directory: dir).isEmpty)
+        // A checkpoint changed after its first download no longer verifies.
+        try Data("tampered".utf8).write(to: dir.appendingPathComponent("mel_roformer_kj.ckpt"))
+        #expect(try ModelDownloader().verify(directory: dir) == ["mel_roformer_kj.ckpt"])
+    }
+
+    @Test("a configured model that cannot be fetched names both files and their sources")
+    func configuredOffline() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let error = #expect(throws: StemifyError.self) {
+            try ModelDownloader(mirror: "http://127.0.0.1:9").pull("bs_roformer_viperx_1297", into: dir)
+        }
+        #expect(error?.code == .modelUnavailable)
+        #expect(error?.message.contains("bs_roformer_viperx_1297.ckpt") == true)
+        #expect(error?.message.contains("bs_roformer_viperx_1297.yaml") == true)
+        #expect(error?.message.contains(dir.path) == false)
+    }
+
     @Test("verify checks the sha256 prefix of SIG-CHECKSUM.th files")
     func verify() throws {
         let dir = tempDir()

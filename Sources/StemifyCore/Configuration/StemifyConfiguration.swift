@@ -58,6 +58,9 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var modelHuggingFaceURL = "https://huggingface.co"
     /// `model_legacy_url` / `MODEL_LEGACY_URL`: legacy base. The default is `https://dl.fbaipublicfiles.com/demucs`.
     public var modelLegacyURL = "https://dl.fbaipublicfiles.com/demucs"
+    /// `model_mirror_url` / `MODEL_MIRROR_URL`: fetch RoFormer checkpoints and configurations
+    /// from `URL/FILE` instead of their publishers (an offline mirror). The default is none.
+    public var modelMirrorURL: String?
 
     public init() {}
 
@@ -107,7 +110,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
-        ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"),
+        ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"), ("model_mirror_url", "MODEL_MIRROR_URL"),
         ("model_legacy_url", "MODEL_LEGACY_URL"), ("max_attempts", "STEMIFY_MAX_ATTEMPTS"),
         ("retry_backoff", "STEMIFY_RETRY_BACKOFF"), ("checkpoint_interval", "STEMIFY_CHECKPOINT_INTERVAL"),
     ]
@@ -153,6 +156,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
             }
         case "model_hf_url": modelHuggingFaceURL = value
         case "model_legacy_url": modelLegacyURL = value
+        case "model_mirror_url": modelMirrorURL = value.isEmpty ? nil : value
         default: throw ConfigurationError(key: source, message: "unknown setting")
         }
     }

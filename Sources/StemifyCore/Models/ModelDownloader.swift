@@ -14,10 +14,15 @@ public struct ModelDownloader: Sendable {
     /// `https://dl.fbaipublicfiles.com/demucs` unless overridden.
     public var legacyBase: String
     public var namespace = "adefossez"
+    /// Where configured models (RoFormers) come from instead of their publishers' URLs:
+    /// `MIRROR/FILE` for each file name. Nil fetches from the publishers.
+    public var mirror: String?
 
-    public init(huggingFaceBase: String = "https://huggingface.co", legacyBase: String = "https://dl.fbaipublicfiles.com/demucs") {
+    public init(huggingFaceBase: String = "https://huggingface.co", legacyBase: String = "https://dl.fbaipublicfiles.com/demucs",
+                mirror: String? = nil) {
         self.huggingFaceBase = huggingFaceBase
         self.legacyBase = legacyBase
+        self.mirror = mirror
     }
 
     /// Bag files of the published models (`demucs/remote/*.yaml`).
@@ -62,6 +67,16 @@ public struct ModelDownloader: Sendable {
     public func pull(_ name: String, into directory: URL, progress: (String) -> Void = { _ in }) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let repo = ModelRepository(directory: directory)
+        if let published = PublishedModel.named(name) {
+            if repo.configuredFiles(named: name) != nil { return }
+            do {
+                try pullConfigured(published, into: directory, mirror: mirror, progress: progress)
+                return
+            } catch {
+                throw StemifyError(.modelUnavailable, "model '\(name)' is not installed and cannot be downloaded (no network?); put \(name).\(published.checkpointExtension) (from \(published.checkpointURL)) and \(name).yaml (from \(published.configURL)) in the model folder",
+                                   detail: "\(directory.path): \(error)")
+            }
+        }
         if let spec = try? repo.bagSpec(named: name), spec.models.allSatisfy({ (try? repo.checkpoint(for: $0)) != nil }) { return }
         var failures: [String] = []
         do {
@@ -125,16 +140,24 @@ public struct ModelDownloader: Sendable {
         try FileManager.default.moveItem(atPath: part, toPath: destination.path)
     }
 
-    /// Checks every checkpoint whose name carries a checksum; returns the files that fail.
+    /// Checks every checkpoint whose name carries a checksum, and every one whose first
+    /// download recorded one (`FILE.sha256`); returns the files that fail.
     public func verify(directory: URL) throws -> [String] {
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".th") && $0.contains("-") }
-        return try files.sorted().filter { file in
+        let all = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        let named = all.filter { $0.hasSuffix(".th") && $0.contains("-") }
+        let recorded = all.filter { $0.hasSuffix(".sha256") }.map { String($0.dropLast(".sha256".count)) }
+        return try (named + recorded).sorted().filter { file in
+            let path = directory.appendingPathComponent(file).path
+            if recorded.contains(file) {
+                let expected = (try? String(contentsOfFile: path + ".sha256", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                return try !FileManager.default.fileExists(atPath: path) || sha256(of: path) != expected
+            }
             let expected = String(file.split(separator: "-").last!.dropLast(3))
-            return try !sha256(of: directory.appendingPathComponent(file).path).hasPrefix(expected)
+            return try !sha256(of: path).hasPrefix(expected)
         }
     }
 
-    private func sha256(of path: String) throws -> String {
+    func sha256(of path: String) throws -> String {
         var hasher = SHA256()
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }

@@ -5,15 +5,34 @@ public import Foundation
 public struct ModelInfo: Codable, Sendable, Equatable {
     public var name: String
     public var description: String
+    /// `demucs`, or the configured family (`bs_roformer`, `mel_band_roformer`).
+    public var family: String
     /// Stems it produces.
     public var sources: [String]
     /// Its files are in the model folder.
     public var available: Bool
     /// Wall time relative to htdemucs on the same track (measured with `tools/benchmark.py`).
     public var relativeCost: Double
+    /// Published SDR per stem, where it was published, and the weights' licence.
+    public var sdr: [String: Double]?
+    public var sdrSource: String?
+    public var licence: String?
+
+    public init(name: String, description: String, family: String = "demucs", sources: [String], available: Bool, relativeCost: Double,
+                sdr: [String: Double]? = nil, sdrSource: String? = nil, licence: String? = nil) {
+        self.name = name
+        self.description = description
+        self.family = family
+        self.sources = sources
+        self.available = available
+        self.relativeCost = relativeCost
+        self.sdr = sdr
+        self.sdrSource = sdrSource
+        self.licence = licence
+    }
 
     enum CodingKeys: String, CodingKey {
-        case name, description, sources, available, relativeCost = "relative_cost"
+        case name, description, family, sources, available, relativeCost = "relative_cost", sdr, sdrSource = "sdr_source", licence
     }
 }
 
@@ -53,6 +72,11 @@ public final class ModelStore: @unchecked Sendable {
             ModelInfo(name: entry.name, description: entry.description, sources: entry.sources,
                       available: isAvailable(entry.name), relativeCost: entry.cost)
         }
+        for p in PublishedModel.catalog {
+            out.append(ModelInfo(name: p.name, description: p.description, family: p.family.rawValue, sources: p.sources,
+                                 available: isAvailable(p.name), relativeCost: p.relativeCost, sdr: p.sdr,
+                                 sdrSource: p.sdrSource, licence: p.licence))
+        }
         let known = Set(out.map(\.name))
         let listing = repository.list()
         for bag in listing.bags where !known.contains(bag) {
@@ -65,8 +89,8 @@ public final class ModelStore: @unchecked Sendable {
                 .flatMap { try? TrainingConfig(yaml: $0) }
             let sources = config.map { $0.stems == ["vocals"] ? ["vocals", "instrumental"] : $0.stems } ?? []
             let family = config.map { $0.family == .bsRoformer ? "BS-RoFormer" : "Mel-Band RoFormer" } ?? "Configured"
-            out.append(ModelInfo(name: name, description: "\(family) model from the model folder", sources: sources,
-                                 available: config != nil, relativeCost: 1))
+            out.append(ModelInfo(name: name, description: "\(family) model from the model folder", family: config?.family.rawValue ?? "bs_roformer",
+                                 sources: sources, available: config != nil, relativeCost: 1))
         }
         return out
     }
@@ -82,10 +106,11 @@ public final class ModelStore: @unchecked Sendable {
     public func validate(_ name: String) throws {
         let entry = Self.catalog.first { $0.name == name }
         let listing = repository.list()
-        if entry == nil && !listing.bags.contains(name) && !listing.configured.contains(name) {
+        let published = PublishedModel.named(name)
+        if entry == nil && published == nil && !listing.bags.contains(name) && !listing.configured.contains(name) {
             throw StemifyError(.unknownModel, "unknown model '\(name)'; GET /api/models lists the models")
         }
-        if !isAvailable(name) && !(downloader != nil && ModelDownloader.bags[name] != nil) {
+        if !isAvailable(name) && !(downloader != nil && (ModelDownloader.bags[name] != nil || published != nil)) {
             throw StemifyError(.modelUnavailable, "model '\(name)' is not installed on this server; put \(name).yaml and its checkpoints in the model folder",
                                detail: repository.directory.path)
         }

@@ -23,7 +23,7 @@ public struct StemifyServices: Sendable {
         let storage = FolderStorage(root: URL(fileURLWithPath: c.dataDirectory))
         let models = ModelStore(
             directory: c.modelDirectory,
-            downloader: c.modelDownload ? ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL) : nil)
+            downloader: c.modelDownload ? ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL, mirror: c.modelMirrorURL) : nil)
         let metrics = ServiceMetrics()
         // OpenBLAS and the engine's own loops share one pool per process.
         EngineThreads.set(c.threads)

@@ -68,9 +68,15 @@ export interface Job {
 export interface Model {
   name: string;
   description: string;
+  family: "demucs" | "bs_roformer" | "mel_band_roformer";
   sources: string[];
   available: boolean;
+  /** Wall time per second of audio relative to htdemucs. */
   relative_cost: number;
+  /** Published SDR in dB per stem (or "average"). */
+  sdr?: Record<string, number>;
+  sdr_source?: string;
+  licence?: string;
 }
 
 /** `components.schemas.Limits` */

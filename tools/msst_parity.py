@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Self-check for the RoFormer families anyone can run: build a full-size network of a published
+configuration with random trained-like weights, run the reference (`msst` 0.1.0 `demix`) and
+`stemify separate` on the same input, print per-stem SNR and both wall times.
+
+    tools/setup_reference.sh && swift build -c release
+    .reference/bin/python tools/msst_parity.py --config bs_viperx --seconds 3
+    .reference/bin/python tools/msst_parity.py --config mel_kj --seconds 12 --channels 1
+    .reference/bin/python tools/msst_parity.py --config mel_kj --seconds 5 --samplerate 48000
+    .reference/bin/python tools/msst_parity.py --config all --small --seconds 4
+
+Configurations (hyperparameters of the published checkpoints, see
+../shared/notes/modern-models.md): bs_viperx (BS-RoFormer viperx 12.9755: dim 512, depth 12),
+bs_4stem (BS-RoFormer 4 stems 384/8, skip connections off), mel_kj (Mel-Band RoFormer
+KimberleyJensen: dim 384, depth 6, 60 bands). `--small` keeps the layouts at width 32.
+Input other than 44.1 kHz is resampled with julius (demucs.audio.convert_audio, the resampler
+Stemify reproduces) before the reference runs, since `demix` does not resample.
+Exits 1 when a stem is below --bar dB.
+"""
+import argparse
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_fixtures as mf  # noqa: E402
+import make_msst_fixtures as mm  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+COMMON = dict(stereo=True, time_transformer_depth=1, freq_transformer_depth=1, dim_head=64, heads=8,
+              attn_dropout=0.1, ff_dropout=0.1, flash_attn=True, dim_freqs_in=1025, stft_n_fft=2048,
+              stft_hop_length=441, stft_win_length=2048, stft_normalized=False, mask_estimator_depth=2)
+CONFIGS = {
+    "bs_viperx": (mm.BSRoformer, dict(COMMON, dim=512, depth=12, num_stems=1, linear_transformer_depth=0,
+                                      freqs_per_bands=tuple(mm.BS_BANDS)),
+                  dict(chunk=352800, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals")),
+    "bs_4stem": (mm.BSRoformer, dict(COMMON, dim=384, depth=8, num_stems=4, freqs_per_bands=tuple(mm.BS_BANDS),
+                                     mlp_expansion_factor=2),
+                 dict(chunk=485100, overlap=2, batch=2, instruments=["drums", "bass", "other", "vocals"], target=None)),
+    "mel_kj": (mm.MelBandRoformer, dict(COMMON, dim=384, depth=6, num_stems=1, num_bands=60, sample_rate=44100,
+                                        attn_dropout=0, ff_dropout=0),
+               dict(chunk=352800, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals")),
+}
+
+
+def snr(ref, est):
+    return 10 * math.log10(float((ref ** 2).sum()) / max(float(((ref - est) ** 2).sum()), 1e-30))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="all", help="a configuration above, a comma list, or all")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--channels", type=int, default=2)
+    p.add_argument("--samplerate", type=int, default=44100)
+    p.add_argument("--small", action="store_true", help="width 32 (fast) instead of full size")
+    p.add_argument("--bar", type=float, default=60.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--binary", default=str(ROOT / ".build" / "release" / "stemify"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    names = list(CONFIGS) if args.config == "all" else args.config.split(",")
+    worst = math.inf
+    with tempfile.TemporaryDirectory() as tmp:
+        repo, out = Path(tmp) / "repo", Path(tmp) / "out"
+        repo.mkdir()
+        wav_path = Path(tmp) / "input.wav"
+        x = mf.signal(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
+        sf.write(str(wav_path), x.T, args.samplerate, subtype="FLOAT")
+        mix = torch.from_numpy(x)
+        if args.samplerate != 44100:
+            from demucs.audio import convert_audio
+            mix = convert_audio(mix, args.samplerate, 44100, args.channels)
+        for i, name in enumerate(names):
+            klass, model_kw, spec = CONFIGS[name]
+            if args.small:
+                model_kw = dict(model_kw, dim=32, depth=2, heads=2, dim_head=16, mlp_expansion_factor=1)
+            text = mm.yaml_text(model_kw, chunk=spec["chunk"], overlap=spec["overlap"], batch=spec["batch"],
+                                instruments=spec["instruments"], target=spec["target"])
+            config = mm.load_config(text)
+            torch.manual_seed(args.seed + i)
+            model = klass(**dict(config.model)).eval()
+            mm.trained_like(model, args.seed + 100 + i)
+            (repo / f"{name}.yaml").write_text(text)
+            mm.save_checkpoint(model, repo / f"{name}.ckpt", nested=False)
+            model_type = "bs_roformer" if klass is mm.BSRoformer else "mel_band_roformer"
+            start = time.perf_counter()
+            ref = mm.separate(config, model, mix.numpy(), model_type)
+            ref_seconds = time.perf_counter() - start
+            del model
+            cmd = [args.binary, "separate", "-n", name, "--repo", str(repo), "-o", str(out), "--float32",
+                   "--clip-mode", "none", "--quiet", "-j", str(args.threads), str(wav_path)]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            ours_seconds = time.perf_counter() - start
+            stems = [spec["target"]] if spec["target"] else spec["instruments"]
+            line = []
+            for k, stem in enumerate(stems):
+                est, _ = sf.read(out / name / wav_path.stem / f"{stem}.wav", dtype="float32", always_2d=True)
+                db = snr(ref[k], est.T)
+                worst = min(worst, db)
+                line.append(f"{stem} {db:6.1f} dB")
+            print(f"{name:10s} {'  '.join(line)}   reference {ref_seconds:6.1f} s, stemify {ours_seconds:6.1f} s "
+                  f"(whole process, {args.seconds:g} s of audio, {args.channels} ch, {args.samplerate} Hz)", flush=True)
+    print(f"worst {worst:.1f} dB (bar {args.bar:g})")
+    return 0 if worst >= args.bar else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
