@@ -66,13 +66,16 @@ def main():
     p.add_argument("--bar", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--binary", default=str(ROOT / ".build" / "release" / "stemify"))
+    p.add_argument("--keep", help="write the model folder and input here and keep them (for benchmarks and profiling)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     names = list(CONFIGS) if args.config == "all" else args.config.split(",")
     worst = math.inf
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            tmp = args.keep
         repo, out = Path(tmp) / "repo", Path(tmp) / "out"
-        repo.mkdir()
+        repo.mkdir(parents=True, exist_ok=True)
         wav_path = Path(tmp) / "input.wav"
         x = mf.signal(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
         sf.write(str(wav_path), x.T, args.samplerate, subtype="FLOAT")

@@ -26,11 +26,7 @@ public struct ConfiguredModel: Sendable {
             throw CheckpointError.unreadable(path: config.path, reason: "cannot read the YAML configuration")
         }
         let parsed = try TrainingConfig(yaml: text, path: config.lastPathComponent)
-        let data: Data
-        do { data = try Data(contentsOf: checkpoint) } catch {
-            throw CheckpointError.unreadable(path: checkpoint.path, reason: error.localizedDescription)
-        }
-        return try load(checkpoint: [UInt8](data), config: parsed)
+        return try load(checkpoint: try ModelPackage.readCheckpointFile(checkpoint), config: parsed)
     }
 
     /// The network of `config`'s family from state-dict bytes.

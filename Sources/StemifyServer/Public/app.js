@@ -416,12 +416,24 @@ async function start() {
     $("file-input").accept = limits.accepted_extensions.map((e) => `.${e}`).join(",") + ",audio/*";
     $("limits-text").textContent = `Up to ${formatBytes(limits.max_file_size)} and ${formatDuration(limits.max_duration_seconds)} of audio.`;
     const select = $("model-select");
-    for (const model of models) {
-      const option = document.createElement("option");
-      option.value = model.name;
-      option.textContent = model.available ? model.name : `${model.name} (downloads on first use)`;
-      option.dataset.note = `${model.description} · about ${model.relative_cost}× the time of htdemucs`;
-      select.append(option);
+    // Quality against time: Demucs first (fast), then the RoFormers (best vocals, much slower).
+    const groups = [["demucs", "Demucs: fast, four or six stems"], ["bs_roformer", "BS-RoFormer: best quality, slow"],
+                    ["mel_band_roformer", "Mel-Band RoFormer: best vocals, slow"]];
+    for (const [family, label] of groups) {
+      const members = models.filter((m) => (m.family ?? "demucs") === family);
+      if (members.length === 0) continue;
+      const group = document.createElement("optgroup");
+      group.label = label;
+      for (const model of members) {
+        const option = document.createElement("option");
+        option.value = model.name;
+        option.textContent = model.available ? model.name : `${model.name} (downloads on first use)`;
+        const sdr = model.sdr ? Object.entries(model.sdr).map(([stem, db]) => `${stem} SDR ${db} dB`).join(", ") : "";
+        option.dataset.note = [model.description, sdr && `${sdr} (${model.sdr_source})`,
+                               `about ${model.relative_cost}× the time of htdemucs`].filter(Boolean).join(" · ");
+        group.append(option);
+      }
+      select.append(group);
     }
     const preferred = models.find((m) => m.name === "htdemucs" && m.available) ?? models.find((m) => m.available) ?? models[0];
     if (preferred) select.value = preferred.name;
