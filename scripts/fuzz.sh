@@ -2,6 +2,7 @@
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of every parser of outside bytes:
 #   multipart   request bodies, header parameters, Range, X-Forwarded-For (StemifyServer)
 #   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (StemifyEngine)
+#   config      a RoFormer's YAML configuration and state dict (.ckpt), then the network built on them
 #   wav         the WAV reader (StemifyCore)
 # The parser sources are compiled into the harnesses as they are (Fuzz/*.swift holds only the
 # entry points; checkpoint and wav share one binary, FuzzFiles). Seeds: Fuzz/corpus/TARGET
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1800
-targets=(multipart checkpoint wav)
+targets=(multipart checkpoint config wav)
 if [ "${1:-}" = "--ci" ]; then seconds=40; shift; fi
 if [ $# -ge 1 ]; then targets=("$1"); fi
 if [ $# -ge 2 ]; then seconds=$2; fi
@@ -27,7 +28,21 @@ module CStemifySystem { header "$PWD/Sources/CStemifySystem/include/CStemifySyst
 EOF
 clang -c -O1 -fsanitize=address Sources/CStemifySystem/CStemifySystem.c -I Sources/CStemifySystem/include -o "$out/CStemifySystem.o"
 
-flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem")
+# Yams (the engine reads model configurations with it) as a module of its own, from the
+# checkout SwiftPM resolved; its C parser with the sanitizer too.
+yams=.build/checkouts/Yams/Sources
+if [ ! -f "$out/yams/Yams.o" ] || [ -n "$(find "$yams" -newer "$out/yams/Yams.o" | head -1)" ]; then
+    mkdir -p "$out/yams"
+    for c in "$yams"/CYaml/src/*.c; do
+        clang -c -O1 -fsanitize=address -DYAML_DECLARE_STATIC -I "$yams/CYaml/include" "$c" -o "$out/yams/$(basename "$c" .c).o"
+    done
+    swiftc -O -parse-as-library -wmo -module-name Yams -sanitize=address -DSWIFT_PACKAGE -Xcc -DYAML_DECLARE_STATIC -I "$yams/CYaml/include" \
+        -emit-module -emit-module-path "$out/yams/Yams.swiftmodule" -c "$yams"/Yams/*.swift -o "$out/yams/Yams.o" \
+        > "$out/build-yams.log" 2>&1 || { cat "$out/build-yams.log" >&2; exit 1; }
+fi
+
+flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem"
+       -I "$out/yams" -I "$yams/CYaml/include" -Xcc -DYAML_DECLARE_STATIC)
 [ "$(uname -m)" = x86_64 ] && flags+=(-target-cpu haswell)
 engine=$(find Sources/StemifyEngine -name '*.swift' | sort)
 
@@ -36,7 +51,7 @@ build() {
     if [ ! -x "$out/fuzz-$name" ] || [ -n "$(find "$@" -newer "$out/fuzz-$name" 2>/dev/null | head -1)" ]; then
         echo "building fuzz-$name"
         # gold warns about every ASan helper symbol: keep the log, show it only on failure.
-        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out/CStemifySystem.o" -lopenblas -o "$out/fuzz-$name" \
+        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out/CStemifySystem.o" "$out"/yams/*.o -lopenblas -o "$out/fuzz-$name" \
             > "$out/build-$name.log" 2>&1; then
             grep -v "Cannot export local symbol" "$out/build-$name.log" >&2
             exit 1
@@ -50,7 +65,7 @@ status=0
 for target in "${targets[@]}"; do
     case $target in
         multipart) build multipart Fuzz/FuzzMultipart.swift Sources/StemifyServer/Uploads/MultipartReader.swift Sources/StemifyServer/HeaderParsing.swift ;;
-        checkpoint|wav)
+        checkpoint|config|wav)
             # WAV.swift imports StemifyEngine, which is compiled into the same module here.
             sed '/import StemifyEngine/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift.new"
             cmp -s "$out/WAV.swift.new" "$out/WAV.swift" || mv "$out/WAV.swift.new" "$out/WAV.swift"

@@ -4,8 +4,9 @@
     .reference/bin/python tools/make_fuzz_corpus.py
 
 checkpoint/: tiny torch-zip (.th, as torch.save writes them, Fraction and OrderedDict included)
-and safetensors files with demucs metadata, one DiffQ-packed state; wav/: every encoding the
-reader accepts; multipart/: request bodies.
+and safetensors files with demucs metadata, one DiffQ-packed state; config/: a RoFormer YAML
+configuration, a NUL byte, then its state dict (tiny BS- and Mel-Band RoFormers from msst);
+wav/: every encoding the reader accepts; multipart/: request bodies.
 """
 import io
 import json
@@ -84,7 +85,25 @@ def multipart():
     write("multipart", "crash-highbyte", b"--b\r\n\xff\xfe: x\r\n\r\nv\r\n--b--\r\n")
 
 
+def configs():
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_msst_fixtures as mm
+    tiny = dict(dim=4, depth=1, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
+                dim_head=4, heads=1, stft_n_fft=64, stft_hop_length=16, stft_win_length=64, dim_freqs_in=33,
+                mask_estimator_depth=1, mlp_expansion_factor=1)
+    for name, klass, extra in [("bs", mm.BSRoformer, dict(freqs_per_bands=(32, 1))),
+                               ("mel", mm.MelBandRoformer, dict(num_bands=3, sample_rate=44100))]:
+        model_kw = dict(tiny, **extra)
+        text = mm.yaml_text(model_kw, chunk=1024, overlap=2, batch=1, instruments=["vocals", "other"], target="vocals")
+        model = klass(**model_kw)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        write("config", f"{name}.yaml+ckpt", text.encode() + b"\0" + buf.getvalue())
+
+
 if __name__ == "__main__":
     checkpoints()
+    configs()
     wavs()
     multipart()
