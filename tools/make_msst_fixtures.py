@@ -33,6 +33,7 @@ import yaml
 from ml_collections import ConfigDict
 
 from msst.models.bs_roformer import BSRoformer, MelBandRoformer
+from msst.models.scnet import SCNet
 from msst.utils.model_utils import demix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,10 @@ def yaml_text(model: dict, *, chunk: int, overlap: int, batch: int, instruments,
     lines = ["audio:", f"  chunk_size: {chunk}", "  dim_f: 1024", "  dim_t: 801", "  hop_length: 441",
              "  n_fft: 2048", "  num_channels: 2", "  sample_rate: 44100", "  min_mean_abs: 0.000", "", "model:"]
     for k, v in model.items():
-        if isinstance(v, tuple):
+        if isinstance(v, list):
+            lines.append(f"  {k}:")
+            lines += [f"    - {x}" for x in v]
+        elif isinstance(v, tuple):
             lines.append(f"  {k}: !!python/tuple")
             lines += [f"    - {x}" for x in v]
         elif isinstance(v, bool):
@@ -83,6 +87,26 @@ def trained_like(model: torch.nn.Module, seed: int):
                 p.copy_(torch.randn(p.shape, generator=g) * (1.0 / fan_in) ** 0.5)
 
 
+def scnet_trained_like(model: torch.nn.Module, seed: int):
+    """SCNet's weights as training leaves them: norm gains 1 ± 0.5 and biases away from 0,
+    convolutions (plain and transposed) at unit gain so no branch is drowned by another."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.GroupNorm):
+                module.weight.copy_(1 + 0.5 * torch.randn(module.weight.shape, generator=g))
+                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=g))
+            elif isinstance(module, torch.nn.ConvTranspose2d):
+                cin, _, k, _ = module.weight.shape
+                gain = (module.stride[0] / (cin * k)) ** 0.5
+                module.weight.copy_(gain * torch.randn(module.weight.shape, generator=g))
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+            elif isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=g) / fan_in ** 0.5)
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+
+
 SMALL = {
     # BS-RoFormer, one vocals head (viperx 1297 layout), fades decided per batch of 4.
     "bs_small": dict(
@@ -115,7 +139,22 @@ SMALL = {
                    multi_stft_normalized=False)),
 }
 
+SCNET_SMALL = dict(
+    family=SCNet, chunk=22050, overlap=4, batch=4, instruments=["drums", "bass", "other", "vocals"], target=None,
+    nested=False, model_type="scnet",
+    model=dict(sources=["drums", "bass", "other", "vocals"], audio_channels=2, dims=[4, 8, 12, 16], nfft=4096,
+               hop_size=1024, win_size=4096, normalized=True, band_SR=[0.175, 0.392, 0.433], band_stride=[1, 4, 16],
+               band_kernel=[3, 4, 16], conv_depths=[3, 2, 1], compress=4, conv_kernel=3, num_dplayer=6, expand=1))
+SMALL["scnet_small"] = SCNET_SMALL
+# A vocals SCNet (the large config's band split) with a target instrument.
+SMALL["scnet_vocals_small"] = dict(SCNET_SMALL, overlap=2, batch=1, instruments=["vocals", "other"], target="vocals",
+                                   model_type=None,
+                                   model=dict(SCNET_SMALL["model"], sources=["vocals", "other"], band_SR=[0.225, 0.372, 0.403],
+                                              dims=[4, 8, 16, 24], expand=2))
+
 SIGNALS = {
+    "scnet_small": ["short", "long", "gaps", "mono44k"],
+    "scnet_vocals_small": ["long"],
     "bs_small": ["short", "long", "gaps", "mono44k"],
     "bs4_small": ["long"],
     "mel_small": ["short", "long", "gaps", "mono44k"],
@@ -151,10 +190,10 @@ def small(args):
         config = load_config(text)
         torch.manual_seed(seed)
         model = spec["family"](**dict(config.model)).eval()
-        trained_like(model, 100 + seed)
+        (scnet_trained_like if spec["family"] is SCNet else trained_like)(model, 100 + seed)
         (OUT / f"{name}.yaml").write_text(text)
         save_checkpoint(model, OUT / f"{name}.ckpt", spec["nested"])
-        model_type = "bs_roformer" if spec["family"] is BSRoformer else "mel_band_roformer"
+        model_type = {BSRoformer: "bs_roformer", MelBandRoformer: "mel_band_roformer", SCNet: "scnet"}[spec["family"]]
         for signal in SIGNALS[name]:
             mix = read_signal(signal)
             out = separate(config, model, mix, model_type)

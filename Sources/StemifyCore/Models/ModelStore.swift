@@ -88,7 +88,7 @@ public final class ModelStore: @unchecked Sendable {
                 .flatMap { try? String(contentsOf: $0.config, encoding: .utf8) }
                 .flatMap { try? TrainingConfig(yaml: $0) }
             let sources = config.map { $0.stems == ["vocals"] ? ["vocals", "instrumental"] : $0.stems } ?? []
-            let family = config.map { $0.family == .bsRoformer ? "BS-RoFormer" : "Mel-Band RoFormer" } ?? "Configured"
+            let family = config.map { ["bs_roformer": "BS-RoFormer", "mel_band_roformer": "Mel-Band RoFormer", "scnet": "SCNet"][$0.family.rawValue]! } ?? "Configured"
             out.append(ModelInfo(name: name, description: "\(family) model from the model folder", family: config?.family.rawValue ?? "bs_roformer",
                                  sources: sources, available: config != nil, relativeCost: 1))
         }

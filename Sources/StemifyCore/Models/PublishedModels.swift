@@ -71,6 +71,30 @@ public struct PublishedModel: Sendable, Equatable {
             configURL: "\(msstReleases)/v1.0.12/config_bs_roformer_384_8_2_485100.yaml",
             approximateMegabytes: 530, licence: "not stated by the publisher",
             sdr: ["average": 9.65], sdrSource: "MUSDB18-HQ test set", relativeCost: 21),
+        PublishedModel(
+            name: "scnet_small", family: .scnet,
+            description: "SCNet four stems (starrytong): htdemucs's quality in a tenth of its parameters",
+            sources: ["drums", "bass", "other", "vocals"],
+            checkpointURL: "\(msstReleases)/v.1.0.6/scnet_checkpoint_musdb18.ckpt",
+            configURL: "\(msstConfigs)/config_musdb18_scnet.yaml",
+            approximateMegabytes: 45, licence: "not stated by the publisher",
+            sdr: ["average": 9.03], sdrSource: "MUSDB18-HQ test set", relativeCost: 2.6),
+        PublishedModel(
+            name: "scnet_large", family: .scnet,
+            description: "SCNet large four stems: better than htdemucs, about 12× its time",
+            sources: ["drums", "bass", "other", "vocals"],
+            checkpointURL: "\(msstReleases)/v1.0.8/model_scnet_sdr_9.3244.ckpt",
+            configURL: "\(msstConfigs)/config_musdb18_scnet_large.yaml",
+            approximateMegabytes: 170, licence: "not stated by the publisher",
+            sdr: ["average": 9.32], sdrSource: "MUSDB18-HQ test set", relativeCost: 12),
+        PublishedModel(
+            name: "scnet_xl_ihf", family: .scnet,
+            description: "SCNet XL IHF four stems: the best four-stem model here, about 27× htdemucs's time",
+            sources: ["drums", "bass", "other", "vocals"],
+            checkpointURL: "\(msstReleases)/v1.0.15/model_scnet_ep_36_sdr_10.0891.ckpt",
+            configURL: "\(msstReleases)/v1.0.15/config_musdb18_scnet_xl_more_wide_v5.yaml",
+            approximateMegabytes: 215, licence: "not stated by the publisher",
+            sdr: ["average": 10.08], sdrSource: "MUSDB18-HQ test set", relativeCost: 27),
     ]
 
     public static func named(_ name: String) -> PublishedModel? { catalog.first { $0.name == name } }

@@ -12,6 +12,7 @@ public struct TrainingConfig: Sendable {
     public enum Family: String, Sendable, CaseIterable {
         case bsRoformer = "bs_roformer"
         case melBandRoformer = "mel_band_roformer"
+        case scnet
     }
 
     public var family: Family
@@ -79,7 +80,8 @@ public struct TrainingConfig: Sendable {
     }
 
     /// `training.model_type` when present; otherwise the key only that family's constructor
-    /// takes: `freqs_per_bands` (BS-RoFormer), `num_bands` (Mel-Band RoFormer).
+    /// takes: `freqs_per_bands` (BS-RoFormer), `num_bands` (Mel-Band RoFormer), `band_SR`
+    /// (SCNet).
     private static func family(model: [String: KwargValue], training: [String: KwargValue], bad: (String) -> CheckpointError) throws -> Family {
         if case let .string(name)? = training["model_type"] {
             guard let f = Family(rawValue: name) else {
@@ -89,7 +91,8 @@ public struct TrainingConfig: Sendable {
         }
         if model["freqs_per_bands"] != nil { return .bsRoformer }
         if model["num_bands"] != nil { return .melBandRoformer }
-        throw bad("cannot tell the model family: no training.model_type, and the model section has neither freqs_per_bands nor num_bands")
+        if model["band_SR"] != nil { return .scnet }
+        throw bad("cannot tell the model family: no training.model_type, and the model section has none of freqs_per_bands, num_bands, band_SR")
     }
 
     static func isStemName(_ s: String) -> Bool {

@@ -1,7 +1,8 @@
 import Foundation
 
-/// `torch.stft` and `torch.istft` as the RoFormers call them: `center=True` with reflect
-/// padding of `nfft/2`, a periodic Hann window as long as the transform, one-sided spectra.
+/// `torch.stft` and `torch.istft` as the RoFormers and SCNet call them: `center=True` with
+/// reflect padding of `nfft/2`, a window as long as the transform (periodic Hann, or none:
+/// SCNet passes no window, which torch takes as all ones), one-sided spectra.
 ///
 /// The spectrum layout is the one the band split reads, `[T, F, C, 2]`: per frame, per bin, per
 /// channel, real then imaginary (the reference's `b (f s) t c` with time moved first).
@@ -13,12 +14,13 @@ public struct CenteredSTFT: Sendable {
     private let fft: FFT
     private let window: [Float]
 
-    public init(nfft: Int, hop: Int, normalized: Bool = false) {
+    public init(nfft: Int, hop: Int, normalized: Bool = false, hann: Bool = true) {
         self.nfft = nfft
         self.hop = hop
         self.normalized = normalized
         fft = FFT(size: nfft)
-        window = (0..<nfft).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nfft))) }
+        window = hann ? (0..<nfft).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nfft))) }
+                      : [Float](repeating: 1, count: nfft)
     }
 
     /// Bins of a one-sided spectrum.

@@ -32,15 +32,20 @@ public struct ConfiguredModel: Sendable {
     /// The network of `config`'s family from state-dict bytes.
     public static func load(checkpoint bytes: [UInt8], config: TrainingConfig) throws -> ConfiguredModel {
         let state = try ModelPackage.loadStateDict(bytes: bytes)
+        let network: any ChunkNetwork
+        let outputs: Int
         switch config.family {
         case .bsRoformer, .melBandRoformer:
-            let network = try RoFormer(config: config, state: state)
-            let outputs = network.stems
-            guard outputs == config.stems.count || outputs == config.instruments.count else {
-                throw CheckpointError.invalidConfig(path: "config", reason: "the network has \(outputs) outputs for instruments \(config.instruments)")
-            }
-            return ConfiguredModel(config: config, network: network)
+            let roformer = try RoFormer(config: config, state: state)
+            (network, outputs) = (roformer, roformer.stems)
+        case .scnet:
+            let scnet = try SCNet(config: config, state: state)
+            (network, outputs) = (scnet, scnet.stems)
         }
+        guard outputs == config.stems.count || outputs == config.instruments.count else {
+            throw CheckpointError.invalidConfig(path: "config", reason: "the network has \(outputs) outputs for instruments \(config.instruments)")
+        }
+        return ConfiguredModel(config: config, network: network)
     }
 
     /// Stems a separation returns, in order.

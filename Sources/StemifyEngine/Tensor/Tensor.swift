@@ -55,6 +55,37 @@ public struct Tensor: Sendable, Equatable {
         return out
     }
 
+    /// The axes reordered: axis `i` of the result is axis `order[i]` of this tensor
+    /// (`permute(*order)` then `contiguous()`).
+    public func permuted(_ order: [Int]) -> Tensor {
+        precondition(order.sorted() == Array(shape.indices), "permuted: \(order) for shape \(shape)")
+        let newShape = order.map { shape[$0] }
+        var strides = [Int](repeating: 1, count: shape.count)
+        for d in stride(from: shape.count - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
+        let from = order.map { strides[$0] }
+        var out = Tensor(uninitialized: newShape)
+        let inner = newShape.last ?? 1, innerStride = from.last ?? 1
+        let outer = count / max(inner, 1)
+        var index = [Int](repeating: 0, count: max(newShape.count - 1, 0))
+        data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for o in 0..<outer {
+                    var base = 0
+                    for (d, i) in index.enumerated() { base += i * from[d] }
+                    for i in 0..<inner { dst[o * inner + i] = src[base + i * innerStride] }
+                    var d = index.count - 1
+                    while d >= 0 {
+                        index[d] += 1
+                        if index[d] < newShape[d] { break }
+                        index[d] = 0
+                        d -= 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Matrix transpose of `[R, C]` (higher axes flattened into the columns).
     public func transposed2D() -> Tensor {
         let rows = shape[0]

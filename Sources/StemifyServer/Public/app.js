@@ -418,7 +418,7 @@ async function start() {
     const select = $("model-select");
     // Quality against time: Demucs first (fast), then the RoFormers (best vocals, much slower).
     const groups = [["demucs", "Demucs: fast, four or six stems"], ["bs_roformer", "BS-RoFormer: best quality, slow"],
-                    ["mel_band_roformer", "Mel-Band RoFormer: best vocals, slow"]];
+                    ["mel_band_roformer", "Mel-Band RoFormer: best vocals, slow"], ["scnet", "SCNet: four stems, better than Demucs"]];
     for (const [family, label] of groups) {
       const members = models.filter((m) => (m.family ?? "demucs") === family);
       if (members.length === 0) continue;

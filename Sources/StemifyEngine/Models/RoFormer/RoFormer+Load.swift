@@ -19,6 +19,9 @@ extension RoFormer {
     public init(config: TrainingConfig, state: [String: Tensor]) throws {
         let kw = config.model
         let family = config.family
+        guard family == .bsRoformer || family == .melBandRoformer else {
+            throw CheckpointError.invalidConfig(path: "config", reason: "a \(family.rawValue) configuration is not a RoFormer's")
+        }
         let allowed = Self.knownKeys.union(family == .bsRoformer ? Self.bandSplitKeys : Self.melKeys)
         if let unknown = kw.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw CheckpointError.unknownKwarg(key: unknown, klass: family.rawValue)
@@ -82,7 +85,7 @@ extension RoFormer {
                 throw CheckpointError.unsupportedKwarg(key: "freqs_per_bands", value: "sum \(widths.reduce(0, +)), the STFT gives \(bins) bins")
             }
             bands = .split(freqsPerBand: widths)
-        case .melBandRoformer:
+        case .melBandRoformer, .scnet:
             let count = try int("num_bands", 60, 2...512)
             let rate = try int("sample_rate", 44100, 1000...768_000)
             bands = .mel(binsPerBand: melBandBins(bands: count, sampleRate: rate, nfft: nfft))

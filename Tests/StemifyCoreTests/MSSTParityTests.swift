@@ -4,10 +4,10 @@ import StemifyEngine
 import StemifyTestSupport
 import Testing
 
-/// BS-RoFormer and Mel-Band RoFormer against `msst` 0.1.0's `demix` on the fixtures of
+/// BS-RoFormer, Mel-Band RoFormer and SCNet against `msst` 0.1.0's `demix` on the fixtures of
 /// `tools/make_msst_fixtures.py` (reduced width, published band layouts, trained-like weights).
-@Suite("RoFormer parity with msst")
-struct RoFormerParityTests {
+@Suite("RoFormer and SCNet parity with msst")
+struct MSSTParityTests {
     static let folder = fixturesDirectory().appendingPathComponent("msst")
 
     static let cases: [ParityCase] = {
@@ -22,6 +22,8 @@ struct RoFormerParityTests {
         switch config.family {
         case .bsRoformer, .melBandRoformer:
             return ConfiguredModel(config: config, network: try RoFormer(config: config, state: state))
+        case .scnet:
+            return ConfiguredModel(config: config, network: try SCNet(config: config, state: state))
         }
     }
 
@@ -62,6 +64,11 @@ struct RoFormerParityTests {
         ("bs4_small", "layers.2.0.layers.0.0.to_gates.bias"),  // a gate, where skip connections feed in
         ("mel_small", "layers.0.1.norm.gamma"),  // a transformer's closing norm
         ("mel_small", "mask_estimators.0.to_freqs.10.0.2.weight"),  // one band's mask MLP
+        ("scnet_small", "separation_net.dp_modules.3.linear_layers.1.weight"),  // a time-path RNN in the spectrum of time
+        ("scnet_small", "separation_net.dp_modules.0.lstm_layers.0.weight_hh_l0_reverse"),  // one direction's recurrence
+        ("scnet_small", "encoder.1.SDlayer.convs.2.weight"),  // the high band's down-sampling
+        ("scnet_small", "encoder.0.conv_modules.0.layers.2.6.weight"),  // one convolution module layer
+        ("scnet_vocals_small", "decoder.2.1.convtrs.0.bias"),  // the last up-sampling of the low band
     ])
     func sensitivity(_ name: String, _ key: String) throws {
         let model = try Self.model(name) { state in
@@ -87,7 +94,7 @@ struct RoFormerParityTests {
 /// The RoFormers through the same file pipeline, model folder and resume path as Demucs.
 @Suite("Configured models in the pipeline")
 struct ConfiguredModelPipelineTests {
-    static let repository = ModelRepository(directory: RoFormerParityTests.folder)
+    static let repository = ModelRepository(directory: MSSTParityTests.folder)
 
     func samples(_ url: URL) throws -> Tensor {
         let wav = try WAVFileSource(path: url.path)
@@ -97,14 +104,14 @@ struct ConfiguredModelPipelineTests {
     @Test("NAME.ckpt + NAME.yaml in a model folder is a model called NAME")
     func folder() throws {
         let listing = Self.repository.list()
-        #expect(listing.configured == ["bs4_small", "bs_small", "mel_small"])
+        #expect(listing.configured == ["bs4_small", "bs_small", "mel_small", "scnet_small", "scnet_vocals_small"])
         #expect(listing.bags.isEmpty)
         guard case let .configured(model) = try Self.repository.load(named: "mel_small") else {
             Issue.record("mel_small did not load as a configured model")
             return
         }
         #expect(model.config.family == .melBandRoformer && model.sources == ["vocals"])
-        let store = ModelStore(directory: RoFormerParityTests.folder)
+        let store = ModelStore(directory: MSSTParityTests.folder)
         let info = try #require(store.list().first { $0.name == "bs_small" })
         #expect(info.available && info.sources == ["vocals", "instrumental"])
         #expect(throws: Never.self) { try store.validate("bs4_small") }
@@ -120,7 +127,7 @@ struct ConfiguredModelPipelineTests {
             .separate(input: audioFixture("long"), into: out)
         #expect(files.map(\.lastPathComponent) == ["vocals.wav", "instrumental.wav"])
         let (vocals, instrumental) = (try samples(files[0]), try samples(files[1]))
-        let ref = try RoFormerParityTests.reference("bs_small", "long")
+        let ref = try MSSTParityTests.reference("bs_small", "long")
         #expect(snr(reference: ref, estimate: vocals.reshaped(ref.shape)) >= parityThresholdDB)
         let mix = try samples(URL(fileURLWithPath: audioFixture("long")))
         var expected = mix
