@@ -105,6 +105,12 @@ def scnet_trained_like(model: torch.nn.Module, seed: int):
                 fan_in = module.weight[0].numel()
                 module.weight.copy_(torch.randn(module.weight.shape, generator=g) / fan_in ** 0.5)
                 module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+        # The last up-sampling makes the stems' spectra: scaled so the stems come out at the
+        # mix's level, as a trained network's do (and the written files need no clipping).
+        with torch.no_grad():
+            for convtr in model.decoder[-1][1].convtrs:
+                convtr.weight.mul_(0.1)
+                convtr.bias.mul_(0.1)
 
 
 SMALL = {

@@ -12,7 +12,8 @@ configuration with random trained-like weights, run the reference (`msst` 0.1.0 
 Configurations (hyperparameters of the published checkpoints, see
 ../shared/notes/modern-models.md): bs_viperx (BS-RoFormer viperx 12.9755: dim 512, depth 12),
 bs_4stem (BS-RoFormer 4 stems 384/8, skip connections off), mel_kj (Mel-Band RoFormer
-KimberleyJensen: dim 384, depth 6, 60 bands). `--small` keeps the layouts at width 32.
+KimberleyJensen: dim 384, depth 6, 60 bands), scnet_small (dims 4/32/64/128), scnet_large
+(dims 4/64/128/256, the large band split). `--small` keeps the layouts at width 32.
 Input other than 44.1 kHz is resampled with julius (demucs.audio.convert_audio, the resampler
 Stemify reproduces) before the reference runs, since `demix` does not resample.
 Exits 1 when a stem is below --bar dB.
@@ -45,6 +46,16 @@ CONFIGS = {
     "bs_4stem": (mm.BSRoformer, dict(COMMON, dim=384, depth=8, num_stems=4, freqs_per_bands=tuple(mm.BS_BANDS),
                                      mlp_expansion_factor=2),
                  dict(chunk=485100, overlap=2, batch=2, instruments=["drums", "bass", "other", "vocals"], target=None)),
+    "scnet_small": (mm.SCNet, dict(sources=["drums", "bass", "other", "vocals"], audio_channels=2, dims=[4, 32, 64, 128],
+                                   nfft=4096, hop_size=1024, win_size=4096, normalized=True,
+                                   band_SR=[0.175, 0.392, 0.433], band_stride=[1, 4, 16], band_kernel=[3, 4, 16],
+                                   conv_depths=[3, 2, 1], compress=4, conv_kernel=3, num_dplayer=6, expand=1),
+                    dict(chunk=485100, overlap=4, batch=4, instruments=["drums", "bass", "other", "vocals"], target=None)),
+    "scnet_large": (mm.SCNet, dict(sources=["drums", "bass", "other", "vocals"], audio_channels=2, dims=[4, 64, 128, 256],
+                                   nfft=4096, hop_size=1024, win_size=4096, normalized=True,
+                                   band_SR=[0.225, 0.372, 0.403], band_stride=[1, 4, 16], band_kernel=[3, 4, 16],
+                                   conv_depths=[3, 2, 1], compress=4, conv_kernel=3, num_dplayer=6, expand=1),
+                    dict(chunk=485100, overlap=4, batch=8, instruments=["drums", "bass", "other", "vocals"], target=None)),
     "mel_kj": (mm.MelBandRoformer, dict(COMMON, dim=384, depth=6, num_stems=1, num_bands=60, sample_rate=44100,
                                         attn_dropout=0, ff_dropout=0),
                dict(chunk=352800, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals")),
@@ -85,17 +96,19 @@ def main():
             mix = convert_audio(mix, args.samplerate, 44100, args.channels)
         for i, name in enumerate(names):
             klass, model_kw, spec = CONFIGS[name]
-            if args.small:
+            if args.small and klass is mm.SCNet:
+                model_kw = dict(model_kw, dims=[4, 8, 12, 16])
+            elif args.small:
                 model_kw = dict(model_kw, dim=32, depth=2, heads=2, dim_head=16, mlp_expansion_factor=1)
             text = mm.yaml_text(model_kw, chunk=spec["chunk"], overlap=spec["overlap"], batch=spec["batch"],
                                 instruments=spec["instruments"], target=spec["target"])
             config = mm.load_config(text)
             torch.manual_seed(args.seed + i)
             model = klass(**dict(config.model)).eval()
-            mm.trained_like(model, args.seed + 100 + i)
+            (mm.scnet_trained_like if klass is mm.SCNet else mm.trained_like)(model, args.seed + 100 + i)
             (repo / f"{name}.yaml").write_text(text)
             mm.save_checkpoint(model, repo / f"{name}.ckpt", nested=False)
-            model_type = "bs_roformer" if klass is mm.BSRoformer else "mel_band_roformer"
+            model_type = {mm.BSRoformer: "bs_roformer", mm.MelBandRoformer: "mel_band_roformer", mm.SCNet: "scnet"}[klass]
             start = time.perf_counter()
             ref = mm.separate(config, model, mix.numpy(), model_type)
             ref_seconds = time.perf_counter() - start
@@ -109,7 +122,8 @@ def main():
             line = []
             for k, stem in enumerate(stems):
                 est, _ = sf.read(out / name / wav_path.stem / f"{stem}.wav", dtype="float32", always_2d=True)
-                db = snr(ref[k], est.T)
+                # Files hold [-1, 1], as the reference's writer clamps too.
+                db = snr(np.clip(ref[k], -1, 1), est.T)
                 worst = min(worst, db)
                 line.append(f"{stem} {db:6.1f} dB")
             print(f"{name:10s} {'  '.join(line)}   reference {ref_seconds:6.1f} s, stemify {ours_seconds:6.1f} s "
