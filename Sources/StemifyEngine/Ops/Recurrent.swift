@@ -19,8 +19,11 @@ public struct LSTMDirection: Sendable {
 
     /// Runs the direction over `x [T, N, I]` (time-major) and writes `h_t` for each step into
     /// columns `offset..<offset+H` of `out [T, N, stride]`.
+    ///
+    /// - Parameter parallel: whether the per-step products may split across the engine's
+    ///   threads; false when the two directions already run one per thread.
     func run(_ x: UnsafePointer<Float>, steps: Int, batch: Int, reverse: Bool,
-             into out: UnsafeMutablePointer<Float>, stride: Int, offset: Int) {
+             into out: UnsafeMutablePointer<Float>, stride: Int, offset: Int, parallel: Bool = true) {
         let h = hidden, g4 = 4 * h, inF = inputWeight.shape[1]
         // Input contributions for every step at once: one large product instead of T small ones.
         var gates = [Float](repeating: 0, count: steps * batch * g4)
@@ -43,7 +46,7 @@ public struct LSTMDirection: Sendable {
                             let gt = g.baseAddress! + t * batch * g4
                             if s > 0 {
                                 gemm(transB: true, m: batch, n: g4, k: h, a: hp.baseAddress!, lda: h,
-                                     b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4)
+                                     b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4, parallel: parallel)
                             }
                             for n in 0..<batch {
                                 let row = UnsafeRawPointer(gt + n * g4)
@@ -110,7 +113,7 @@ public struct BidirectionalLSTM: Sendable {
                         for d in range {
                             let dir = d == 0 ? layer.forward : layer.backward
                             dir.run(xs.pointer, steps: steps, batch: batch, reverse: d == 1,
-                                    into: os.pointer, stride: 2 * h, offset: d * h)
+                                    into: os.pointer, stride: 2 * h, offset: d * h, parallel: EngineThreads.count > 2)
                         }
                     }
                 }

@@ -60,6 +60,10 @@ public struct Tensor: Sendable, Equatable {
     public func permuted(_ order: [Int]) -> Tensor {
         precondition(order.sorted() == Array(shape.indices), "permuted: \(order) for shape \(shape)")
         let newShape = order.map { shape[$0] }
+        // Leading axes moved behind the others: a matrix transpose, done in cache blocks.
+        if let k = order.first, k > 0, order == Array(k..<shape.count) + Array(0..<k) {
+            return Tensor(shape: [shape[..<k].reduce(1, *), shape[k...].reduce(1, *)], data: data).transposed2D().reshaped(newShape)
+        }
         var strides = [Int](repeating: 1, count: shape.count)
         for d in stride(from: shape.count - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
         let from = order.map { strides[$0] }

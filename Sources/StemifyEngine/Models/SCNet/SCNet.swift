@@ -188,16 +188,18 @@ public struct SCNet: ChunkNetwork {
     /// time for each frequency, each after a GroupNorm and followed by a Linear and a residual.
     private func dualPath(_ x: inout Tensor, _ d: DualPath) {
         let (c, f, t) = (x.shape[0], x.shape[1], x.shape[2])
-        for (path, order) in [(0, [1, 2, 0]), (1, [2, 1, 0])] {
+        for path in 0..<2 {
             var h = x
             groupNorm(&h, groups: 1, weight: d.norms[path].weight, bias: d.norms[path].bias)
-            // Sequences along F (batch T) or along T (batch F), time-major for the LSTM.
-            let seq = h.permuted(order)
+            // Sequences along F (batch T) or along T (batch F), time-major for the LSTM:
+            // [F, T, C] or [T, F, C].
+            var seq = h.permuted([1, 2, 0])
+            if path == 1 { seq = seq.swappingLeadingAxes() }
             let y = d.lstms[path](seq)
-            let projected = linear(y.reshaped([y.count / y.shape[2], y.shape[2]]), weight: d.linears[path].weight, bias: d.linears[path].bias)
+            var projected = linear(y.reshaped([y.count / y.shape[2], y.shape[2]]), weight: d.linears[path].weight, bias: d.linears[path].bias)
             // Back to [C, F, T].
-            let back = path == 0 ? projected.reshaped([f, t, c]).permuted([2, 0, 1]) : projected.reshaped([t, f, c]).permuted([2, 1, 0])
-            add(&x, back)
+            if path == 1 { projected = projected.reshaped([t, f, c]).swappingLeadingAxes() }
+            add(&x, projected.reshaped([f, t, c]).permuted([2, 0, 1]))
         }
     }
 
