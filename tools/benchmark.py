@@ -2,16 +2,19 @@
 """Wall time and peak RSS of `stemify separate` against the reference, same model, input, threads.
 
 Run by hand (needs the reference: tools/setup_reference.sh, and full-size models:
-`.reference/bin/python tools/make_fixtures.py --full DIR`):
+`.reference/bin/python tools/make_fixtures.py --full DIR` for Demucs,
+`.reference/bin/python tools/msst_parity.py --config NAME --keep DIR` for RoFormer / SCNet):
 
     .reference/bin/python tools/benchmark.py --repo DIR --model htdemucs --input DIR/bench60.wav --threads 2
+    .reference/bin/python tools/benchmark.py --repo DIR/repo --model mel_kj --input DIR/input.wav --threads 2
 
-Each side runs as its own process, one after the other, with the same thread count; peak RSS is
-the child's `ru_maxrss`. Prints one table row per model: seconds, ratio, RSS.
+A Demucs bag is compared with the reference `apply_model` (demucs 4.1.0); a configured model
+(NAME.ckpt + NAME.yaml) with `msst` 0.1.0's `demix` at the configuration's overlap. Each side
+runs as its own process, one after the other, with the same thread count; peak RSS is that
+child's own `ru_maxrss` (wait4). Prints one row per side: seconds, RSS, and the ratio.
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -36,13 +39,37 @@ out = out * std + mean
 '''
 
 
+MSST_REFERENCE = r'''
+import sys, torch, numpy as np, soundfile as sf, yaml
+torch.set_num_threads(int(sys.argv[4]))
+from ml_collections import ConfigDict
+from msst.models.bs_roformer import BSRoformer, MelBandRoformer
+from msst.models.scnet import SCNet
+from msst.utils.model_utils import demix
+from pathlib import Path
+repo, name = Path(sys.argv[1]), sys.argv[2]
+config = ConfigDict(yaml.load((repo / f"{name}.yaml").read_text(), Loader=yaml.FullLoader))
+kind = config.training.get("model_type") or ("bs_roformer" if "freqs_per_bands" in config.model
+        else "mel_band_roformer" if "num_bands" in config.model else "scnet")
+klass = {"bs_roformer": BSRoformer, "mel_band_roformer": MelBandRoformer, "scnet": SCNet}[kind]
+model = klass(**dict(config.model)).eval()
+state = torch.load(repo / f"{name}.ckpt", map_location="cpu", weights_only=True)
+state = state.get("state_dict", state)
+model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+data, sr = sf.read(sys.argv[3], dtype="float32", always_2d=True)
+out = demix(config, model, data.T.copy(), torch.device("cpu"), kind)
+'''
+
+
 def measure(cmd, env=None):
+    """Wall seconds and the child's own peak RSS in MB."""
     start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, peak / 1024, before
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed with status {child.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def main():
@@ -62,13 +89,12 @@ def main():
     print(f"stemify   {args.model}: {ours[0]:7.1f} s wall, peak RSS {ours[1]:7.0f} MB", flush=True)
     if args.skip_reference:
         return
-    # ru_maxrss of children is a maximum over all children so far: run the reference second and
-    # only trust its figure when it is larger; otherwise report it as "<= ours".
-    ref = measure([sys.executable, "-c", REFERENCE, str(args.repo), args.model, str(args.input), str(args.threads),
+    configured = (args.repo / f"{args.model}.ckpt").exists() and (args.repo / f"{args.model}.yaml").exists()
+    script = MSST_REFERENCE if configured else REFERENCE
+    ref = measure([sys.executable, "-c", script, str(args.repo), args.model, str(args.input), str(args.threads),
                    str(ROOT / "tools")], env)
-    ref_rss = f"{ref[1]:7.0f} MB" if ref[1] > ours[1] else f"<= {ours[1]:.0f} MB"
-    print(f"reference {args.model}: {ref[0]:7.1f} s wall, peak RSS {ref_rss}")
-    print(f"ratio (reference / stemify wall time): {ref[0] / ours[0]:.2f}x")
+    print(f"reference {args.model}: {ref[0]:7.1f} s wall, peak RSS {ref[1]:7.0f} MB ({'msst demix' if configured else 'demucs apply_model'})")
+    print(f"stemify / reference wall time: {ours[0] / ref[0]:.2f}x")
 
 
 if __name__ == "__main__":

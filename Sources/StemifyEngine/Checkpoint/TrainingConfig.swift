@@ -126,6 +126,24 @@ public struct TrainingConfig: Sendable {
     }
 }
 
+extension [String: KwargValue] {
+    /// A constructor argument that must be an integer in `range`; `fallback` when absent.
+    func int(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+        guard let v = self[key] else { return fallback }
+        guard let i = v.int(in: range) else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)") }
+        return i
+    }
+
+    /// A boolean constructor argument; `fallback` when absent or null.
+    func bool(_ key: String, _ fallback: Bool) throws -> Bool {
+        switch self[key] {
+        case nil, .none?: return fallback
+        case let .bool(b)?: return b
+        case let v?: throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)")
+        }
+    }
+}
+
 extension KwargValue {
     /// The value as an integer in `range` (a float with no fraction counts), else nil.
     func int(in range: ClosedRange<Int>) -> Int? {

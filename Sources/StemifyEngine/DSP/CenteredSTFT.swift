@@ -36,27 +36,27 @@ public struct CenteredSTFT: Sendable {
         var out = Tensor(uninitialized: [t, f, channels, 2])
         let scale: Float = normalized ? 1 / Float(nfft).squareRoot() : 1
         out.data.withUnsafeMutableBufferPointer { ob in
-        let op = UnsafeMutableSendablePointer(ob.baseAddress!)
-        for c in 0..<channels {
-            let padded = reflectPad1d(Array(x.data[c * length..<(c + 1) * length]), left: nfft / 2, right: nfft / 2)
-            padded.withUnsafeBufferPointer { pp in
-                let src = UnsafeSendable(pp.baseAddress!)
-                parallelFor(t, minPerTask: 16) { range in
-                    var re = [Float](repeating: 0, count: nfft), im = [Float](repeating: 0, count: nfft)
-                    for frame in range {
-                        for i in 0..<nfft { re[i] = src.pointer[frame * hop + i] * window[i]; im[i] = 0 }
-                        re.withUnsafeMutableBufferPointer { r in
-                            im.withUnsafeMutableBufferPointer { m in fft.transform(re: r.baseAddress!, im: m.baseAddress!, inverse: false) }
-                        }
-                        for b in 0..<f {
-                            let at = ((frame * f + b) * channels + c) * 2
-                            op.pointer[at] = re[b] * scale
-                            op.pointer[at + 1] = im[b] * scale
+            let op = UnsafeMutableSendablePointer(ob.baseAddress!)
+            for c in 0..<channels {
+                let padded = reflectPad1d(Array(x.data[c * length..<(c + 1) * length]), left: nfft / 2, right: nfft / 2)
+                padded.withUnsafeBufferPointer { pp in
+                    let src = UnsafeSendable(pp.baseAddress!)
+                    parallelFor(t, minPerTask: 16) { range in
+                        var re = [Float](repeating: 0, count: nfft), im = [Float](repeating: 0, count: nfft)
+                        for frame in range {
+                            for i in 0..<nfft { re[i] = src.pointer[frame * hop + i] * window[i]; im[i] = 0 }
+                            re.withUnsafeMutableBufferPointer { r in
+                                im.withUnsafeMutableBufferPointer { m in fft.transform(re: r.baseAddress!, im: m.baseAddress!, inverse: false) }
+                            }
+                            for b in 0..<f {
+                                let at = ((frame * f + b) * channels + c) * 2
+                                op.pointer[at] = re[b] * scale
+                                op.pointer[at + 1] = im[b] * scale
+                            }
                         }
                     }
                 }
             }
-        }
         }
         return out
     }

@@ -178,6 +178,17 @@ public struct BLSTM: Sendable {
     }
 }
 
+extension LSTMDirection {
+    /// `PREFIX.{weight,bias}_{ih,hh}_lK[SUFFIX]` of an `nn.LSTM`, the two biases summed.
+    static func load(_ r: inout StateReader, _ prefix: String, layer k: Int, suffix: String, input: Int, hidden: Int) throws -> LSTMDirection {
+        let wi = try r.take("\(prefix).weight_ih_l\(k)\(suffix)", [4 * hidden, input])
+        let wh = try r.take("\(prefix).weight_hh_l\(k)\(suffix)", [4 * hidden, hidden])
+        var b = try r.take("\(prefix).bias_ih_l\(k)\(suffix)", [4 * hidden])
+        add(&b, try r.take("\(prefix).bias_hh_l\(k)\(suffix)", [4 * hidden]))
+        return LSTMDirection(inputWeight: wi, hiddenWeight: wh, bias: b)
+    }
+}
+
 extension BLSTM {
     /// `prefix.lstm.{weight,bias}_{ih,hh}_l{k}[_reverse]` and `prefix.linear`, in the order the
     /// reference registers them.
@@ -185,16 +196,8 @@ extension BLSTM {
         var stack: [(forward: LSTMDirection, backward: LSTMDirection)] = []
         for k in 0..<layers {
             let inF = k == 0 ? channels : 2 * channels
-            func direction(_ suffix: String) throws -> LSTMDirection {
-                let p = "\(prefix).lstm"
-                let wi = try r.take("\(p).weight_ih_l\(k)\(suffix)", [4 * channels, inF])
-                let wh = try r.take("\(p).weight_hh_l\(k)\(suffix)", [4 * channels, channels])
-                var b = try r.take("\(p).bias_ih_l\(k)\(suffix)", [4 * channels])
-                add(&b, try r.take("\(p).bias_hh_l\(k)\(suffix)", [4 * channels]))
-                return LSTMDirection(inputWeight: wi, hiddenWeight: wh, bias: b)
-            }
-            let f = try direction("")
-            stack.append((f, try direction("_reverse")))
+            let f = try LSTMDirection.load(&r, "\(prefix).lstm", layer: k, suffix: "", input: inF, hidden: channels)
+            stack.append((f, try LSTMDirection.load(&r, "\(prefix).lstm", layer: k, suffix: "_reverse", input: inF, hidden: channels)))
         }
         return BLSTM(lstm: BidirectionalLSTM(layers: stack),
                      linear: try .load(&r, "\(prefix).linear", inFeatures: 2 * channels, outFeatures: channels),

@@ -26,18 +26,8 @@ extension RoFormer {
         if let unknown = kw.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw CheckpointError.unknownKwarg(key: unknown, klass: family.rawValue)
         }
-        func int(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            guard let v = kw[key] else { return fallback }
-            guard let i = v.int(in: range) else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)") }
-            return i
-        }
-        func bool(_ key: String, _ fallback: Bool) throws -> Bool {
-            switch kw[key] {
-            case nil, .none?: return fallback
-            case let .bool(b)?: return b
-            case let v?: throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)")
-            }
-        }
+        func int(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int { try kw.int(key, fallback, range) }
+        func bool(_ key: String, _ fallback: Bool) throws -> Bool { try kw.bool(key, fallback) }
         guard kw["dim"] != nil, kw["depth"] != nil else { throw CheckpointError.malformedPackage("model config needs 'dim' and 'depth'") }
         let dim = try int("dim", 0, 1...8192)
         let depth = try int("depth", 0, 1...256)

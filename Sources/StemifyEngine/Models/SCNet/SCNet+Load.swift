@@ -13,11 +13,7 @@ extension SCNet {
         if let unknown = kw.keys.sorted().first(where: { !Self.knownKeys.contains($0) }) {
             throw CheckpointError.unknownKwarg(key: unknown, klass: "scnet")
         }
-        func int(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
-            guard let v = kw[key] else { return fallback }
-            guard let i = v.int(in: range) else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)") }
-            return i
-        }
+        func int(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int { try kw.int(key, fallback, range) }
         func ints(_ key: String, _ fallback: [Int], count: ClosedRange<Int>, _ range: ClosedRange<Int>) throws -> [Int] {
             guard let v = kw[key] else { return fallback }
             guard case let .list(items) = v, count.contains(items.count) else { throw CheckpointError.unsupportedKwarg(key: key, value: "\(v)") }
@@ -48,12 +44,7 @@ extension SCNet {
         guard try int("win_size", nfft, 1...65536) == nfft else {
             throw CheckpointError.unsupportedKwarg(key: "win_size", value: "\(kw["win_size"]!) (only windows as long as nfft)")
         }
-        let normalized: Bool
-        switch kw["normalized"] {
-        case nil: normalized = true
-        case let .bool(b)?: normalized = b
-        case let v?: throw CheckpointError.unsupportedKwarg(key: "normalized", value: "\(v)")
-        }
+        let normalized = try kw.bool("normalized", true)
         let shares: [Double]
         switch kw["band_SR"] {
         case nil: shares = [0.175, 0.392, 0.433]
@@ -118,15 +109,10 @@ extension SCNet {
             var linears: [(weight: Tensor, bias: Tensor)] = []
             var norms: [(weight: Tensor, bias: Tensor)] = []
             for path in 0..<2 {
-                func direction(_ suffix: String) throws -> LSTMDirection {
-                    let q = "\(p).lstm_layers.\(path)"
-                    let wi = try r.take("\(q).weight_ih_l0\(suffix)", [4 * h, c])
-                    let wh = try r.take("\(q).weight_hh_l0\(suffix)", [4 * h, h])
-                    var b = try r.take("\(q).bias_ih_l0\(suffix)", [4 * h])
-                    add(&b, try r.take("\(q).bias_hh_l0\(suffix)", [4 * h]))
-                    return LSTMDirection(inputWeight: wi, hiddenWeight: wh, bias: b)
-                }
-                lstms.append(BidirectionalLSTM(layers: [(try direction(""), try direction("_reverse"))]))
+                let q = "\(p).lstm_layers.\(path)"
+                lstms.append(BidirectionalLSTM(layers: [
+                    (try LSTMDirection.load(&r, q, layer: 0, suffix: "", input: c, hidden: h),
+                     try LSTMDirection.load(&r, q, layer: 0, suffix: "_reverse", input: c, hidden: h))]))
                 linears.append(try pair("\(p).linear_layers.\(path)", [c, 2 * h], bias: c))
                 norms.append(try pair("\(p).norm_layers.\(path)", [c], bias: c))
             }

@@ -121,13 +121,9 @@ public struct SCNet: ChunkNetwork {
             original.append(n)
             let total = band.stride == 1 ? band.kernel - 1 : (band.stride - n % band.stride) % band.stride
             let left = total / 2
-            var input = Tensor(zeros: [cin, n + total, t])
-            for c in 0..<cin {
-                for f in 0..<n {
-                    let src = (c * bins + range.lowerBound + f) * t, dst = (c * (n + total) + left + f) * t
-                    input.data.replaceSubrange(dst..<(dst + t), with: x.data[src..<(src + t)])
-                }
-            }
+            // Zero rows around the band (not its neighbours' rows), split as F.pad splits them.
+            let input = Tensor.concatenatingMiddle([Tensor(zeros: [cin, left, t]), x.slicingMiddle(range),
+                                                    Tensor(zeros: [cin, total - left, t])])
             let conv = e.bandConvs[b]
             var y = conv2d(input, weight: conv.weight, bias: conv.bias,
                            geometry: ConvGeometry(kernel: (band.kernel, 1), stride: (band.stride, 1)))
@@ -136,7 +132,7 @@ public struct SCNet: ChunkNetwork {
             outputs.append(y)
         }
         let lengths = outputs.map { $0.shape[1] }
-        let skip = concatenatingFrequency(outputs)
+        let skip = Tensor.concatenatingMiddle(outputs)
         let out = conv2d(skip, weight: e.global.weight, bias: e.global.bias, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1)))
         return (out, skip, lengths, original)
     }
@@ -237,44 +233,17 @@ public struct SCNet: ChunkNetwork {
         add(&fused, skip)
         fused = Tensor(shape: [2 * fused.shape[0], fused.shape[1], fused.shape[2]], data: fused.data + fused.data)
         fused = glu(conv2d(fused, weight: d.fusion.weight, bias: d.fusion.bias, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1))))
-        let (c, t) = (fused.shape[0], fused.shape[2])
         var outputs: [Tensor] = []
         var start = 0
         for (b, n) in lengths.enumerated() {
-            var band = Tensor(uninitialized: [c, n, t])
-            for ch in 0..<c {
-                let src = (ch * fused.shape[1] + start) * t
-                band.data.replaceSubrange((ch * n * t)..<((ch + 1) * n * t), with: fused.data[src..<(src + n * t)])
-            }
+            let band = fused.slicingMiddle(start..<(start + n))
             start += n
             let conv = d.bandConvs[b]
             let out = convTranspose2d(band, weight: conv.weight, bias: conv.bias, stride: (bands[b].stride, 1))
             let produced = out.shape[1]
             let dist = abs(original[b] - produced) / 2
-            let keep = min(original[b], produced - dist)
-            var trimmed = Tensor(uninitialized: [out.shape[0], keep, t])
-            for ch in 0..<out.shape[0] {
-                let src = (ch * produced + dist) * t
-                trimmed.data.replaceSubrange((ch * keep * t)..<((ch + 1) * keep * t), with: out.data[src..<(src + keep * t)])
-            }
-            outputs.append(trimmed)
+            outputs.append(out.slicingMiddle(dist..<min(dist + original[b], produced)))
         }
-        return concatenatingFrequency(outputs)
-    }
-
-    /// `torch.cat(parts, dim=F)` for `[C, F_i, T]` parts.
-    private func concatenatingFrequency(_ parts: [Tensor]) -> Tensor {
-        let (c, t) = (parts[0].shape[0], parts[0].shape[2])
-        let total = parts.reduce(0) { $0 + $1.shape[1] }
-        var out = Tensor(uninitialized: [c, total, t])
-        for ch in 0..<c {
-            var at = ch * total * t
-            for p in parts {
-                let n = p.shape[1] * t
-                out.data.replaceSubrange(at..<(at + n), with: p.data[(ch * n)..<((ch + 1) * n)])
-                at += n
-            }
-        }
-        return out
+        return Tensor.concatenatingMiddle(outputs)
     }
 }

@@ -50,7 +50,7 @@ export interface Job {
 export interface Model {
     name: string;
     description: string;
-    family: "demucs" | "bs_roformer" | "mel_band_roformer";
+    family: "demucs" | "bs_roformer" | "mel_band_roformer" | "scnet";
     sources: string[];
     available: boolean;
     /** Wall time per second of audio relative to htdemucs. */
