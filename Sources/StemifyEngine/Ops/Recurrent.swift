@@ -17,65 +17,54 @@ public struct LSTMDirection: Sendable {
 
     var hidden: Int { hiddenWeight.shape[1] }
 
-    /// Runs the direction over `x [T, N, I]` (time-major) and writes `h_t` for each step into
-    /// columns `offset..<offset+H` of `out [T, N, stride]`.
+    /// Runs the recurrence over `gates [T, N, gateStride]`, whose columns `0..<4H` already hold
+    /// this direction's input contributions and bias, and writes `h_t` for each step into
+    /// columns `offset..<offset+H` of `out [T, N, stride]`. The gates are overwritten.
     ///
     /// - Parameter parallel: whether the per-step products may split across the engine's
     ///   threads; false when the two directions already run one per thread.
-    func run(_ x: UnsafePointer<Float>, steps: Int, batch: Int, reverse: Bool,
+    func run(gates g: UnsafeMutablePointer<Float>, gateStride: Int, steps: Int, batch: Int, reverse: Bool,
              into out: UnsafeMutablePointer<Float>, stride: Int, offset: Int, parallel: Bool = true) {
-        let h = hidden, g4 = 4 * h, inF = inputWeight.shape[1]
-        // Input contributions for every step at once: one large product instead of T small ones.
-        var gates = [Float](repeating: 0, count: steps * batch * g4)
+        let h = hidden, g4 = gateStride
         var state = [Float](repeating: 0, count: batch * h)
         var cell = [Float](repeating: 0, count: batch * h)
-        inputWeight.data.withUnsafeBufferPointer { wi in
-            bias.data.withUnsafeBufferPointer { b in
-                gates.withUnsafeMutableBufferPointer { g in
-                    linear(x, rows: steps * batch, inFeatures: inF, weight: wi.baseAddress!, outFeatures: g4,
-                           bias: b.baseAddress!, into: g.baseAddress!)
-                }
-            }
-        }
         hiddenWeight.data.withUnsafeBufferPointer { wh in
-            gates.withUnsafeMutableBufferPointer { g in
-                state.withUnsafeMutableBufferPointer { hp in
-                    cell.withUnsafeMutableBufferPointer { cp in
-                        for s in 0..<steps {
-                            let t = reverse ? steps - 1 - s : s
-                            let gt = g.baseAddress! + t * batch * g4
-                            if s > 0 {
-                                gemm(transB: true, m: batch, n: g4, k: h, a: hp.baseAddress!, lda: h,
-                                     b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4, parallel: parallel)
-                            }
-                            for n in 0..<batch {
-                                let row = UnsafeRawPointer(gt + n * g4)
-                                let o = UnsafeMutableRawPointer(out + (t * batch + n) * stride + offset)
-                                let (cell, hidden) = (UnsafeMutableRawPointer(cp.baseAddress! + n * h), UnsafeMutableRawPointer(hp.baseAddress! + n * h))
-                                // Eight units at a time: the gates' exponentials were a third of
-                                // SCNet's run as scalar libm calls.
-                                var j = 0
-                                while j < h {
-                                    let lanes = min(8, h - j)
-                                    func load(_ p: UnsafeRawPointer, _ at: Int) -> SIMD8<Float> {
-                                        if lanes == 8 { return p.loadUnaligned(fromByteOffset: at * 4, as: SIMD8<Float>.self) }
-                                        var v = SIMD8<Float>()
-                                        for l in 0..<lanes { v[l] = p.load(fromByteOffset: (at + l) * 4, as: Float.self) }
-                                        return v
-                                    }
-                                    func store(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer, _ at: Int) {
-                                        if lanes == 8 { p.storeBytes(of: v, toByteOffset: at * 4, as: SIMD8<Float>.self); return }
-                                        for l in 0..<lanes { p.storeBytes(of: v[l], toByteOffset: (at + l) * 4, as: Float.self) }
-                                    }
-                                    let i = sigmoid(load(row, j)), f = sigmoid(load(row, h + j))
-                                    let gg = tanh(load(row, 2 * h + j)), og = sigmoid(load(row, 3 * h + j))
-                                    let c = f * load(UnsafeRawPointer(cell), j) + i * gg
-                                    store(c, cell, j)
-                                    let hv = og * tanh(c)
-                                    store(hv, hidden, j)
-                                    store(hv, o, j)
-                                    j += 8
+            state.withUnsafeMutableBufferPointer { hp in
+                cell.withUnsafeMutableBufferPointer { cp in
+                    for s in 0..<steps {
+                        let t = reverse ? steps - 1 - s : s
+                        let gt = g + t * batch * g4
+                        if s > 0 {
+                            gemm(transB: true, m: batch, n: 4 * h, k: h, a: hp.baseAddress!, lda: h,
+                                 b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4, parallel: parallel)
+                        }
+                        for n in 0..<batch {
+                            let row = UnsafeRawPointer(gt + n * g4)
+                            let o = UnsafeMutableRawPointer(out + (t * batch + n) * stride + offset)
+                            let (cell, hidden) = (UnsafeMutableRawPointer(cp.baseAddress! + n * h), UnsafeMutableRawPointer(hp.baseAddress! + n * h))
+                            // Eight units at a time: the gates' exponentials were a third of
+                            // SCNet's run as scalar libm calls.
+                            var j = 0
+                            while j < h {
+                                let lanes = min(8, h - j)
+                                func load(_ p: UnsafeRawPointer, _ at: Int) -> SIMD8<Float> {
+                                    if lanes == 8 { return p.loadUnaligned(fromByteOffset: at * 4, as: SIMD8<Float>.self) }
+                                    var v = SIMD8<Float>()
+                                    for l in 0..<lanes { v[l] = p.load(fromByteOffset: (at + l) * 4, as: Float.self) }
+                                    return v
                                 }
+                                func store(_ v: SIMD8<Float>, _ p: UnsafeMutableRawPointer, _ at: Int) {
+                                    if lanes == 8 { p.storeBytes(of: v, toByteOffset: at * 4, as: SIMD8<Float>.self); return }
+                                    for l in 0..<lanes { p.storeBytes(of: v[l], toByteOffset: (at + l) * 4, as: Float.self) }
+                                }
+                                let i = sigmoid(load(row, j)), f = sigmoid(load(row, h + j))
+                                let gg = tanh(load(row, 2 * h + j)), og = sigmoid(load(row, 3 * h + j))
+                                let c = f * load(UnsafeRawPointer(cell), j) + i * gg
+                                store(c, cell, j)
+                                let hv = og * tanh(c)
+                                store(hv, hidden, j)
+                                store(hv, o, j)
+                                j += 8
                             }
                         }
                     }
@@ -109,11 +98,27 @@ public struct BidirectionalLSTM: Sendable {
                 out.data.withUnsafeMutableBufferPointer { op in
                     let (xs, os) = (UnsafeSendable(xp.baseAddress!), UnsafeMutableSendablePointer(op.baseAddress!))
                     // The two directions are independent: one per engine thread when there are two.
-                    parallelFor(2) { range in
-                        for d in range {
-                            let dir = d == 0 ? layer.forward : layer.backward
-                            dir.run(xs.pointer, steps: steps, batch: batch, reverse: d == 1,
-                                    into: os.pointer, stride: 2 * h, offset: d * h, parallel: EngineThreads.count > 2)
+                    // Both directions' input contributions in one product (`[T·N, 8H]`): a
+                    // larger GEMM, split across all threads, before the recurrences.
+                    var gates = [Float](unsafeUninitializedCapacity: steps * batch * 8 * h) { _, n in n = steps * batch * 8 * h }
+                    let inF = layer.forward.inputWeight.shape[1]
+                    let weight = layer.forward.inputWeight.data + layer.backward.inputWeight.data
+                    let bias = layer.forward.bias.data + layer.backward.bias.data
+                    gates.withUnsafeMutableBufferPointer { gp in
+                        weight.withUnsafeBufferPointer { wp in
+                            bias.withUnsafeBufferPointer { bp in
+                                linear(xs.pointer, rows: steps * batch, inFeatures: inF, weight: wp.baseAddress!, outFeatures: 8 * h,
+                                       bias: bp.baseAddress!, into: gp.baseAddress!)
+                            }
+                        }
+                        let gs = UnsafeMutableSendablePointer(gp.baseAddress!)
+                        // The two directions are independent: one per engine thread when there are two.
+                        parallelFor(2) { range in
+                            for d in range {
+                                let dir = d == 0 ? layer.forward : layer.backward
+                                dir.run(gates: gs.pointer + d * 4 * h, gateStride: 8 * h, steps: steps, batch: batch, reverse: d == 1,
+                                        into: os.pointer, stride: 2 * h, offset: d * h, parallel: EngineThreads.count > 2)
+                            }
                         }
                     }
                 }
