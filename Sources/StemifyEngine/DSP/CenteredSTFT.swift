@@ -75,25 +75,39 @@ public struct CenteredSTFT: Sendable {
         }
         let scale: Float = (normalized ? Float(nfft).squareRoot() : 1) / Float(nfft)
         var out = Tensor(zeros: [channels, length])
+        // Each frame's inverse transform on its own (in parallel), then the overlap-add.
+        var frameBuffer = [Float](repeating: 0, count: t * nfft)
         for c in 0..<channels {
+            frameBuffer.withUnsafeMutableBufferPointer { fb in
+                let fp = UnsafeMutableSendablePointer(fb.baseAddress!)
+                spec.data.withUnsafeBufferPointer { sb in
+                    let sp = UnsafeSendable(sb.baseAddress!)
+                    parallelFor(t, minPerTask: 16) { range in
+                        var re = [Float](repeating: 0, count: nfft), im = [Float](repeating: 0, count: nfft)
+                        for frame in range {
+                            for b in 0..<f {
+                                let at = ((frame * f + b) * channels + c) * 2
+                                re[b] = sp.pointer[at]
+                                im[b] = sp.pointer[at + 1]
+                            }
+                            im[0] = 0
+                            im[nfft / 2] = 0
+                            for b in 1..<(nfft / 2) {
+                                re[nfft - b] = re[b]
+                                im[nfft - b] = -im[b]
+                            }
+                            re.withUnsafeMutableBufferPointer { r in
+                                im.withUnsafeMutableBufferPointer { m in fft.transform(re: r.baseAddress!, im: m.baseAddress!, inverse: true) }
+                            }
+                            let dst = fp.pointer + frame * nfft
+                            for i in 0..<nfft { dst[i] = re[i] * scale * window[i] }
+                        }
+                    }
+                }
+            }
             var y = [Float](repeating: 0, count: full)
-            var re = [Float](repeating: 0, count: nfft), im = [Float](repeating: 0, count: nfft)
             for frame in 0..<t {
-                for b in 0..<f {
-                    let at = ((frame * f + b) * channels + c) * 2
-                    re[b] = spec.data[at]
-                    im[b] = spec.data[at + 1]
-                }
-                im[0] = 0
-                im[nfft / 2] = 0
-                for b in 1..<(nfft / 2) {
-                    re[nfft - b] = re[b]
-                    im[nfft - b] = -im[b]
-                }
-                re.withUnsafeMutableBufferPointer { r in
-                    im.withUnsafeMutableBufferPointer { m in fft.transform(re: r.baseAddress!, im: m.baseAddress!, inverse: true) }
-                }
-                for i in 0..<nfft { y[frame * hop + i] += re[i] * scale * window[i] }
+                for i in 0..<nfft { y[frame * hop + i] += frameBuffer[frame * nfft + i] }
             }
             let begin = nfft / 2
             for i in 0..<length {
