@@ -76,6 +76,35 @@ struct RoFormerConfigTests {
         }
     }
 
+    @Test("SCNet keys or values the engine does not implement are named", arguments: [
+        ("  bandsplit_ratios: [0.175, 0.392, 0.433]\n", "'bandsplit_ratios' is unknown"),
+        ("  num_dplayer: 5\n", "num_dplayer"),
+        ("  dims: [3, 8]\n", "dims"),
+        ("  nfft: 4000\n", "nfft"),
+        ("  win_size: 2048\n", "win_size"),
+        ("  band_kernel: [2, 4, 16]\n", "band_kernel"),
+        ("  sources: [vocals]\n", "differ in length"),
+    ])
+    func refusesSCNet(_ extra: String, _ reason: String) throws {
+        let yaml = """
+        audio:
+          chunk_size: 485100
+        model:
+          band_SR: [0.175, 0.392, 0.433]
+        \(extra)
+        training:
+          instruments: [drums, bass, other, vocals]
+        """
+        let config = try TrainingConfig(yaml: yaml)
+        #expect(config.family == .scnet)
+        do {
+            _ = try SCNet(config: config, state: [:])
+            Issue.record("accepted: \(reason)")
+        } catch {
+            #expect("\(error)".contains(reason), "\(error)")
+        }
+    }
+
     @Test("a missing tensor is named before anything runs")
     func missingTensor() throws {
         let config = try TrainingConfig(yaml: roformerYAML())

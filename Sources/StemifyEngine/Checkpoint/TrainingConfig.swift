@@ -134,6 +134,18 @@ extension [String: KwargValue] {
         return i
     }
 
+    /// The STFT arguments every family takes under its own names: a power-of-two size, a hop
+    /// no longer than it, and a window exactly as long (the only kind the engine implements).
+    func stft(size: String, _ sizeDefault: Int, hop: String, _ hopDefault: Int, window: String) throws -> (nfft: Int, hop: Int) {
+        let nfft = try int(size, sizeDefault, 16...65536)
+        guard nfft & (nfft - 1) == 0 else { throw CheckpointError.unsupportedKwarg(key: size, value: "\(nfft) (a power of two is needed)") }
+        let hopLength = try int(hop, hopDefault, 1...nfft)
+        guard try int(window, nfft, 1...65536) == nfft else {
+            throw CheckpointError.unsupportedKwarg(key: window, value: "\(self[window]!) (only windows as long as \(size))")
+        }
+        return (nfft, hopLength)
+    }
+
     /// A boolean constructor argument; `fallback` when absent or null.
     func bool(_ key: String, _ fallback: Bool) throws -> Bool {
         switch self[key] {

@@ -44,12 +44,7 @@ extension RoFormer {
         guard try bool("stereo", false) else {
             throw CheckpointError.unsupportedKwarg(key: "stereo", value: "False (the reference's inference always feeds stereo)")
         }
-        let nfft = try int("stft_n_fft", 2048, 16...65536)
-        guard nfft & (nfft - 1) == 0 else { throw CheckpointError.unsupportedKwarg(key: "stft_n_fft", value: "\(nfft) (a power of two is needed)") }
-        let hop = try int("stft_hop_length", 512, 1...nfft)
-        guard try int("stft_win_length", nfft, 1...65536) == nfft else {
-            throw CheckpointError.unsupportedKwarg(key: "stft_win_length", value: "\(kw["stft_win_length"]!) (only windows as long as stft_n_fft)")
-        }
+        let (nfft, hop) = try kw.stft(size: "stft_n_fft", 2048, hop: "stft_hop_length", 512, window: "stft_win_length")
         let normalized = try bool("stft_normalized", false)
         let maskDepth = try int("mask_estimator_depth", family == .bsRoformer ? 2 : 1, 1...16)
         let expansion = try int("mlp_expansion_factor", 4, 1...64)

@@ -38,12 +38,7 @@ extension SCNet {
         guard dims[0] == 2 * channels else {
             throw CheckpointError.unsupportedKwarg(key: "dims", value: "\(dims) (the first must be 2 × audio_channels)")
         }
-        let nfft = try int("nfft", 4096, 16...65536)
-        guard nfft & (nfft - 1) == 0 else { throw CheckpointError.unsupportedKwarg(key: "nfft", value: "\(nfft) (a power of two is needed)") }
-        let hop = try int("hop_size", 1024, 1...nfft)
-        guard try int("win_size", nfft, 1...65536) == nfft else {
-            throw CheckpointError.unsupportedKwarg(key: "win_size", value: "\(kw["win_size"]!) (only windows as long as nfft)")
-        }
+        let (nfft, hop) = try kw.stft(size: "nfft", 4096, hop: "hop_size", 1024, window: "win_size")
         let normalized = try kw.bool("normalized", true)
         let shares: [Double]
         switch kw["band_SR"] {
