@@ -120,7 +120,7 @@ extension SCNet {
             let cout = index == 0 ? dims[0] * sources.count : dims[index]
             let p = "decoder.\(j)"
             decoders.append(Decoder(
-                fusion: try pair("\(p).0.conv", [2 * cin, 2 * cin, 3, 3], bias: 2 * cin),
+                fusion: try foldRepeatedInput(pair("\(p).0.conv", [2 * cin, 2 * cin, 3, 3], bias: 2 * cin)),
                 bandConvs: try (0..<3).map { b in try pair("\(p).1.convtrs.\(b)", [cin, cout, kernels[b], 1], bias: cout) }))
         }
         try r.finish()
@@ -134,4 +134,21 @@ extension SCNet {
         self.decoders = decoders
         self.dualPaths = dualPaths
     }
+}
+
+/// The fusion layer convolves `x.repeat(1, 2, 1, 1)`: both input halves see the same `x`, so
+/// `W[:, :C] + W[:, C:]` on `x` is the same convolution at half the work (a seventh of SCNet
+/// large's arithmetic is these 3×3 convolutions).
+private func foldRepeatedInput(_ conv: (weight: Tensor, bias: Tensor)) -> (weight: Tensor, bias: Tensor) {
+    let (cout, cin2, kh, kw) = (conv.weight.shape[0], conv.weight.shape[1], conv.weight.shape[2], conv.weight.shape[3])
+    let c = cin2 / 2, k = kh * kw
+    var folded = Tensor(uninitialized: [cout, c, kh, kw])
+    for o in 0..<cout {
+        for i in 0..<c {
+            for j in 0..<k {
+                folded.data[(o * c + i) * k + j] = conv.weight.data[(o * cin2 + i) * k + j] + conv.weight.data[(o * cin2 + c + i) * k + j]
+            }
+        }
+    }
+    return (folded, conv.bias)
 }

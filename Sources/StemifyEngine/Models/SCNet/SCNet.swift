@@ -36,6 +36,7 @@ public struct SCNet: ChunkNetwork {
     }
 
     struct Decoder: Sendable {
+        /// `[2C, C, 3, 3]`: the published `[2C, 2C, 3, 3]` with its two input halves summed.
         var fusion: (weight: Tensor, bias: Tensor)
         var bandConvs: [(weight: Tensor, bias: Tensor)]  // transposed, [Cin, Cout, k, 1]
     }
@@ -231,7 +232,6 @@ public struct SCNet: ChunkNetwork {
     private func decode(_ x: Tensor, _ d: Decoder, skip: Tensor, lengths: [Int], original: [Int]) -> Tensor {
         var fused = x
         add(&fused, skip)
-        fused = Tensor(shape: [2 * fused.shape[0], fused.shape[1], fused.shape[2]], data: fused.data + fused.data)
         fused = glu(conv2d(fused, weight: d.fusion.weight, bias: d.fusion.bias, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1))))
         var outputs: [Tensor] = []
         var start = 0
