@@ -129,7 +129,7 @@ SMALL = {
     "bs4_small": dict(
         family=BSRoformer, chunk=22050, overlap=2, batch=1, instruments=["drums", "bass", "other", "vocals"],
         target=None, nested=True, model_type="bs_roformer",
-        model=dict(dim=32, depth=3, stereo=True, num_stems=4, time_transformer_depth=1, freq_transformer_depth=1,
+        model=dict(dim=16, depth=3, stereo=True, num_stems=4, time_transformer_depth=1, freq_transformer_depth=1,
                    freqs_per_bands=tuple(BS_BANDS), dim_head=16, heads=2, stft_n_fft=2048, stft_hop_length=441,
                    stft_win_length=2048, mask_estimator_depth=2, mlp_expansion_factor=1, skip_connection=True)),
     # Mel-Band RoFormer (KJ layout: 60 mel bands), four chunks over each sample, batches of 2.
