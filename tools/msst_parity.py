@@ -13,7 +13,8 @@ Configurations (hyperparameters of the published checkpoints, see
 ../shared/notes/modern-models.md): bs_viperx (BS-RoFormer viperx 12.9755: dim 512, depth 12),
 bs_4stem (BS-RoFormer 4 stems 384/8, skip connections off), mel_kj (Mel-Band RoFormer
 KimberleyJensen: dim 384, depth 6, 60 bands), scnet_small (dims 4/32/64/128), scnet_large
-(dims 4/64/128/256, the large band split). `--small` keeps the layouts at width 32.
+(dims 4/64/128/256, the large band split), scnet_xl_ihf (eight dual-path layers, stride 4 in the
+high band). `--small` keeps the layouts at width 32.
 Input other than 44.1 kHz is resampled with julius (demucs.audio.convert_audio, the resampler
 Stemify reproduces) before the reference runs, since `demix` does not resample.
 Exits 1 when a stem is below --bar dB.
@@ -56,6 +57,15 @@ CONFIGS = {
                                    band_SR=[0.225, 0.372, 0.403], band_stride=[1, 4, 16], band_kernel=[3, 4, 16],
                                    conv_depths=[3, 2, 1], compress=4, conv_kernel=3, num_dplayer=6, expand=1),
                     dict(chunk=485100, overlap=4, batch=8, instruments=["drums", "bass", "other", "vocals"], target=None)),
+    # The release's YAML (v1.0.15 config_musdb18_scnet_xl_more_wide_v5.yaml) is an asset, not in
+    # the repository; these are the hyperparameters ports of that checkpoint build it with:
+    # the large layout's widths, eight dual-path layers, stride and kernel 4 in the high band,
+    # three convolution layers in every band.
+    "scnet_xl_ihf": (mm.SCNet, dict(sources=["drums", "bass", "other", "vocals"], audio_channels=2, dims=[4, 64, 128, 256],
+                                    nfft=4096, hop_size=1024, win_size=4096, normalized=True,
+                                    band_SR=[0.23, 0.37, 0.4], band_stride=[1, 4, 4], band_kernel=[3, 4, 4],
+                                    conv_depths=[3, 3, 3], compress=4, conv_kernel=3, num_dplayer=8, expand=1),
+                     dict(chunk=485100, overlap=4, batch=4, instruments=["drums", "bass", "other", "vocals"], target=None)),
     "mel_kj": (mm.MelBandRoformer, dict(COMMON, dim=384, depth=6, num_stems=1, num_bands=60, sample_rate=44100,
                                         attn_dropout=0, ff_dropout=0),
                dict(chunk=352800, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals")),

@@ -123,6 +123,19 @@ struct SQLiteJobQueueTests {
         await #expect(throws: StemifyError.self) { try await q.claim(worker: "w") }
     }
 
+    @Test("jobs stored before num_overlap existed decode with the model's overlap, and keep their dedupe encoding")
+    func optionsWithoutOverlap() throws {
+        let old = #"{"model":"htdemucs","output_format":"mp3","normalize":false,"remove_vocals":true,"shifts":1,"overlap":0.25}"#
+        let options = try JSONDecoder().decode(JobOptions.self, from: Data(old.utf8))
+        #expect(options.numOverlap == nil && options.removeVocals)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        #expect(!String(decoding: try encoder.encode(options), as: UTF8.self).contains("num_overlap"))
+        var two = options
+        two.numOverlap = 2
+        #expect(try JSONDecoder().decode(JobOptions.self, from: encoder.encode(two)) == two)
+    }
+
     @Test("a job whose worker stopped heartbeating is claimed again after the backoff; the old worker is told it lost it")
     func leaseExpiry() async throws {
         let clock = ManualClock()

@@ -195,6 +195,14 @@ struct APITests {
                      status: .badRequest, code: "invalid_option"),
             BadInput(name: "bad boolean", fields: ["model": "ht_small", "normalize": "maybe"], file: ("a.mp3", mp3),
                      status: .badRequest, code: "invalid_option"),
+            BadInput(name: "num_overlap zero", fields: ["model": "ht_small", "num_overlap": "0"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
+            BadInput(name: "num_overlap above 16", fields: ["model": "ht_small", "num_overlap": "17"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
+            BadInput(name: "num_overlap not a number", fields: ["model": "ht_small", "num_overlap": "2.5"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
+            BadInput(name: "num_overlap for a Demucs model", fields: ["model": "ht_small", "num_overlap": "2"], file: ("a.mp3", mp3),
+                     status: .badRequest, code: "invalid_option"),
         ]
     }
 
@@ -210,6 +218,34 @@ struct APITests {
                 let health = try await client.execute(uri: "/healthz", method: .get)
                 #expect(health.status == .ok)
             }
+        }
+    }
+
+    @Test("a configured model in the model folder: listed with its overlap, separated at the overlap asked for")
+    func configuredModel() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-models-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for ext in ["ckpt", "yaml"] {
+            try FileManager.default.copyItem(at: fixturesDirectory().appendingPathComponent("msst/scnet_vocals_small.\(ext)"),
+                                             to: folder.appendingPathComponent("voc.\(ext)"))
+        }
+        let input = try Data(contentsOf: try makeAudio(seconds: 2, format: "wav"))
+        try await withServer(testConfiguration { $0.modelPath = folder.path }) { client in
+            let models = json(try await client.execute(uri: "/api/models", method: .get).body)["models"] as? [[String: Any]] ?? []
+            let voc = try #require(models.first { $0["name"] as? String == "voc" })
+            #expect(voc["family"] as? String == "scnet" && voc["num_overlap"] as? Int == 2)
+            #expect(voc["sources"] as? [String] == ["vocals", "instrumental"])
+            #expect(models.first { $0["name"] as? String == "htdemucs" }?["num_overlap"] == nil)
+
+            let (headers, body) = multipart(fields: ["model": "voc", "num_overlap": "1", "output_format": "wav"], file: ("a.wav", input))
+            let accepted = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+            #expect(accepted.status == .accepted, "\(String(buffer: accepted.body))")
+            let id = try #require(json(accepted.body)["job_id"] as? String)
+            _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+            let job = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)
+            #expect(job["status"] as? String == "done", "\(job)")
+            #expect((job["stems"] as? [[String: Any]])?.map { $0["name"] as? String } == ["vocals", "instrumental"])
         }
     }
 

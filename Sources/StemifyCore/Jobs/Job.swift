@@ -18,19 +18,27 @@ public struct JobOptions: Codable, Sendable, Equatable, Hashable {
     public var removeVocals: Bool
     public var shifts: Int
     public var overlap: Double
+    /// Overlapping chunks per chunk length for RoFormer and SCNet models; nil keeps the
+    /// configuration's `inference.num_overlap`. Time grows linearly with it.
+    public var numOverlap: Int?
+    /// What the API accepts: the published configurations use 1–4; beyond 16 a song costs
+    /// hours for no audible gain.
+    public static let numOverlapRange = 1...16
 
     public init(model: String = "htdemucs", outputFormat: FFmpeg.Format = .mp3, normalize: Bool = false,
-                removeVocals: Bool = false, shifts: Int = 1, overlap: Double = 0.25) {
+                removeVocals: Bool = false, shifts: Int = 1, overlap: Double = 0.25, numOverlap: Int? = nil) {
         self.model = model
         self.outputFormat = outputFormat
         self.normalize = normalize
         self.removeVocals = removeVocals
         self.shifts = shifts
         self.overlap = overlap
+        self.numOverlap = numOverlap
     }
 
     enum CodingKeys: String, CodingKey {
         case model, outputFormat = "output_format", normalize, removeVocals = "remove_vocals", shifts, overlap
+        case numOverlap = "num_overlap"
     }
 }
 

@@ -223,7 +223,8 @@ public final class JobRunner: Sendable {
         // The shift offsets come from the audio and options, so a resumed or repeated run
         // draws the same ones.
         let seed = UInt64(key.prefix(16), radix: 16) ?? 0
-        let separation = SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed)
+        let separation = SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed,
+                                           overlapCount: job.options.numOverlap)
         let output = StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
                                        instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate)
         let checkpoint = workDir.appendingPathComponent("checkpoint.bin")

@@ -13,13 +13,16 @@ public struct ModelInfo: Codable, Sendable, Equatable {
     public var available: Bool
     /// Wall time relative to htdemucs on the same track (measured with `tools/benchmark.py`).
     public var relativeCost: Double
+    /// RoFormer and SCNet models: the configuration's `num_overlap`, at which `relativeCost` holds.
+    public var numOverlap: Int?
     /// Published SDR per stem, where it was published, and the weights' licence.
     public var sdr: [String: Double]?
     public var sdrSource: String?
     public var licence: String?
 
     public init(name: String, description: String, family: String = "demucs", sources: [String], available: Bool, relativeCost: Double,
-                sdr: [String: Double]? = nil, sdrSource: String? = nil, licence: String? = nil) {
+                numOverlap: Int? = nil, sdr: [String: Double]? = nil, sdrSource: String? = nil, licence: String? = nil) {
+        self.numOverlap = numOverlap
         self.name = name
         self.description = description
         self.family = family
@@ -32,7 +35,7 @@ public struct ModelInfo: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, description, family, sources, available, relativeCost = "relative_cost", sdr, sdrSource = "sdr_source", licence
+        case name, description, family, sources, available, relativeCost = "relative_cost", numOverlap = "num_overlap", sdr, sdrSource = "sdr_source", licence
     }
 }
 
@@ -74,7 +77,7 @@ public final class ModelStore: @unchecked Sendable {
         }
         for p in PublishedModel.catalog {
             out.append(ModelInfo(name: p.name, description: p.description, family: p.family.rawValue, sources: p.sources,
-                                 available: isAvailable(p.name), relativeCost: p.relativeCost, sdr: p.sdr,
+                                 available: isAvailable(p.name), relativeCost: p.relativeCost, numOverlap: p.numOverlap, sdr: p.sdr,
                                  sdrSource: p.sdrSource, licence: p.licence))
         }
         let known = Set(out.map(\.name))
@@ -90,7 +93,7 @@ public final class ModelStore: @unchecked Sendable {
             let sources = config.map { $0.stems == ["vocals"] ? ["vocals", "instrumental"] : $0.stems } ?? []
             let family = config.map { ["bs_roformer": "BS-RoFormer", "mel_band_roformer": "Mel-Band RoFormer", "scnet": "SCNet"][$0.family.rawValue]! } ?? "Configured"
             out.append(ModelInfo(name: name, description: "\(family) model from the model folder", family: config?.family.rawValue ?? "bs_roformer",
-                                 sources: sources, available: config != nil, relativeCost: 1))
+                                 sources: sources, available: config != nil, relativeCost: 1, numOverlap: config?.numOverlap))
         }
         return out
     }
@@ -102,8 +105,9 @@ public final class ModelStore: @unchecked Sendable {
         return spec.models.allSatisfy { (try? repository.checkpoint(for: $0)) != nil }
     }
 
-    /// Checks that `name` can run here, throwing the error a client should see.
-    public func validate(_ name: String) throws {
+    /// Checks that `name` can run here, and takes `numOverlap` when one is given (only the
+    /// chunked RoFormer and SCNet models do), throwing the error a client should see.
+    public func validate(_ name: String, numOverlap: Int? = nil) throws {
         let entry = Self.catalog.first { $0.name == name }
         let listing = repository.list()
         let published = PublishedModel.named(name)
@@ -113,6 +117,9 @@ public final class ModelStore: @unchecked Sendable {
         if !isAvailable(name) && !(downloader != nil && (ModelDownloader.bags[name] != nil || published != nil)) {
             throw StemifyError(.modelUnavailable, "model '\(name)' is not installed on this server; put \(name).yaml and its checkpoints in the model folder",
                                detail: repository.directory.path)
+        }
+        if numOverlap != nil && published == nil && !listing.configured.contains(name) {
+            throw StemifyError(.invalidOption, "'num_overlap' applies to RoFormer and SCNet models; '\(name)' is a Demucs model (use 'quality')")
         }
     }
 

@@ -21,6 +21,9 @@ public struct PublishedModel: Sendable, Equatable {
     /// Wall time per second of audio relative to htdemucs (reference PyTorch, 2 cores, each
     /// model at its configuration's overlap; ../shared/notes/modern-models.md).
     public var relativeCost: Double
+    /// The configuration's `inference.num_overlap`, at which `relativeCost` holds; a job's
+    /// `num_overlap` scales the time in proportion.
+    public var numOverlap: Int
 
     /// File name of the checkpoint in the publisher's URL (`.ckpt` or `.pth`).
     var checkpointExtension: String { URL(string: checkpointURL)?.pathExtension ?? "ckpt" }
@@ -38,7 +41,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(uvr)/model_bs_roformer_ep_317_sdr_12.9755.ckpt",
             configURL: "\(msstConfigs)/viperx/model_bs_roformer_ep_317_sdr_12.9755.yaml",
             approximateMegabytes: 640, licence: "not stated by the publisher",
-            sdr: ["vocals": 10.87], sdrSource: "MVSep multisong dataset", relativeCost: 40),
+            sdr: ["vocals": 10.87], sdrSource: "MVSep multisong dataset", relativeCost: 40, numOverlap: 2),
         PublishedModel(
             name: "bs_roformer_viperx_1053", family: .bsRoformer,
             description: "BS-RoFormer 'other' (viperx): everything but vocals as one stem",
@@ -46,7 +49,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(uvr)/model_bs_roformer_ep_937_sdr_10.5309.ckpt",
             configURL: "\(msstConfigs)/viperx/model_bs_roformer_ep_937_sdr_10.5309.yaml",
             approximateMegabytes: 640, licence: "not stated by the publisher",
-            sdr: ["other": 6.85], sdrSource: "MVSep multisong dataset", relativeCost: 40),
+            sdr: ["other": 6.85], sdrSource: "MVSep multisong dataset", relativeCost: 40, numOverlap: 2),
         PublishedModel(
             name: "mel_roformer_kj", family: .melBandRoformer,
             description: "Mel-Band RoFormer vocals (KimberleyJensen): vocals and karaoke, about 16× htdemucs's time",
@@ -54,7 +57,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/MelBandRoformer.ckpt",
             configURL: "\(msstConfigs)/KimberleyJensen/config_vocals_mel_band_roformer_kj.yaml",
             approximateMegabytes: 910, licence: "not stated by the publisher",
-            sdr: ["vocals": 10.98], sdrSource: "MVSep multisong dataset", relativeCost: 16),
+            sdr: ["vocals": 10.98], sdrSource: "MVSep multisong dataset", relativeCost: 16, numOverlap: 2),
         PublishedModel(
             name: "mel_roformer_viperx_1143", family: .melBandRoformer,
             description: "Mel-Band RoFormer vocals (viperx)",
@@ -62,7 +65,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(uvr)/model_mel_band_roformer_ep_3005_sdr_11.4360.ckpt",
             configURL: "\(msstConfigs)/viperx/model_mel_band_roformer_ep_3005_sdr_11.4360.yaml",
             approximateMegabytes: 910, licence: "not stated by the publisher",
-            sdr: ["vocals": 9.67], sdrSource: "MVSep multisong dataset", relativeCost: 16),
+            sdr: ["vocals": 9.67], sdrSource: "MVSep multisong dataset", relativeCost: 16, numOverlap: 2),
         PublishedModel(
             name: "bs_roformer_4stem_965", family: .bsRoformer,
             description: "BS-RoFormer four stems trained on MUSDB18-HQ only",
@@ -70,7 +73,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(msstReleases)/v1.0.12/model_bs_roformer_ep_17_sdr_9.6568.ckpt",
             configURL: "\(msstReleases)/v1.0.12/config_bs_roformer_384_8_2_485100.yaml",
             approximateMegabytes: 530, licence: "not stated by the publisher",
-            sdr: ["average": 9.65], sdrSource: "MUSDB18-HQ test set", relativeCost: 21),
+            sdr: ["average": 9.65], sdrSource: "MUSDB18-HQ test set", relativeCost: 21, numOverlap: 2),
         PublishedModel(
             name: "scnet_small", family: .scnet,
             description: "SCNet four stems (starrytong): htdemucs's quality in a tenth of its parameters",
@@ -78,7 +81,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(msstReleases)/v.1.0.6/scnet_checkpoint_musdb18.ckpt",
             configURL: "\(msstConfigs)/config_musdb18_scnet.yaml",
             approximateMegabytes: 45, licence: "not stated by the publisher",
-            sdr: ["average": 9.03], sdrSource: "MUSDB18-HQ test set", relativeCost: 2.6),
+            sdr: ["average": 9.03], sdrSource: "MUSDB18-HQ test set", relativeCost: 2.6, numOverlap: 4),
         PublishedModel(
             name: "scnet_large", family: .scnet,
             description: "SCNet large four stems: better than htdemucs, about 12× its time",
@@ -86,7 +89,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(msstReleases)/v1.0.8/model_scnet_sdr_9.3244.ckpt",
             configURL: "\(msstConfigs)/config_musdb18_scnet_large.yaml",
             approximateMegabytes: 170, licence: "not stated by the publisher",
-            sdr: ["average": 9.32], sdrSource: "MUSDB18-HQ test set", relativeCost: 12),
+            sdr: ["average": 9.32], sdrSource: "MUSDB18-HQ test set", relativeCost: 12, numOverlap: 4),
         PublishedModel(
             name: "scnet_xl_ihf", family: .scnet,
             description: "SCNet XL IHF four stems: the best four-stem model here, about 27× htdemucs's time",
@@ -94,7 +97,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(msstReleases)/v1.0.15/model_scnet_ep_36_sdr_10.0891.ckpt",
             configURL: "\(msstReleases)/v1.0.15/config_musdb18_scnet_xl_more_wide_v5.yaml",
             approximateMegabytes: 215, licence: "not stated by the publisher",
-            sdr: ["average": 10.08], sdrSource: "MUSDB18-HQ test set", relativeCost: 27),
+            sdr: ["average": 10.08], sdrSource: "MUSDB18-HQ test set", relativeCost: 27, numOverlap: 4),
     ]
 
     public static func named(_ name: String) -> PublishedModel? { catalog.first { $0.name == name } }

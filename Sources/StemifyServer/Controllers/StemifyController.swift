@@ -45,7 +45,7 @@ struct StemifyController: Sendable {
             case let (nil, url?): _ = try youtube.videoID(url)
             default: throw StemifyError(.missingInput, "send exactly one of a multipart 'file' part or a 'youtube_url' field")
             }
-            try models.validate(options.model)
+            try models.validate(options.model, numOverlap: options.numOverlap)
 
             // The rate limit comes before any decoding or network work: that is what it protects.
             let client = clientAddress(request, context)
@@ -172,8 +172,16 @@ struct StemifyController: Sendable {
         guard model.range(of: #"^[A-Za-z0-9_.-]{1,64}$"#, options: .regularExpression) != nil else {
             throw StemifyError(.unknownModel, "unknown model '\(model)'")
         }
+        var numOverlap: Int?
+        if let text = fields["num_overlap"] {
+            guard let n = Int(text.trimmingCharacters(in: .whitespaces)), JobOptions.numOverlapRange.contains(n) else {
+                throw StemifyError(.invalidOption, "'num_overlap' must be an integer from \(JobOptions.numOverlapRange.lowerBound) to \(JobOptions.numOverlapRange.upperBound), got '\(text.prefix(32))'")
+            }
+            numOverlap = n
+        }
         return JobOptions(model: model, outputFormat: format, normalize: try bool("normalize"),
-                          removeVocals: try bool("remove_vocals"), shifts: quality.shifts, overlap: quality.overlap)
+                          removeVocals: try bool("remove_vocals"), shifts: quality.shifts, overlap: quality.overlap,
+                          numOverlap: numOverlap)
     }
 
     /// The peer address, or the last untrusted hop of X-Forwarded-For when the peer is a trusted proxy.

@@ -115,9 +115,10 @@ async function submit(event) {
     const problem = checkFile(file);
     if (problem) return showFormError(problem);
   }
+  const chunked = !$("overlap-field").hidden;
   const options = {
     model: $("model-select").value,
-    quality: $("quality-select").value,
+    ...(chunked ? { numOverlap: Number($("overlap-select").value) } : { quality: $("quality-select").value }),
     outputFormat: $("format-select").value,
     normalize: $("normalize-input").checked,
     removeVocals: $("karaoke-input").checked,
@@ -378,6 +379,28 @@ function karaoke() {
   applyMix();
 }
 
+// MARK: - Model choice
+
+/// RoFormer and SCNet models trade time for quality by their overlap (Demucs ones by the
+/// quality preset): each choice shows its cost, which grows in proportion to the overlap.
+function showOverlapChoices(model) {
+  const chunked = model?.num_overlap !== undefined && model?.num_overlap !== null;
+  $("overlap-field").hidden = !chunked;
+  $("quality-field").hidden = chunked;
+  if (!chunked) return;
+  const select = $("overlap-select");
+  select.replaceChildren();
+  const base = model.num_overlap;
+  for (const n of [...new Set([1, 2, base, 4, 8])].sort((a, b) => a - b)) {
+    const option = document.createElement("option");
+    option.value = String(n);
+    const cost = model.relative_cost * n / base;
+    option.textContent = `${n}${n === base ? " (the model's)" : ""} · about ${cost < 10 ? cost.toFixed(1) : Math.round(cost)}× htdemucs's time`;
+    select.append(option);
+  }
+  select.value = String(base);
+}
+
 // MARK: - Start
 
 async function start() {
@@ -437,7 +460,10 @@ async function start() {
     }
     const preferred = models.find((m) => m.name === "htdemucs" && m.available) ?? models.find((m) => m.available) ?? models[0];
     if (preferred) select.value = preferred.name;
-    const note = () => { $("model-note").textContent = select.selectedOptions[0]?.dataset.note ?? ""; };
+    const note = () => {
+      $("model-note").textContent = select.selectedOptions[0]?.dataset.note ?? "";
+      showOverlapChoices(models.find((m) => m.name === select.value));
+    };
     select.addEventListener("change", note);
     note();
   } catch (error) {

@@ -23,6 +23,8 @@ export interface StemSeparationOptions {
   /** Karaoke: also write an instrumental (everything but the vocals). */
   removeVocals?: boolean;
   quality?: Quality;
+  /** RoFormer and SCNet models: overlapping chunks per chunk length (1–16); time grows in proportion. */
+  numOverlap?: number;
 }
 
 /** A file to upload, or a YouTube link, plus options. */
@@ -76,6 +78,7 @@ export function requestStemSeparation(payload: StemSeparationPayload, options: C
   if (payload.normalize !== undefined) fields.normalize = String(payload.normalize);
   if (payload.removeVocals !== undefined) fields.remove_vocals = String(payload.removeVocals);
   if (payload.quality !== undefined) fields.quality = payload.quality;
+  if (payload.numOverlap !== undefined) fields.num_overlap = String(payload.numOverlap);
   if ("youtubeUrl" in payload) {
     return call<Accepted>("/api/stemify", {
       method: "POST",

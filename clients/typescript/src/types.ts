@@ -73,6 +73,8 @@ export interface Model {
   available: boolean;
   /** Wall time per second of audio relative to htdemucs. */
   relative_cost: number;
+  /** RoFormer and SCNet models: the configuration's overlap, at which `relative_cost` was measured. */
+  num_overlap?: number;
   /** Published SDR in dB per stem (or "average"). */
   sdr?: Record<string, number>;
   sdr_source?: string;

@@ -14,6 +14,8 @@ export interface StemSeparationOptions {
     /** Karaoke: also write an instrumental (everything but the vocals). */
     removeVocals?: boolean;
     quality?: Quality;
+    /** RoFormer and SCNet models: overlapping chunks per chunk length (1–16); time grows in proportion. */
+    numOverlap?: number;
 }
 /** A file to upload, or a YouTube link, plus options. */
 export declare type StemSeparationPayload = ({

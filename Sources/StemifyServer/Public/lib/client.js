@@ -48,6 +48,8 @@ export function requestStemSeparation(payload, options = {}) {
         fields.remove_vocals = String(payload.removeVocals);
     if (payload.quality !== undefined)
         fields.quality = payload.quality;
+    if (payload.numOverlap !== undefined)
+        fields.num_overlap = String(payload.numOverlap);
     if ("youtubeUrl" in payload) {
         return call("/api/stemify", {
             method: "POST",
