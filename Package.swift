@@ -42,7 +42,7 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        // malloc tuning (mallopt) not exported by Swift's Glibc module.
+        // glibc allocator settings applied when the binary loads (see CStemifySystem.c).
         .target(name: "CStemifySystem"),
         .target(
             name: "StemifyEngine",

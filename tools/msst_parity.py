@@ -69,7 +69,29 @@ CONFIGS = {
     "mel_kj": (mm.MelBandRoformer, dict(COMMON, dim=384, depth=6, num_stems=1, num_bands=60, sample_rate=44100,
                                         attn_dropout=0, ff_dropout=0),
                dict(chunk=352800, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals")),
+    "mel_viperx": (mm.MelBandRoformer, dict(COMMON, dim=384, depth=12, num_stems=1, num_bands=60, sample_rate=44100),
+                   dict(chunk=352800, overlap=2, batch=4, instruments=["vocals", "other"], target="vocals")),
 }
+
+
+def write_model(name, repo, seed, small=False):
+    """A random trained-like network of configuration `name` as `repo/NAME.ckpt` + `NAME.yaml`.
+    Returns (config, model, spec, model_type)."""
+    klass, model_kw, spec = CONFIGS[name]
+    if small and klass is mm.SCNet:
+        model_kw = dict(model_kw, dims=[4, 8, 12, 16])
+    elif small:
+        model_kw = dict(model_kw, dim=32, depth=2, heads=2, dim_head=16, mlp_expansion_factor=1)
+    text = mm.yaml_text(model_kw, chunk=spec["chunk"], overlap=spec["overlap"], batch=spec["batch"],
+                        instruments=spec["instruments"], target=spec["target"])
+    config = mm.load_config(text)
+    torch.manual_seed(seed)
+    model = klass(**dict(config.model)).eval()
+    (mm.scnet_trained_like if klass is mm.SCNet else mm.trained_like)(model, seed + 100)
+    (repo / f"{name}.yaml").write_text(text)
+    mm.save_checkpoint(model, repo / f"{name}.ckpt", nested=False)
+    model_type = {mm.BSRoformer: "bs_roformer", mm.MelBandRoformer: "mel_band_roformer", mm.SCNet: "scnet"}[klass]
+    return config, model, spec, model_type
 
 
 def snr(ref, est):
@@ -105,20 +127,7 @@ def main():
             from demucs.audio import convert_audio
             mix = convert_audio(mix, args.samplerate, 44100, args.channels)
         for i, name in enumerate(names):
-            klass, model_kw, spec = CONFIGS[name]
-            if args.small and klass is mm.SCNet:
-                model_kw = dict(model_kw, dims=[4, 8, 12, 16])
-            elif args.small:
-                model_kw = dict(model_kw, dim=32, depth=2, heads=2, dim_head=16, mlp_expansion_factor=1)
-            text = mm.yaml_text(model_kw, chunk=spec["chunk"], overlap=spec["overlap"], batch=spec["batch"],
-                                instruments=spec["instruments"], target=spec["target"])
-            config = mm.load_config(text)
-            torch.manual_seed(args.seed + i)
-            model = klass(**dict(config.model)).eval()
-            (mm.scnet_trained_like if klass is mm.SCNet else mm.trained_like)(model, args.seed + 100 + i)
-            (repo / f"{name}.yaml").write_text(text)
-            mm.save_checkpoint(model, repo / f"{name}.ckpt", nested=False)
-            model_type = {mm.BSRoformer: "bs_roformer", mm.MelBandRoformer: "mel_band_roformer", mm.SCNet: "scnet"}[klass]
+            config, model, spec, model_type = write_model(name, repo, args.seed + i, args.small)
             start = time.perf_counter()
             ref = mm.separate(config, model, mix.numpy(), model_type)
             ref_seconds = time.perf_counter() - start

@@ -1,1 +1,15 @@
 #include "CStemifySystem.h"
+
+#if defined(__linux__) && defined(__GLIBC__)
+// Allocator settings the engine wants before any thread allocates, so they run when the binary
+// loads. Activations are tens to hundreds of MB and a separation runs on a worker thread:
+// glibc gives such a thread its own arena, whose heaps are at most 64 MB, and maps anything
+// larger afresh on every allocation (page-faulted and zeroed by the kernel each op: 1.8 M
+// faults for SCNet large on 2 s of audio). One arena keeps them on the main heap; the
+// thresholds keep freed blocks there for the next op instead of returning them.
+__attribute__((constructor)) static void stemify_tune_allocator(void) {
+    mallopt(M_ARENA_MAX, 1);
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+#endif

@@ -1,4 +1,4 @@
-// System calls the engine tunes at start that Swift's Glibc module does not export.
+// Allocator settings applied when the binary loads (CStemifySystem.c); nothing to call.
 #ifdef __linux__
 #include <malloc.h>
 #endif

@@ -1,7 +1,6 @@
 import CBLAS
 import Dispatch
 import Foundation
-import CStemifySystem
 
 /// `C = alpha · op(A) · op(B) + beta · C` in row-major storage, through OpenBLAS `cblas_sgemm`.
 ///
@@ -85,13 +84,8 @@ public enum EngineThreads {
 
     /// Runs once, before the first product, whether or not `set` was called.
     private static let blasSingleThreaded: Void = {
+        // The allocator is tuned when the binary loads (CStemifySystem.c).
         openblas_set_num_threads(1)
-        #if os(Linux)
-        // Activations are tens of MB; above glibc's mmap threshold every one was a fresh mapping,
-        // page-faulted and zeroed by the kernel on each op. Keep them on the heap for reuse.
-        _ = mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
-        #endif
     }()
 }
 
