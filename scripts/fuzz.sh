@@ -4,6 +4,7 @@
 #   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (StemifyEngine)
 #   config      a RoFormer's YAML configuration and state dict (.ckpt), then the network built on them
 #   wav         the WAV reader (StemifyCore)
+#   resp        the Redis client's reply parser (StemifyCore)
 # The parser sources are compiled into the harnesses as they are (Fuzz/*.swift holds only the
 # entry points; checkpoint and wav share one binary, FuzzFiles). Seeds: Fuzz/corpus/TARGET
 # (committed). A crash is written to .build/fuzz/crashes;
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1800
-targets=(multipart checkpoint config wav)
+targets=(multipart checkpoint config wav resp)
 if [ "${1:-}" = "--ci" ]; then seconds=40; shift; fi
 if [ $# -ge 1 ]; then targets=("$1"); fi
 if [ $# -ge 2 ]; then seconds=$2; fi
@@ -65,6 +66,7 @@ status=0
 for target in "${targets[@]}"; do
     case $target in
         multipart) build multipart Fuzz/FuzzMultipart.swift Sources/StemifyServer/Uploads/MultipartReader.swift Sources/StemifyServer/HeaderParsing.swift ;;
+        resp) build resp Fuzz/FuzzRESP.swift Sources/StemifyCore/Jobs/Redis/RESP.swift ;;
         checkpoint|config|wav)
             # WAV.swift imports StemifyEngine, which is compiled into the same module here.
             sed '/import StemifyEngine/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift.new"
@@ -79,6 +81,7 @@ for target in "${targets[@]}"; do
     echo "fuzzing $target for ${seconds}s"
     binary=$out/fuzz-files
     [ "$target" = multipart ] && binary=$out/fuzz-multipart
+    [ "$target" = resp ] && binary=$out/fuzz-resp
     if ! STEMIFY_FUZZ_TARGET=$target "$binary" "$work" "Fuzz/corpus/$target" "${regressions[@]}" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -max_len=65536 \
         -artifact_prefix="$out/crashes/$target-" -print_final_stats=1 2> "$out/$target.log"; then
