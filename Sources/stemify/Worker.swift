@@ -31,7 +31,7 @@ struct Worker: AsyncParsableCommand {
         let logger = Logger(label: "stemify-worker")
         let services = try await StemifyServices.build(configuration: c, logger: logger, janitor: false)
         logger.info("worker started", metadata: ["workers": "\(c.workers)", "data_dir": "\(c.dataDirectory)",
-                                                  "queue": "\(c.queueURL.map { $0.hasPrefix("postgres") ? "postgres" : $0 } ?? "sqlite")"])
+                                                  "queue": "\(c.queueURL.map { $0.hasPrefix("postgres") ? "postgres" : $0.hasPrefix("redis") ? "redis" : $0 } ?? "sqlite")"])
         let group = ServiceGroup(configuration: .init(
             services: services.background.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

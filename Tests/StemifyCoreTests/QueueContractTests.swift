@@ -4,18 +4,27 @@ import StemifyCore
 import StemifyTestSupport
 import Testing
 
-/// The `JobQueue` contract, one suite for every backend. PostgreSQL runs where
-/// `STEMIFY_TEST_POSTGRES_URL` names a server (scripts/test.sh starts one); elsewhere it is left
-/// out with a message. Backend-specific behaviour (SKIP LOCKED under eight pools, LISTEN/NOTIFY,
-/// migrations under concurrent starts, the injected clock) has its own tests.
+/// The `JobQueue` contract, one suite for every backend. PostgreSQL and Redis run where
+/// `STEMIFY_TEST_POSTGRES_URL` / `STEMIFY_TEST_REDIS_URL` name a server (scripts/test.sh starts
+/// both); elsewhere they are left out with a message. Backend-specific behaviour (SKIP LOCKED
+/// under eight pools, LISTEN/NOTIFY, migrations under concurrent starts, the injected clock) has
+/// its own tests.
 @Suite("Job queue contract")
 struct QueueContractTests {
     static let backends: [String] = {
-        if ProcessInfo.processInfo.environment["STEMIFY_TEST_POSTGRES_URL"] == nil {
+        var out = ["SQLite"]
+        let environment = ProcessInfo.processInfo.environment
+        if environment["STEMIFY_TEST_POSTGRES_URL"] == nil {
             print("QueueContractTests: PostgreSQL left out (STEMIFY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it)")
-            return ["SQLite"]
+        } else {
+            out.append("PostgreSQL")
         }
-        return ["SQLite", "PostgreSQL"]
+        if environment["STEMIFY_TEST_REDIS_URL"] == nil {
+            print("QueueContractTests: Redis left out (STEMIFY_TEST_REDIS_URL is not set; scripts/test.sh sets it)")
+        } else {
+            out.append("Redis")
+        }
+        return out
     }()
 
     static let logger: Logger = {
@@ -29,6 +38,11 @@ struct QueueContractTests {
         case "SQLite":
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-contract-\(UUID().uuidString)/jobs.sqlite").path
             return try SQLiteJobQueue(path: path, leaseSeconds: lease, maxAttempts: maxAttempts, retryBackoff: 0)
+        case "Redis":
+            // A fresh key prefix is a fresh queue on the shared test server.
+            return try await RedisJobQueue(url: try #require(ProcessInfo.processInfo.environment["STEMIFY_TEST_REDIS_URL"]),
+                                           prefix: "stemify-test-\(UUID().uuidString)", leaseSeconds: lease, maxAttempts: maxAttempts,
+                                           retryBackoff: 0, logger: Self.logger)
         default:
             return try await PostgresJobQueue(url: try freshPostgresDatabase(), leaseSeconds: lease, maxAttempts: maxAttempts,
                                               retryBackoff: 0, logger: Self.logger)

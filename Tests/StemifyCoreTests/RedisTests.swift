@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StemifyCore
 import Testing
 
@@ -150,4 +151,81 @@ func redisURL() -> String? {
     let url = ProcessInfo.processInfo.environment["STEMIFY_TEST_REDIS_URL"]
     if url == nil { print("Redis tests left out (STEMIFY_TEST_REDIS_URL is not set; scripts/test.sh sets it)") }
     return url
+}
+
+/// What only the Redis queue does; the shared behaviour is `QueueContractTests`.
+@Suite("Redis job queue", .serialized, .enabled(if: redisURL() != nil))
+struct RedisJobQueueTests {
+    static let logger: Logger = {
+        var l = Logger(label: "test")
+        l.logLevel = .critical
+        return l
+    }()
+
+    func queue(_ prefix: String, lease: Double = 60) async throws -> RedisJobQueue {
+        try await RedisJobQueue(url: try #require(redisURL()), prefix: prefix, leaseSeconds: lease, logger: Self.logger)
+    }
+
+    func job(_ id: String, at: Date = Date()) -> Job {
+        Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: JobOptions(model: "ht_small"),
+            input: .upload(path: "/tmp/\(id)", filename: "\(id).mp3"), clientAddress: "1.2.3.4", createdAt: at,
+            startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [], metrics: nil, attempts: 0)
+    }
+
+    @Test("eight workers, each with its own connections as on eight machines, claim 100 jobs exactly once, oldest first")
+    func exactlyOnce() async throws {
+        let prefix = "stemify-test-\(UUID().uuidString)"
+        let api = try await queue(prefix)
+        let start = Date()
+        for i in 0..<100 { try await api.enqueue(job(String(format: "j%03d", i), at: start + Double(i) / 1000)) }
+        let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
+            for w in 0..<8 {
+                group.addTask {
+                    let mine = try await queue(prefix)
+                    defer { mine.shutdown() }
+                    var ids: [String] = []
+                    while let j = try await mine.claim(worker: "w\(w)") { ids.append(j.id) }
+                    return ids
+                }
+            }
+            return try await group.reduce(into: []) { $0 += [$1] }
+        }
+        let all = claimed.flatMap { $0 }
+        #expect(all.count == 100 && Set(all).count == 100)
+        // Each worker took its jobs in creation order.
+        #expect(claimed.allSatisfy { $0 == $0.sorted() })
+        #expect(try await api.counts() == [.decoding: 100])
+        api.shutdown()
+    }
+
+    @Test("an idle worker wakes when another machine adds a job (XREAD on the wake-up stream)")
+    func wakeUp() async throws {
+        let prefix = "stemify-test-\(UUID().uuidString)"
+        let worker = try await queue(prefix)
+        let api = try await queue(prefix)
+        let started = Date()
+        async let woke: Void = worker.waitForWork(timeout: 120)
+        // A job every second: the listener may start blocking after the first one.
+        let notifier = Task {
+            for i in 0..<60 {
+                try await api.enqueue(job("new\(i)"))
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        await woke
+        notifier.cancel()
+        // Without the wake-up the wait would last its full two minutes.
+        #expect(Date().timeIntervalSince(started) < 60)
+        worker.shutdown()
+        api.shutdown()
+    }
+
+    @Test("a malformed URL or no server answering names the setting")
+    func badURL() async throws {
+        for url in ["redis://", "redis://127.0.0.1:1/0"] {
+            await #expect(throws: ConfigurationError.self) {
+                try await RedisJobQueue(url: url, logger: Self.logger)
+            }
+        }
+    }
 }

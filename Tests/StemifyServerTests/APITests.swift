@@ -86,12 +86,16 @@ func errorCode(_ buffer: ByteBuffer) -> String? {
 @Suite("HTTP API", .serialized)
 struct APITests {
     @Test("upload a 20 s mp3, follow the event stream to done, download every stem at the input's duration",
-          arguments: ["SQLite", "PostgreSQL"])
+          arguments: ["SQLite", "PostgreSQL", "Redis"])
     func endToEnd(_ queue: String) async throws {
         let input = try makeAudio(seconds: 20, format: "mp3")
         defer { try? FileManager.default.removeItem(at: input) }
         let inputDuration = try probeDuration(input)
-        let url: String? = queue == "PostgreSQL" ? try freshPostgresDatabase() : nil
+        let url: String? = switch queue {
+        case "PostgreSQL": try freshPostgresDatabase()
+        case "Redis": try await freshRedisDatabase()
+        default: nil
+        }
         try await withServer(testConfiguration { $0.queueURL = url }) { client in
             let (headers, body) = multipart(fields: ["model": "ht_small", "output_format": "flac", "remove_vocals": "true", "quality": "fast"],
                                             file: ("song.mp3", try Data(contentsOf: input)))

@@ -32,7 +32,9 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var workers = 1
     /// `threads` / `STEMIFY_THREADS`: engine threads per worker. The default is all cores.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
-    /// `queue_url` / `STEMIFY_QUEUE_URL`: `sqlite:PATH` (default `sqlite:DATA_DIR/jobs.sqlite`).
+    /// `queue_url` / `STEMIFY_QUEUE_URL` (or `REDIS_URL` when that is unset): `sqlite:PATH`
+    /// (default `sqlite:DATA_DIR/jobs.sqlite`), `postgres://user:password@host:port/database`, or
+    /// `redis://[user:password@]host:port/db`.
     public var queueURL: String?
     /// `result_ttl` / `RESULT_TTL`, seconds finished jobs and their stems are kept. The default is 86400.
     public var resultTTLSeconds = 86400.0
@@ -64,11 +66,16 @@ public struct StemifyConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    /// Opens the configured queue: PostgreSQL for a `postgres://` URL, else the SQLite file.
+    /// Opens the configured queue: PostgreSQL for a `postgres://` URL, Redis for `redis://`,
+    /// else the SQLite file.
     public func openQueue(logger: Logger) async throws -> any JobQueue {
         if let url = queueURL, url.hasPrefix("postgres") {
             return try await PostgresJobQueue(url: url, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts,
                                               retryBackoff: retryBackoffSeconds, logger: logger)
+        }
+        if let url = queueURL, url.hasPrefix("redis://") {
+            return try await RedisJobQueue(url: url, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts,
+                                           retryBackoff: retryBackoffSeconds, logger: logger)
         }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         return try SQLiteJobQueue(path: jobsDatabasePath, leaseSeconds: leaseSeconds, maxAttempts: maxAttempts,
@@ -96,6 +103,10 @@ public struct StemifyConfiguration: Sendable, Equatable {
         }
         for (key, variable) in Self.environmentNames {
             if let value = environment[variable] { try c.set(key, value, source: variable) }
+        }
+        // The name the service this replaces used for its Redis; the explicit setting wins.
+        if environment["STEMIFY_QUEUE_URL"] == nil, let redis = environment["REDIS_URL"] {
+            try c.set("queue_url", redis, source: "REDIS_URL")
         }
         try c.validate()
         return c
@@ -170,8 +181,8 @@ public struct StemifyConfiguration: Sendable, Equatable {
         if workers < 0 { throw ConfigurationError(key: "workers", message: "must be ≥ 0") }
         if threads < 1 { throw ConfigurationError(key: "threads", message: "must be ≥ 1") }
         if leaseSeconds < 1 { throw ConfigurationError(key: "lease", message: "must be ≥ 1 second") }
-        if let q = queueURL, !q.hasPrefix("sqlite:") && !q.hasPrefix("postgres://") && !q.hasPrefix("postgresql://") {
-            throw ConfigurationError(key: "queue_url", message: "must be sqlite:PATH or postgres://user:password@host:port/database")
+        if let q = queueURL, !q.hasPrefix("sqlite:") && !q.hasPrefix("postgres://") && !q.hasPrefix("postgresql://") && !q.hasPrefix("redis://") {
+            throw ConfigurationError(key: "queue_url", message: "must be sqlite:PATH, postgres://user:password@host:port/database or redis://host:port/db")
         }
         if maxAttempts < 1 { throw ConfigurationError(key: "max_attempts", message: "must be ≥ 1") }
         if retryBackoffSeconds < 0 { throw ConfigurationError(key: "retry_backoff", message: "must be ≥ 0") }
