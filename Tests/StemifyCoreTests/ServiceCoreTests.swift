@@ -70,11 +70,18 @@ struct ConfigurationTests {
 
     @Test("invalid settings fail at start naming the key", arguments: [
         (["RATE_LIMIT": "five"], "RATE_LIMIT"), (["STEMIFY_PORT": "70000"], "port"), (["LOG_LEVEL": "loud"], "log_level"),
-        (["STEMIFY_QUEUE_URL": "redis://x"], "queue_url"), (["MAX_FILE_SIZE": "-1"], "max_file_size"),
+        (["STEMIFY_QUEUE_URL": "mysql://x"], "queue_url"), (["REDIS_URL": "http://cache:6379"], "queue_url"), (["MAX_FILE_SIZE": "-1"], "max_file_size"),
     ])
     func invalid(_ c: ([String: String], String)) {
         let error = #expect(throws: ConfigurationError.self) { try StemifyConfiguration.load(file: nil, environment: c.0) }
         #expect(error?.key == c.1)
+    }
+
+    @Test("REDIS_URL, the seed's name for its Redis, selects the Redis queue unless STEMIFY_QUEUE_URL is set")
+    func redisURL() throws {
+        #expect(try StemifyConfiguration.load(file: nil, environment: ["REDIS_URL": "redis://cache:6379/2"]).queueURL == "redis://cache:6379/2")
+        let both = try StemifyConfiguration.load(file: nil, environment: ["REDIS_URL": "redis://cache:6379/2", "STEMIFY_QUEUE_URL": "sqlite:/tmp/j.sqlite"])
+        #expect(both.queueURL == "sqlite:/tmp/j.sqlite")
     }
 
     @Test("an unknown YAML key is refused by name")
