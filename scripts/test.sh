@@ -14,6 +14,7 @@ STEMIFY_TEST_REDIS_URL="$(scripts/redis.sh)"
 export STEMIFY_TEST_REDIS_URL
 swift test -c release
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
+python3 tools/fault_test.py --redis
 scripts/check-client.sh
 python3 tools/browser_test.py
 scripts/fuzz.sh --ci

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Many machines, with faults: one API process and worker processes on a shared PostgreSQL queue
-and a shared folder (stdlib only; `scripts/test.sh` runs it after the unit tests).
+"""Many machines, with faults: one API process and worker processes on a shared PostgreSQL or
+Redis queue and a shared folder (stdlib only; `scripts/test.sh` runs it after the unit tests).
 
     swift build -c release
     python3 tools/fault_test.py --postgres "$(scripts/postgres.sh)"
+    python3 tools/fault_test.py --redis        # its own redis-server, AOF everysec, on a spare port
     python3 tools/fault_test.py --postgres URL --measure 40 --workers 1   # throughput only
     python3 tools/fault_test.py --postgres URL --measure 40 --workers 2
 
@@ -11,7 +12,9 @@ Checks, against the real processes:
   1. SIGKILL of the worker in the middle of a separation: another worker takes the job over,
      resumes from the dead one's checkpoint (its log says so), and the stems are bit-identical
      to an uninterrupted run of the same audio.
-  2. PostgreSQL restarted while jobs run: the API and the workers reconnect; nothing is lost.
+  2. The queue's server restarted while jobs run (PostgreSQL `pg_ctl restart -m fast`, Redis
+     `SHUTDOWN` then the same command line again): the API and the workers reconnect; nothing
+     is lost.
   3. 100+ jobs submitted at once: every one accepted and finished exactly once (one "job done"
      across all worker logs), none failed.
 Exits non-zero with the reason on the first failed check.
@@ -65,6 +68,41 @@ def write_wav(path, seconds, freq, seed):
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(bytes(frames))
+
+
+class Redis:
+    """A redis-server of the fault script's own, persisted as docs/deployment.md says to run it
+    (append-only file, fsync every second), so that a restart is a real one."""
+
+    def __init__(self, folder, port):
+        self.folder, self.port = folder, port
+        folder.mkdir(parents=True)
+        self.start()
+
+    def start(self):
+        subprocess.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+                        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "yes",
+                        "--logfile", str(self.folder / "redis.log"), "--pidfile", str(self.folder / "redis.pid")], check=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+                return
+            time.sleep(0.1)
+        fail("redis-server did not start")
+
+    def restart(self):
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True)
+        deadline = time.time() + 20
+        while (self.folder / "redis.pid").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        self.start()
+
+    def stop(self):
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
 
 
 def create_database(admin):
@@ -245,12 +283,12 @@ def check_kill_and_resume(cluster, audio):
     log(f"   resumed stems bit-identical to an uninterrupted run ({len(interrupted)} stems)")
 
 
-def check_database_restart(cluster, clips):
-    log("2. restart PostgreSQL while jobs run")
+def check_database_restart(cluster, clips, restart, name):
+    log(f"2. restart {name} while jobs run")
     ids = [submit(cluster.port, clip) for clip in clips]
     time.sleep(1.5)
-    restart_postgres()
-    log("   database restarted")
+    restart()
+    log(f"   {name} restarted")
     wait_done(cluster.port, ids, 300)
     status, _ = request(cluster.port, "/readyz")
     if status != 200:
@@ -282,7 +320,10 @@ def check_burst(cluster, clips):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--postgres", required=True, help="admin URL of the PostgreSQL server (scripts/postgres.sh)")
+    queue = p.add_mutually_exclusive_group(required=True)
+    queue.add_argument("--postgres", help="admin URL of the PostgreSQL server (scripts/postgres.sh)")
+    queue.add_argument("--redis", action="store_true", help="start a redis-server of its own for the queue")
+    p.add_argument("--redis-port", type=int, default=16391)
     p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
     p.add_argument("--jobs", type=int, default=100)
     p.add_argument("--workers", type=int, default=2)
@@ -306,7 +347,10 @@ def main():
         clips.append(clip)
     write_wav(audio / "long.wav", 60.0, 97, seed=999)
 
-    cluster = Cluster(args.stemify, create_database(args.postgres), base / "shared", logs, args.port)
+    redis = Redis(base / "redis", args.redis_port) if args.redis else None
+    queue_url = redis.url if redis else create_database(args.postgres)
+    restart, server = (redis.restart, "Redis") if redis else (restart_postgres, "PostgreSQL")
+    cluster = Cluster(args.stemify, queue_url, base / "shared", logs, args.port)
     cluster.start_api()
     for _ in range(args.workers):
         cluster.start_worker()
@@ -317,7 +361,7 @@ def main():
             print(f"throughput with {args.workers} worker processes: {rate:.1f} jobs/min")
         else:
             check_kill_and_resume(cluster, audio)
-            check_database_restart(cluster, clips[count:])
+            check_database_restart(cluster, clips[count:], restart, server)
             check_burst(cluster, clips[:count])
         cluster.stop()
         log("all checks passed; every process stopped on SIGTERM")
@@ -325,6 +369,8 @@ def main():
         for proc in cluster.workers + [cluster.api]:
             if proc and proc.poll() is None:
                 proc.kill()
+        if redis:
+            redis.stop()
         if args.keep:
             print(f"kept {base}")
         else:
