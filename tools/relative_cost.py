@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """What each catalog model costs next to htdemucs on this machine: `stemify separate` wall time
-on one input, per second of audio, divided by htdemucs's. These are the `relative_cost`
+per second of audio on a long song, divided by htdemucs's. These are the `relative_cost`
 figures of GET /api/models (Sources/StemifyCore/Models/PublishedModels.swift), at each
 configuration's own overlap; a job's `num_overlap` scales them in proportion.
 
     tools/setup_reference.sh && swift build -c release
-    .reference/bin/python tools/relative_cost.py --work /tmp/cost --seconds 30
+    .reference/bin/python tools/relative_cost.py --work /tmp/cost
 
 Networks are full size with random weights (the cost does not depend on the values): htdemucs
-as `tools/make_fixtures.py --full` builds it, the others as `tools/msst_parity.py` does. Model
-load and the padding at both ends are part of the time, as they are for a user; they weigh more
-on short inputs. Only Stemify runs here; `tools/benchmark.py` compares each with the reference.
+as `tools/make_fixtures.py --full` builds it, the others as `tools/msst_parity.py` does. Each
+model runs on a 1 s clip and on one `--steps` chunk hops longer; the difference is the time of
+that many chunks, without model load and the padding at both ends, which a long song makes
+negligible. Only Stemify runs here; `tools/benchmark.py` compares each with the reference.
 """
 import argparse
 import subprocess
@@ -43,7 +44,7 @@ CATALOG = {
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, required=True, help="model folder and input (kept; models are reused)")
-    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--steps", type=int, default=2, help="chunk hops between the short and the long run")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--configs", default=",".join(dict.fromkeys(CATALOG.values())), help="msst_parity configurations to time")
     p.add_argument("--binary", default=str(ROOT / ".build" / "release" / "stemify"))
@@ -51,9 +52,6 @@ def main():
     torch.set_num_threads(args.threads)
     repo = args.work / "repo"
     repo.mkdir(parents=True, exist_ok=True)
-    wav = args.work / f"input{args.seconds:g}.wav"
-    if not wav.exists():
-        sf.write(str(wav), mf.signal(args.seconds, seed=11).T, 44100, subtype="FLOAT")
     if not (repo / "htdemucs.yaml").exists():
         mf.save_th(mf.build(mf.HTDEMUCS_KW, seed=100), repo, "955717e8")
         (repo / "htdemucs.yaml").write_text("models: ['955717e8']\n")
@@ -62,21 +60,30 @@ def main():
         if not (repo / f"{name}.ckpt").exists():
             mp.write_model(name, repo, seed=50 + i)
 
-    def seconds_per_audio_second(name, extra=()):
+    def run(name, seconds, extra=()):
+        wav = args.work / f"input{seconds:.3f}.wav"
+        if not wav.exists():
+            sf.write(str(wav), mf.signal(seconds, seed=11).T, 44100, subtype="FLOAT")
         cmd = [args.binary, "separate", "-n", name, "--repo", str(repo), "-o", str(args.work / "out"),
                "--quiet", "-j", str(args.threads), *extra, str(wav)]
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
-        return (time.perf_counter() - start) / args.seconds
+        return time.perf_counter() - start
 
-    base = seconds_per_audio_second("htdemucs", ["--shifts", "1"])
+    def seconds_per_audio_second(name, step, extra=()):
+        # One run of a short clip and one `args.steps` hops longer: the difference is exactly
+        # that many more chunks, so model load and the padding at both ends cancel out.
+        short = run(name, 1.0, extra)
+        long = run(name, 1.0 + args.steps * step, extra)
+        return (long - short) / (args.steps * step)
+
+    base = seconds_per_audio_second("htdemucs", 7.8 * 0.75, ["--shifts", "1"])
     print(f"{'htdemucs':14s} {base:6.3f} s per audio s   1.0x   (shifts 1, overlap 0.25)", flush=True)
     for name in configs:
-        cost = seconds_per_audio_second(name)
-        print(f"{name:14s} {cost:6.3f} s per audio s {cost / base:5.1f}x   "
-              f"(num_overlap {mp.CONFIGS[name][2]['overlap']})", flush=True)
-    print(f"{args.seconds:g} s input, {args.threads} threads; catalog entries: "
-          + ", ".join(f"{k} = {v}" for k, v in CATALOG.items()))
+        spec = mp.CONFIGS[name][2]
+        cost = seconds_per_audio_second(name, spec["chunk"] / spec["overlap"] / 44100)
+        print(f"{name:14s} {cost:6.3f} s per audio s {cost / base:5.1f}x   (num_overlap {spec['overlap']})", flush=True)
+    print(f"{args.threads} threads; catalog entries: " + ", ".join(f"{k} = {v}" for k, v in CATALOG.items()))
     return 0
 
 

@@ -18,8 +18,10 @@ public struct PublishedModel: Sendable, Equatable {
     /// Published SDR in dB per stem (or "average"), and where it was published.
     public var sdr: [String: Double]
     public var sdrSource: String
-    /// Wall time per second of audio relative to htdemucs (reference PyTorch, 2 cores, each
-    /// model at its configuration's overlap; ../shared/notes/modern-models.md).
+    /// Wall time per second of audio relative to htdemucs, each model at its configuration's
+    /// overlap: the reference's (PyTorch, 2 cores, ../shared/notes/modern-models.md).
+    /// `tools/relative_cost.py` measures Stemify's own; its figures replace these once measured
+    /// on a machine whose speed holds still for the run (see the README).
     public var relativeCost: Double
     /// The configuration's `inference.num_overlap`, at which `relativeCost` holds; a job's
     /// `num_overlap` scales the time in proportion.
