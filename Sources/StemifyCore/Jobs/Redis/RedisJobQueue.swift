@@ -104,6 +104,18 @@ public final class RedisJobQueue: JobQueue {
 
         """
 
+    /// ARGV: prefix, id, created at, then the hash's field/value pairs. The hash, its index
+    /// entry and the wake-up in one step.
+    private static let enqueue = prelude + """
+        local k = key(ARGV[2])
+        local fields = {}
+        for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+        redis.call('HSET', k, unpack(fields))
+        redis.call('ZADD', P .. ':queued', ARGV[3], ARGV[2])
+        redis.call('XADD', P .. ':wake', 'MAXLEN', '~', '1000', '*', 'job', ARGV[2])
+        return 1
+        """
+
     /// ARGV: prefix, worker, lease, max attempts, backoff, the interrupted error code.
     private static let claim = prelude + """
         local worker, lease, maxAttempts, backoff = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -277,17 +289,7 @@ public final class RedisJobQueue: JobQueue {
         var fields = ["id", r.id, "status", r.status, "progress", "0", "options", r.options, "input_kind", r.inputKind,
                       "input_value", r.inputValue, "client", r.client, "created_at", Self.text(r.createdAt), "attempts", "0"]
         if let name = r.inputName { fields += ["input_name", name] }
-        // Written with the index entry and the wake-up in one MULTI would need a transaction
-        // client; a script is the same guarantee.
-        _ = try await script(Self.prelude + """
-            local k = key(ARGV[2])
-            local fields = {}
-            for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-            redis.call('HSET', k, unpack(fields))
-            redis.call('ZADD', P .. ':queued', ARGV[3], ARGV[2])
-            redis.call('XADD', P .. ':wake', 'MAXLEN', '~', '1000', '*', 'job', ARGV[2])
-            return 1
-            """, [r.id, Self.text(r.createdAt)] + fields)
+        _ = try await script(Self.enqueue, [r.id, Self.text(r.createdAt)] + fields)
     }
 
     public func job(id: String) async throws -> Job? {
