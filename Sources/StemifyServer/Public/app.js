@@ -345,7 +345,8 @@ async function togglePlay() {
   if (!tracks.length) return;
   const master = tracks[0].audio;
   if (master.paused) {
-    const at = master.currentTime;
+    // Play after the end starts the song again, as every player does.
+    const at = master.ended ? 0 : master.currentTime;
     for (const t of tracks) t.audio.currentTime = at;
     await Promise.all(tracks.map((t) => t.audio.play().catch(() => {})));
     $("play-button").textContent = "Pause";
