@@ -2,7 +2,7 @@
 # Installs what Stemify needs and is missing: OpenBLAS (linked), ffmpeg/ffprobe (audio in and
 # out) from Debian, yt-dlp (YouTube input) from PyPI. With --test, also what only the tests
 # need: tsc (Debian's node-typescript), Chromium and its driver, clang's libFuzzer runtime
-# (ships with Swift), Selenium and schemathesis from PyPI.
+# (ships with Swift), Selenium, schemathesis and moto (an S3-compatible server) from PyPI.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -E"
 export DEBIAN_FRONTEND=noninteractive
@@ -30,4 +30,8 @@ fi
 if [ "${1:-}" = "--test" ] && ! command -v schemathesis >/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check schemathesis 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages schemathesis
+fi
+if [ "${1:-}" = "--test" ] && ! command -v moto_server >/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check "moto[server]" 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "moto[server]"
 fi

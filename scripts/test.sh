@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs system dependencies if missing, starts a throwaway PostgreSQL and
-# Redis, runs every test in release mode (the engine's numeric loops are ~30x slower unoptimised),
+# The test command: installs system dependencies if missing, starts a throwaway PostgreSQL,
+# Redis and S3-compatible server (moto), runs every test in release mode (the engine's numeric loops are ~30x slower unoptimised),
 # then the many-machines fault script (API + worker processes, SIGKILL, database restart), the
 # TypeScript client check, the page in a headless Chromium, and two bounded fuzz runs:
 # libFuzzer over the byte parsers (40 s a target) and schemathesis over the served OpenAPI
@@ -12,6 +12,8 @@ STEMIFY_TEST_POSTGRES_URL="$(scripts/postgres.sh)"
 export STEMIFY_TEST_POSTGRES_URL
 STEMIFY_TEST_REDIS_URL="$(scripts/redis.sh)"
 export STEMIFY_TEST_REDIS_URL
+STEMIFY_TEST_S3_URL="$(scripts/s3.sh)"
+export STEMIFY_TEST_S3_URL
 swift test -c release
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
 python3 tools/fault_test.py --redis

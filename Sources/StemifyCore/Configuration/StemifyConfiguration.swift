@@ -64,7 +64,46 @@ public struct StemifyConfiguration: Sendable, Equatable {
     /// from `URL/FILE` instead of their publishers (an offline mirror). The default is none.
     public var modelMirrorURL: String?
 
+    /// `storage_url` / `STEMIFY_STORAGE_URL`: `s3://bucket/prefix` keeps uploads, stems and
+    /// checkpoints in an S3-compatible bucket (API and workers then share no folder). The
+    /// default is none: the `data_dir` folder.
+    public var storageURL: String?
+    /// `storage_endpoint` / `AWS_ENDPOINT_URL`: a custom S3 endpoint (MinIO, R2, moto), addressed
+    /// path-style. The default is AWS by region.
+    public var storageEndpoint: String?
+    /// `storage_region` / `AWS_REGION`. The default is `us-east-1`.
+    public var storageRegion = "us-east-1"
+    /// `storage_access_key` / `AWS_ACCESS_KEY_ID`, `storage_secret_key` / `AWS_SECRET_ACCESS_KEY`,
+    /// `storage_session_token` / `AWS_SESSION_TOKEN`: the bucket's credentials.
+    public var storageAccessKey: String?
+    public var storageSecretKey: String?
+    public var storageSessionToken: String?
+    /// `storage_public_url` / `STEMIFY_STORAGE_PUBLIC_URL`: a CDN (or public bucket) base URL
+    /// serving the bucket's keys; stem URLs are then `BASE/KEY` instead of presigned URLs.
+    public var storagePublicURL: String?
+    /// `storage_url_expiry` / `STEMIFY_STORAGE_URL_EXPIRY`, seconds a presigned stem URL works.
+    /// The default is 3600 (at most 7 days).
+    public var storageURLExpiry = 3600
+    /// `storage_part_size` / `STEMIFY_STORAGE_PART_SIZE`, bytes: multipart upload part size and
+    /// the largest single PUT. The default is 16 MiB (at least 5 MiB).
+    public var storagePartSize = 16 << 20
+
     public init() {}
+
+    /// The job storage: the bucket `storage_url` names (created if missing), else the folder.
+    public func openStorage() async throws -> any JobStorage {
+        guard let url = storageURL else { return FolderStorage(root: URL(fileURLWithPath: dataDirectory)) }
+        let location = try S3Location(url: url, endpoint: storageEndpoint, region: storageRegion)
+        let signer = SigV4(accessKey: storageAccessKey ?? "", secretKey: storageSecretKey ?? "", region: storageRegion,
+                           sessionToken: storageSessionToken)
+        let client = S3Client(location: location, signer: signer, partSize: storagePartSize)
+        // Every process checks the store at start-up, so a wrong endpoint or key fails fast.
+        do { try await client.prepareBucket() } catch {
+            throw ConfigurationError(key: "storage_url", message: "cannot use \(url): \(error)")
+        }
+        return ObjectStorage(client: client, scratch: URL(fileURLWithPath: dataDirectory), publicBaseURL: storagePublicURL,
+                             urlExpiry: storageURLExpiry)
+    }
 
     /// Opens the configured queue: PostgreSQL for a `postgres://` URL, Redis for `redis://`,
     /// else the SQLite file.
@@ -124,6 +163,10 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"), ("model_mirror_url", "MODEL_MIRROR_URL"),
         ("model_legacy_url", "MODEL_LEGACY_URL"), ("max_attempts", "STEMIFY_MAX_ATTEMPTS"),
         ("retry_backoff", "STEMIFY_RETRY_BACKOFF"), ("checkpoint_interval", "STEMIFY_CHECKPOINT_INTERVAL"),
+        ("storage_url", "STEMIFY_STORAGE_URL"), ("storage_endpoint", "AWS_ENDPOINT_URL"), ("storage_region", "AWS_REGION"),
+        ("storage_access_key", "AWS_ACCESS_KEY_ID"), ("storage_secret_key", "AWS_SECRET_ACCESS_KEY"),
+        ("storage_session_token", "AWS_SESSION_TOKEN"), ("storage_public_url", "STEMIFY_STORAGE_PUBLIC_URL"),
+        ("storage_url_expiry", "STEMIFY_STORAGE_URL_EXPIRY"), ("storage_part_size", "STEMIFY_STORAGE_PART_SIZE"),
     ]
 
     mutating func set(_ key: String, _ value: String, source: String) throws {
@@ -168,6 +211,15 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "model_hf_url": modelHuggingFaceURL = value
         case "model_legacy_url": modelLegacyURL = value
         case "model_mirror_url": modelMirrorURL = value.isEmpty ? nil : value
+        case "storage_url": storageURL = value.isEmpty ? nil : value
+        case "storage_endpoint": storageEndpoint = value.isEmpty ? nil : value
+        case "storage_region": storageRegion = value
+        case "storage_access_key": storageAccessKey = value
+        case "storage_secret_key": storageSecretKey = value
+        case "storage_session_token": storageSessionToken = value.isEmpty ? nil : value
+        case "storage_public_url": storagePublicURL = value.isEmpty ? nil : value
+        case "storage_url_expiry": storageURLExpiry = try int()
+        case "storage_part_size": storagePartSize = try int()
         default: throw ConfigurationError(key: source, message: "unknown setting")
         }
     }
@@ -183,6 +235,15 @@ public struct StemifyConfiguration: Sendable, Equatable {
         if leaseSeconds < 1 { throw ConfigurationError(key: "lease", message: "must be ≥ 1 second") }
         if let q = queueURL, !q.hasPrefix("sqlite:") && !q.hasPrefix("postgres://") && !q.hasPrefix("postgresql://") && !q.hasPrefix("redis://") {
             throw ConfigurationError(key: "queue_url", message: "must be sqlite:PATH, postgres://user:password@host:port/database or redis://host:port/db")
+        }
+        if let url = storageURL { _ = try S3Location(url: url, endpoint: storageEndpoint, region: storageRegion) }
+        if storageURL != nil && (storageAccessKey ?? "").isEmpty != (storageSecretKey ?? "").isEmpty {
+            throw ConfigurationError(key: "storage_access_key", message: "set both the access key and the secret key, or neither")
+        }
+        if !(1...604_800).contains(storageURLExpiry) { throw ConfigurationError(key: "storage_url_expiry", message: "must be 1–604800 seconds") }
+        if storagePartSize < 5 << 20 { throw ConfigurationError(key: "storage_part_size", message: "must be at least 5 MiB (S3's smallest part)") }
+        if let base = storagePublicURL, !(base.hasPrefix("https://") || base.hasPrefix("http://")) {
+            throw ConfigurationError(key: "storage_public_url", message: "must be an http:// or https:// URL")
         }
         if maxAttempts < 1 { throw ConfigurationError(key: "max_attempts", message: "must be ≥ 1") }
         if retryBackoffSeconds < 0 { throw ConfigurationError(key: "retry_backoff", message: "must be ≥ 0") }

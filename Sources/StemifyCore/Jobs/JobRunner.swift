@@ -81,7 +81,7 @@ public final class JobRunner: Sendable {
         let elapsed = Date().timeIntervalSince(started)
         switch outcome {
         case let .success((stems, metricsRecord)):
-            removeWork(job)
+            await storage.removeWork(job.id)
             do {
                 try await queue.complete(id: job.id, worker: id, stems: stems, metrics: metricsRecord)
                 metrics?.recordFinished(model: job.options.model, seconds: elapsed, audioSeconds: metricsRecord.audioSeconds)
@@ -98,7 +98,7 @@ public final class JobRunner: Sendable {
                     try? await Task { try await queue.release(id: job.id, worker: worker) }.value
                     log.info("job handed back")
                 } else if (try? await queue.job(id: job.id)) == nil {
-                    storage.removeAll(job)
+                    await storage.removeAll(job)
                     log.info("job cancelled")
                 } else {
                     // Another worker holds it now (this one missed its lease) and uses the work folder.
@@ -106,7 +106,7 @@ public final class JobRunner: Sendable {
                 }
                 return
             }
-            removeWork(job)
+            await storage.removeWork(job.id)
             let (code, message): (ErrorCode, String) = if let e = error as? StemifyError {
                 (e.code, e.message)
             } else {
@@ -124,7 +124,7 @@ public final class JobRunner: Sendable {
     }
 
     /// Every second until cancelled: renew the lease (a job that is gone or taken cancels the
-    /// work) and record the latest progress.
+    /// work), record the latest progress, and save a new separation checkpoint to the storage.
     private func heartbeat(_ job: Job, state: RunState, logger: Logger) async {
         while (try? await Task.sleep(for: .seconds(1))) != nil {
             let snapshot = state.snapshot()
@@ -137,6 +137,11 @@ public final class JobRunner: Sendable {
             } catch {
                 logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
+            do {
+                try await storage.saveCheckpoint(job: job.id)
+            } catch {
+                logger.warning("checkpoint not saved", metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -144,7 +149,9 @@ public final class JobRunner: Sendable {
     /// of their own (``onThread(_:)``); queue calls are plain awaits.
     func stages(_ job: Job, state: RunState, logger: Logger) async throws -> ([StemFile], JobMetrics) {
         let started = Date()
-        let workDir = workDirectory(job)
+        let workDir = storage.workDirectory(job.id)
+        // A checkpoint saved by a worker that stopped (object storage; a shared folder has it in place).
+        try await storage.restoreCheckpoint(job: job.id)
         try FileManager.default.createDirectory(at: workDir, withIntermediateDirectories: true)
         let inputPath = try await fetch(job, into: workDir, state: state)
         if state.isCancelled { throw SeparationError.cancelled }
@@ -156,7 +163,7 @@ public final class JobRunner: Sendable {
         }
         try await queue.setDedupeKey(id: job.id, key: key)
         let files = try await separate(job, decoded, key: key, workDir: workDir, state: state, logger: logger)
-        let stems = try publish(files, job: job, seconds: decoded.seconds)
+        let stems = try await publish(files, job: job, seconds: decoded.seconds)
         return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: decoded.seconds,
                                   inputFormat: decoded.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: false))
     }
@@ -164,8 +171,8 @@ public final class JobRunner: Sendable {
     /// The input: an upload on disk, or a video downloaded first.
     private func fetch(_ job: Job, into workDir: URL, state: RunState) async throws -> String {
         switch job.input {
-        case let .upload(path, _):
-            return path
+        case let .upload(location, _):
+            return try await storage.fetchUpload(location, job: job.id)
         case let .youtube(url):
             state.set(.downloading, 0)
             let youtube = YouTube(configuration: configuration)
@@ -200,20 +207,16 @@ public final class JobRunner: Sendable {
 
     /// Same audio, same options: copies of a finished job's stems, when they are still there.
     private func reuse(_ key: String, for job: Job) async throws -> [StemFile]? {
-        let fm = FileManager.default
-        guard let cached = try await queue.finishedJob(dedupeKey: key), cached.stems.allSatisfy({ fm.fileExists(atPath: $0.file) })
-        else { return nil }
+        guard let cached = try await queue.finishedJob(dedupeKey: key) else { return nil }
+        for stem in cached.stems where await !storage.exists(stem.file) { return nil }
         try await queue.setDedupeKey(id: job.id, key: key)
-        let outDir = storage.stemsDirectory(job.id)
-        try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
-        return try cached.stems.map { stem in
-            let dest = outDir.appendingPathComponent(URL(fileURLWithPath: stem.file).lastPathComponent)
-            try? fm.removeItem(at: dest)
-            try fm.copyItem(atPath: stem.file, toPath: dest.path)
+        var copies: [StemFile] = []
+        for stem in cached.stems {
             var copy = stem
-            copy.file = dest.path
-            return copy
+            copy.file = try await storage.copyStem(stem.file, job: job.id)
+            copies.append(copy)
         }
+        return copies
     }
 
     /// The engine over the decoded audio, resuming from the work folder's checkpoint if any.
@@ -227,7 +230,7 @@ public final class JobRunner: Sendable {
                                            overlapCount: job.options.numOverlap)
         let output = StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
                                        instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate)
-        let checkpoint = workDir.appendingPathComponent("checkpoint.bin")
+        let checkpoint = storage.checkpointPath(job.id)
         if let handle = FileHandle(forReadingAtPath: checkpoint.path) {
             // The separator reads the whole checkpoint; the log line needs only its header.
             let header = (try? handle.read(upToCount: 24)).map { [UInt8]($0) } ?? []
@@ -250,19 +253,14 @@ public final class JobRunner: Sendable {
         }
     }
 
-    /// The stems as the job records them.
-    private func publish(_ files: [URL], job: Job, seconds: Double) throws -> [StemFile] {
-        try files.map { url in
-            let bytes = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-            return StemFile(name: url.deletingPathExtension().lastPathComponent, file: url.path,
-                            format: job.options.outputFormat.rawValue, bytes: bytes, duration: seconds)
+    /// Keeps the stems in the storage, as the job records them.
+    private func publish(_ files: [URL], job: Job, seconds: Double) async throws -> [StemFile] {
+        let sizes = files.map { (try? FileManager.default.attributesOfItem(atPath: $0.path)[.size] as? Int) ?? 0 }
+        let locations = try await storage.keepStems(files, job: job.id)
+        return zip(files, zip(locations, sizes)).map { url, kept in
+            StemFile(name: url.deletingPathExtension().lastPathComponent, file: kept.0,
+                     format: job.options.outputFormat.rawValue, bytes: kept.1, duration: seconds)
         }
-    }
-
-    func workDirectory(_ job: Job) -> URL { storage.workDirectory(job.id) }
-
-    private func removeWork(_ job: Job) {
-        try? FileManager.default.removeItem(at: workDirectory(job))
     }
 
     private static func dedupeKey(raw: String, options: JobOptions) throws -> String {

@@ -4,7 +4,7 @@ public import Logging
 public import ServiceLifecycle
 
 /// What a Stemify process runs, built in one place for `stemify serve` and `stemify worker`:
-/// the queue `queue_url` names, the storage of `data_dir`, the models of `model_path`, the
+/// the queue `queue_url` names, the storage `storage_url` names (else the `data_dir` folder), the models of `model_path`, the
 /// metrics, and this process's workers (none for an API-only process) with the expiry janitor.
 public struct StemifyServices: Sendable {
     public let queue: any JobQueue
@@ -20,7 +20,7 @@ public struct StemifyServices: Sendable {
     public static func build(configuration c: StemifyConfiguration, logger: Logger, janitor: Bool) async throws -> StemifyServices {
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
         let queue = try await c.openQueue(logger: logger)
-        let storage = FolderStorage(root: URL(fileURLWithPath: c.dataDirectory))
+        let storage = try await c.openStorage()
         let models = ModelStore(
             directory: c.modelDirectory,
             downloader: c.modelDownload ? ModelDownloader(huggingFaceBase: c.modelHuggingFaceURL, legacyBase: c.modelLegacyURL, mirror: c.modelMirrorURL) : nil)
@@ -71,7 +71,7 @@ struct JanitorService: Service {
             while !Task.isCancelled {
                 do {
                     for job in try await queue.expire(olderThan: ttl) {
-                        storage.removeAll(job)
+                        await storage.removeAll(job)
                         logger.info("job expired", metadata: ["job.id": "\(job.id)"])
                     }
                 } catch {

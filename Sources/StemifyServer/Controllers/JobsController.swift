@@ -2,6 +2,9 @@ import Foundation
 import Logging
 import Hummingbird
 import NIOCore
+import AsyncHTTPClient
+import NIOHTTP1
+import HTTPTypes
 import StemifyCore
 
 /// `GET /api/jobs/{id}`, its event stream, cancellation and stem downloads.
@@ -49,7 +52,9 @@ struct JobsController: Sendable {
                  createdAt = "created_at", error, stems, metrics, statusUrl = "status_url", eventsUrl = "events_url"
         }
 
-        init(_ job: Job, position: Int?) {
+        /// - Parameter storage: gives each stem's direct URL (presigned or CDN) when it has one;
+        ///   otherwise the API serves it.
+        init(_ job: Job, position: Int?, storage: any JobStorage) {
             jobId = job.id
             status = job.status.rawValue
             stage = job.status.isTerminal || job.status == .queued ? nil : job.status.rawValue
@@ -60,7 +65,10 @@ struct JobsController: Sendable {
             createdAt = ISO8601DateFormatter().string(from: job.createdAt)
             error = job.errorCode.map { ErrorBody(code: $0.rawValue, message: job.errorMessage ?? "") }
             stems = job.stems.map {
-                Stem(name: $0.name, url: "/api/jobs/\(job.id)/stems/\($0.name).\($0.format)", format: $0.format, bytes: $0.bytes, duration: $0.duration)
+                let filename = "\($0.name).\($0.format)"
+                let url = storage.directURL($0.file, filename: filename, contentType: StemHeaders.contentType($0.format))
+                    ?? "/api/jobs/\(job.id)/stems/\(filename)"
+                return Stem(name: $0.name, url: url, format: $0.format, bytes: $0.bytes, duration: $0.duration)
             }
             metrics = job.metrics
             statusUrl = "/api/jobs/\(job.id)"
@@ -73,7 +81,7 @@ struct JobsController: Sendable {
         guard let job = try await queue.job(id: id) else {
             throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
-        return (job, JobResponse(job, position: try await queue.position(id: id)))
+        return (job, JobResponse(job, position: try await queue.position(id: id), storage: storage))
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -84,7 +92,7 @@ struct JobsController: Sendable {
     @Sendable func events(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (_, first) = try await load(context)
         let id = first.jobId
-        let queue = self.queue
+        let (queue, storage) = (self.queue, self.storage)
         let body = ResponseBody { writer in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -95,7 +103,7 @@ struct JobsController: Sendable {
                     try await writer.write(ByteBuffer(string: "event: deleted\ndata: {\"job_id\":\"\(id)\"}\n\n"))
                     break
                 }
-                let current = JobResponse(job, position: try await queue.position(id: id))
+                let current = JobResponse(job, position: try await queue.position(id: id), storage: storage)
                 if current != last {
                     let json = String(decoding: try encoder.encode(current), as: UTF8.self)
                     try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
@@ -121,7 +129,7 @@ struct JobsController: Sendable {
             throw StemifyError(.jobNotFound, "no job '\(id)'")
         }
         // A running worker notices at its next heartbeat and removes what it writes meanwhile.
-        storage.removeAll(job)
+        await storage.removeAll(job)
         return try jsonResponse(["job_id": id, "status": "deleted"])
     }
 
@@ -129,19 +137,20 @@ struct JobsController: Sendable {
     @Sendable func stem(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (job, _) = try await load(context)
         let file = try context.parameters.require("file")
-        guard let stem = job.stems.first(where: { "\($0.name).\($0.format)" == file }),
-              let attributes = try? FileManager.default.attributesOfItem(atPath: stem.file),
-              let size = attributes[.size] as? Int
-        else { throw StemifyError(.stemNotFound, "job '\(job.id)' has no stem '\(file)'") }
+        let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no stem '\(file)'")
+        guard let stem = job.stems.first(where: { "\($0.name).\($0.format)" == file }) else { throw missing }
+        var headers: HTTPFields = [
+            .acceptRanges: "bytes", .contentType: StemHeaders.contentType(stem.format),
+            .cacheControl: StemHeaders.cacheControl, .contentDisposition: StemHeaders.disposition(file),
+        ]
+        if let objects = storage as? ObjectStorage, let key = objects.key(stem.file) {
+            return try await proxy(objects.client, key: key, request: request, headers: headers, missing: missing)
+        }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: stem.file), let size = attributes[.size] as? Int
+        else { throw missing }
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         let etag = "\"\(String(size, radix: 16))-\(String(Int(modified * 1000), radix: 16))\""
-        let types = ["mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"]
-        var headers: HTTPFields = [
-            .eTag: etag, .acceptRanges: "bytes", .contentType: types[stem.format] ?? "application/octet-stream",
-            // A job's stems never change once written.
-            .cacheControl: "public, max-age=86400, immutable",
-            .contentDisposition: "attachment; filename=\"\(stem.name).\(stem.format)\"",
-        ]
+        headers[.eTag] = etag
         if let match = request.headers[.ifNoneMatch], match == etag || match == "*" {
             return Response(status: .notModified, headers: headers)
         }
@@ -159,5 +168,29 @@ struct JobsController: Sendable {
         headers[.contentLength] = "\(size)"
         if request.method == .head { return Response(status: .ok, headers: headers) }
         return Response(status: .ok, headers: headers, body: try await io.loadFile(path: stem.file, context: context))
+    }
+
+    /// A stem in the bucket, streamed through: Range and If-None-Match go to the store, whose
+    /// status, ETag, Content-Range and Content-Length come back with the stem's own headers.
+    func proxy(_ client: S3Client, key: String, request: Request, headers: HTTPFields, missing: StemifyError) async throws -> Response {
+        var forwarded: [(String, String)] = []
+        if let range = request.headers[.range] { forwarded.append(("range", range)) }
+        if let match = request.headers[.ifNoneMatch] { forwarded.append(("if-none-match", match)) }
+        let answer: HTTPClientResponse
+        do {
+            answer = try await client.get(key, headers: forwarded, method: request.method == .head ? .HEAD : .GET)
+        } catch {
+            throw StemifyError(.unavailable, "the stem storage is unavailable; try again shortly", detail: "\(error)")
+        }
+        if answer.status == .notFound { throw missing }
+        var headers = headers
+        for (name, field) in [("etag", HTTPField.Name.eTag), ("content-range", .contentRange), ("content-length", .contentLength)] {
+            if let value = answer.headers.first(name: name) { headers[field] = value }
+        }
+        let status = HTTPResponse.Status(code: Int(answer.status.code))
+        if request.method == .head || status == .notModified || status == .rangeNotSatisfiable {
+            return Response(status: status, headers: headers)
+        }
+        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: answer.body))
     }
 }

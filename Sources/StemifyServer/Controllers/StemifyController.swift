@@ -68,7 +68,7 @@ struct StemifyController: Sendable {
                     }
                     try FFmpeg.validateDecodes(uploadPath, probe: probe)
                 } }
-                input = .upload(path: uploadPath, filename: filename)
+                input = .upload(path: try await storage.keepUpload(id, filename: filename), filename: filename)
             } else {
                 let url = form.fields["youtube_url"] ?? ""
                 _ = try await onThread { try youtube.checkMetadata(url) }
@@ -77,7 +77,12 @@ struct StemifyController: Sendable {
             let job = Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: options, input: input, clientAddress: client,
                           createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [],
                           metrics: nil, attempts: 0)
-            try await queue.enqueue(job)
+            do {
+                try await queue.enqueue(job)
+            } catch {
+                await storage.removeAll(job)
+                throw error
+            }
             keepUpload = true
             metrics.recordSubmission()
             context.logger.info("job queued", metadata: ["job.id": "\(id)", "job.model": "\(options.model)", "client": "\(client)"])
