@@ -1,9 +1,12 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
 import StemifyCore
 import StemifyServer
 import StemifyTestSupport
@@ -126,6 +129,71 @@ struct APITests {
                 let duration = try probeDuration(file)
                 #expect(abs(duration - inputDuration) < 0.1, "\(url): \(duration) s vs input \(inputDuration) s")
             }
+        }
+    }
+
+    @Test("object storage: nothing in the data folder, presigned stem URLs, the API proxies Range and ETag, DELETE empties the bucket")
+    func objectStorage() async throws {
+        let input = try makeAudio(seconds: 2, format: "wav")
+        defer { try? FileManager.default.removeItem(at: input) }
+        let (endpoint, url) = try freshBucket()
+        let configuration = testConfiguration {
+            $0.storageURL = url
+            $0.storageEndpoint = endpoint
+            $0.storageAccessKey = "test"
+            $0.storageSecretKey = "test"
+        }
+        let bucket = S3Client(location: try S3Location(url: url, endpoint: endpoint, region: "us-east-1"),
+                              signer: SigV4(accessKey: "test", secretKey: "test", region: "us-east-1"))
+        try await withServer(configuration) { client in
+            var ids: [String] = []
+            // The second job is the same audio and options: its stems are copies inside the bucket.
+            for _ in 0..<2 {
+                let (headers, body) = multipart(fields: ["model": "ht_small", "output_format": "wav", "quality": "fast"],
+                                                file: ("a.wav", try Data(contentsOf: input)))
+                let id = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body).body)["job_id"] as? String)
+                _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+                ids.append(id)
+            }
+            let jobs = try await ids.asyncMap { json(try await client.execute(uri: "/api/jobs/\($0)", method: .get).body) }
+            #expect(jobs.map { $0["status"] as? String } == ["done", "done"])
+            #expect(jobs.map { ($0["metrics"] as? [String: Any])?["cache_hit"] as? Bool } == [false, true])
+
+            // Nothing of the jobs stays in the data folder; the bucket has uploads and stems, no work.
+            let data = URL(fileURLWithPath: configuration.dataDirectory)
+            let left = (FileManager.default.enumerator(atPath: data.path)?.allObjects as? [String] ?? [])
+                .filter { $0.hasPrefix("uploads/") || $0.hasPrefix("stems/") || $0.hasPrefix("work/") }
+                .filter { !FileManager.default.isDirectory(data.appendingPathComponent($0)) }
+            #expect(left.isEmpty, "\(left)")
+            let keys = try await bucket.list(bucket.key(""))
+            #expect(Set(keys) == Set(ids.flatMap { id in
+                ["uploads/\(id)"] + ["drums", "bass", "other", "vocals"].map { "stems/\(id)/\($0).wav" }
+            }.map(bucket.key)))
+
+            // Stem URLs are presigned: fetched straight from the store, with the stem's headers.
+            let stems = try #require(jobs[0]["stems"] as? [[String: Any]])
+            let direct = try #require(stems.first { $0["name"] as? String == "vocals" }?["url"] as? String)
+            #expect(direct.hasPrefix(endpoint) && direct.contains("X-Amz-Signature="))
+            let fetched = try await HTTPClient.shared.execute(HTTPClientRequest(url: direct), timeout: .seconds(10))
+            #expect(fetched.status.code == 200 && fetched.headers.first(name: "content-type") == "audio/wav")
+            let bytes = [UInt8](Data(buffer: try await fetched.body.collect(upTo: 10 << 20)))
+
+            // Through the API: the same bytes, with Range, ETag and HEAD.
+            let path = "/api/jobs/\(ids[0])/stems/vocals.wav"
+            let full = try await client.execute(uri: path, method: .get)
+            #expect(full.status == .ok && [UInt8](full.body.readableBytesView) == bytes)
+            #expect(full.headers[.contentDisposition] == "attachment; filename=\"vocals.wav\"")
+            let etag = try #require(full.headers[.eTag])
+            #expect(try await client.execute(uri: path, method: .get, headers: [.ifNoneMatch: etag]).status == .notModified)
+            let part = try await client.execute(uri: path, method: .get, headers: [.range: "bytes=100-199"])
+            #expect(part.status == .partialContent && [UInt8](part.body.readableBytesView) == Array(bytes[100...199]))
+            #expect(part.headers[.contentRange] == "bytes 100-199/\(bytes.count)")
+            let head = try await client.execute(uri: path, method: .head)
+            #expect(head.status == .ok && head.headers[.contentLength] == "\(bytes.count)")
+
+            // DELETE removes the job's objects, and the expired ones' as the janitor runs.
+            for id in ids { #expect(try await client.execute(uri: "/api/jobs/\(id)", method: .delete).status == .ok) }
+            #expect(try await bucket.list(bucket.key("")).isEmpty)
         }
     }
 
@@ -452,5 +520,20 @@ struct YouTubeAPITests {
             #expect(job["status"] as? String == "done", "\(job)")
             #expect((job["stems"] as? [Any])?.count == 4)
         }
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
+    }
+}
+
+extension FileManager {
+    func isDirectory(_ url: URL) -> Bool {
+        var directory: ObjCBool = false
+        return fileExists(atPath: url.path, isDirectory: &directory) && directory.boolValue
     }
 }
