@@ -5,6 +5,7 @@
 #   config      a RoFormer's YAML configuration and state dict (.ckpt), then the network built on them
 #   wav         the WAV reader (StemifyCore)
 #   resp        the Redis client's reply parser (StemifyCore)
+#   s3xml       the object-storage client's reader of S3's XML answers (StemifyCore)
 # The parser sources are compiled into the harnesses as they are (Fuzz/*.swift holds only the
 # entry points; checkpoint and wav share one binary, FuzzFiles). Seeds: Fuzz/corpus/TARGET
 # (committed). A crash is written to .build/fuzz/crashes;
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=1800
-targets=(multipart checkpoint config wav resp)
+targets=(multipart checkpoint config wav resp s3xml)
 if [ "${1:-}" = "--ci" ]; then seconds=40; shift; fi
 if [ $# -ge 1 ]; then targets=("$1"); fi
 if [ $# -ge 2 ]; then seconds=$2; fi
@@ -67,6 +68,7 @@ for target in "${targets[@]}"; do
     case $target in
         multipart) build multipart Fuzz/FuzzMultipart.swift Sources/StemifyServer/Uploads/MultipartReader.swift Sources/StemifyServer/HeaderParsing.swift ;;
         resp) build resp Fuzz/FuzzRESP.swift Sources/StemifyCore/Jobs/Redis/RESP.swift ;;
+        s3xml) build s3xml Fuzz/FuzzS3XML.swift Sources/StemifyCore/Storage/S3XML.swift ;;
         checkpoint|config|wav)
             # WAV.swift imports StemifyEngine, which is compiled into the same module here.
             sed '/import StemifyEngine/d' Sources/StemifyCore/Audio/WAV.swift > "$out/WAV.swift.new"
@@ -82,6 +84,7 @@ for target in "${targets[@]}"; do
     binary=$out/fuzz-files
     [ "$target" = multipart ] && binary=$out/fuzz-multipart
     [ "$target" = resp ] && binary=$out/fuzz-resp
+    [ "$target" = s3xml ] && binary=$out/fuzz-s3xml
     if ! STEMIFY_FUZZ_TARGET=$target "$binary" "$work" "Fuzz/corpus/$target" "${regressions[@]}" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -max_len=65536 \
         -artifact_prefix="$out/crashes/$target-" -print_final_stats=1 2> "$out/$target.log"; then

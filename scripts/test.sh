@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs system dependencies if missing, starts a throwaway PostgreSQL,
 # Redis and S3-compatible server (moto), runs every test in release mode (the engine's numeric loops are ~30x slower unoptimised),
-# then the many-machines fault script (API + worker processes, SIGKILL, database restart), the
+# then the many-machines fault script (API + worker processes, SIGKILL, database restart, object
+# store outage) on PostgreSQL + shared folder, Redis + bucket and PostgreSQL + bucket, the
 # TypeScript client check, the page in a headless Chromium, and two bounded fuzz runs:
 # libFuzzer over the byte parsers (40 s a target) and schemathesis over the served OpenAPI
 # document (120 s, the server healthy afterwards).
@@ -16,7 +17,8 @@ STEMIFY_TEST_S3_URL="$(scripts/s3.sh)"
 export STEMIFY_TEST_S3_URL
 swift test -c release
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
-python3 tools/fault_test.py --redis
+python3 tools/fault_test.py --redis --s3 "$STEMIFY_TEST_S3_URL"
+python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL" --s3 "$STEMIFY_TEST_S3_URL" --jobs 40
 scripts/check-client.sh
 python3 tools/browser_test.py
 scripts/fuzz.sh --ci

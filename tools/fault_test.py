@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Many machines, with faults: one API process and worker processes on a shared PostgreSQL or
-Redis queue and a shared folder (stdlib only; `scripts/test.sh` runs it after the unit tests).
+Redis queue, and a shared folder or an S3-compatible bucket (stdlib only; `scripts/test.sh`
+runs it after the unit tests).
 
     swift build -c release
     python3 tools/fault_test.py --postgres "$(scripts/postgres.sh)"
     python3 tools/fault_test.py --redis        # its own redis-server, AOF everysec, on a spare port
+    python3 tools/fault_test.py --redis --s3 "$(scripts/s3.sh)"   # no shared folder at all
     python3 tools/fault_test.py --postgres URL --measure 40 --workers 1   # throughput only
     python3 tools/fault_test.py --postgres URL --measure 40 --workers 2
 
@@ -17,6 +19,10 @@ Checks, against the real processes:
      is lost.
   3. 100+ jobs submitted at once: every one accepted and finished exactly once (one "job done"
      across all worker logs), none failed.
+  4. With --s3 (each process then has a data folder of its own, and the bucket is reached
+     through a TCP relay of this script): the store unreachable for 6 s while jobs run (the
+     relay refuses and drops every connection); every job still finishes. Check 1 then
+     resumes from the checkpoint in the bucket, on another "machine".
 Exits non-zero with the reason on the first failed check.
 """
 import argparse
@@ -27,6 +33,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import threading
 import struct
 import subprocess
 import sys
@@ -111,12 +119,67 @@ def create_database(admin):
     return re.sub(r"/[^/]*$", f"/{name}", admin)
 
 
-class Cluster:
-    """The API process and the worker processes, each logging JSON lines to its own file."""
+class Relay:
+    """A TCP relay to the object store that can play dead: while blocked it accepts nothing
+    and has dropped every connection it carried, as a store that went away would."""
 
-    def __init__(self, binary, queue_url, data, logs, port):
-        self.binary, self.data, self.logs, self.port = binary, data, logs, port
-        self.env = dict(os.environ, STEMIFY_QUEUE_URL=queue_url, STEMIFY_DATA_DIR=str(data),
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.blocked = False
+        self.open = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            if self.blocked:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    def pipe(self, source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def block(self, seconds):
+        self.blocked = True
+        with self.lock:
+            for sock in self.open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open.clear()
+        time.sleep(seconds)
+        self.blocked = False
+
+
+class Cluster:
+    """The API process and the worker processes, each logging JSON lines to its own file. With
+    `storage` (environment for a bucket) every process gets a data folder of its own."""
+
+    def __init__(self, binary, queue_url, data, logs, port, storage=None):
+        self.binary, self.data, self.logs, self.port, self.storage = binary, data, logs, port, storage
+        self.env = dict(os.environ, **(storage or {}), STEMIFY_QUEUE_URL=queue_url, STEMIFY_DATA_DIR=str(data),
                         DEMUCS_MODEL_PATH=str(ROOT / "Tests" / "Fixtures" / "repo"), MODEL_DOWNLOAD="false",
                         RATE_LIMIT="0", STEMIFY_LEASE="3", STEMIFY_RETRY_BACKOFF="0.5",
                         STEMIFY_CHECKPOINT_INTERVAL="0", STEMIFY_THREADS="1", LOG_LEVEL="info")
@@ -125,7 +188,8 @@ class Cluster:
 
     def spawn(self, name, args):
         out = open(self.logs / f"{name}.log", "ab")
-        return subprocess.Popen([str(self.binary)] + args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        env = dict(self.env, STEMIFY_DATA_DIR=str(self.data / name)) if self.storage else self.env
+        return subprocess.Popen([str(self.binary)] + args, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def start_api(self):
         self.api = self.spawn("api", ["serve", "--no-workers", "--port", str(self.port)])
@@ -222,9 +286,10 @@ def wait_done(port, ids, timeout):
 
 
 def stems(port, job_id):
+    # Through the API whatever the storage (stem URLs may point at the bucket).
     out = {}
     for stem in job(port, job_id)["stems"]:
-        status, body = request(port, stem["url"])
+        status, body = request(port, f"/api/jobs/{job_id}/stems/{stem['name']}.{stem['format']}")
         if status != 200:
             fail(f"stem {stem['url']} answered {status}")
         out[stem["name"]] = body
@@ -296,6 +361,16 @@ def check_database_restart(cluster, clips, restart, name):
     log(f"   {len(ids)} jobs done across the restart")
 
 
+def check_store_outage(cluster, clips, relay):
+    log("4. the object store unreachable for 6 s while jobs run")
+    ids = [submit(cluster.port, clip) for clip in clips]
+    time.sleep(1.5)
+    relay.block(6)
+    log("   the store is back")
+    wait_done(cluster.port, ids, 300)
+    log(f"   {len(ids)} jobs done across the outage")
+
+
 def check_burst(cluster, clips):
     log(f"3. {len(clips)} jobs submitted at once")
     started = time.time()
@@ -324,6 +399,7 @@ def main():
     queue.add_argument("--postgres", help="admin URL of the PostgreSQL server (scripts/postgres.sh)")
     queue.add_argument("--redis", action="store_true", help="start a redis-server of its own for the queue")
     p.add_argument("--redis-port", type=int, default=16391)
+    p.add_argument("--s3", metavar="ENDPOINT", help="keep job files in a fresh bucket on this S3-compatible server (scripts/s3.sh)")
     p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
     p.add_argument("--jobs", type=int, default=100)
     p.add_argument("--workers", type=int, default=2)
@@ -341,7 +417,7 @@ def main():
     count = args.measure or args.jobs
     # Distinct audio per job, or the dedupe cache would answer most of them.
     clips = []
-    for i in range(count + 10):
+    for i in range(count + 20):
         clip = audio / f"clip{i}.wav"
         write_wav(clip, 2.0, 110 + 7 * i, seed=i)
         clips.append(clip)
@@ -350,18 +426,27 @@ def main():
     redis = Redis(base / "redis", args.redis_port) if args.redis else None
     queue_url = redis.url if redis else create_database(args.postgres)
     restart, server = (redis.restart, "Redis") if redis else (restart_postgres, "PostgreSQL")
-    cluster = Cluster(args.stemify, queue_url, base / "shared", logs, args.port)
+    relay, storage = None, None
+    if args.s3:
+        relay = Relay(int(args.s3.rsplit(":", 1)[1].strip("/")))
+        storage = {"STEMIFY_STORAGE_URL": f"s3://stemify-fault-{uuid.uuid4().hex[:8]}/jobs",
+                   "AWS_ENDPOINT_URL": f"http://127.0.0.1:{relay.port}",
+                   "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    cluster = Cluster(args.stemify, queue_url, base / "shared", logs, args.port, storage)
     cluster.start_api()
     for _ in range(args.workers):
         cluster.start_worker()
-    log(f"API on :{args.port}, {args.workers} workers, shared folder {base / 'shared'}")
+    where = f"bucket {storage['STEMIFY_STORAGE_URL']}, a data folder per process" if storage else f"shared folder {base / 'shared'}"
+    log(f"API on :{args.port}, {args.workers} workers, {server} queue, {where}")
     try:
         if args.measure:
             rate = check_burst(cluster, clips[:count])
             print(f"throughput with {args.workers} worker processes: {rate:.1f} jobs/min")
         else:
             check_kill_and_resume(cluster, audio)
-            check_database_restart(cluster, clips[count:], restart, server)
+            check_database_restart(cluster, clips[count:count + 10], restart, server)
+            if relay:
+                check_store_outage(cluster, clips[count + 10:], relay)
             check_burst(cluster, clips[:count])
         cluster.stop()
         log("all checks passed; every process stopped on SIGTERM")

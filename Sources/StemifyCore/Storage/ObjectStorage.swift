@@ -116,7 +116,8 @@ public final class ObjectStorage: JobStorage, @unchecked Sendable {
         var bytes = state?.bytes ?? [:]
         let stems = stemsDirectory(id)
         for name in (try? fm.contentsOfDirectory(atPath: stems.path)) ?? [] where name.hasSuffix(".partial.f32") {
-            let handle = try FileHandle(forReadingFrom: stems.appendingPathComponent(name))
+            // Gone: the separation finished meanwhile (its stems are kept next) and there is nothing to save.
+            guard let handle = try? FileHandle(forReadingFrom: stems.appendingPathComponent(name)) else { return }
             defer { try? handle.close() }
             var offset = bytes[name] ?? 0
             try handle.seek(toOffset: UInt64(offset))
