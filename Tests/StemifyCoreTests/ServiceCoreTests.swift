@@ -71,6 +71,11 @@ struct ConfigurationTests {
     @Test("invalid settings fail at start naming the key", arguments: [
         (["RATE_LIMIT": "five"], "RATE_LIMIT"), (["STEMIFY_PORT": "70000"], "port"), (["LOG_LEVEL": "loud"], "log_level"),
         (["STEMIFY_QUEUE_URL": "mysql://x"], "queue_url"), (["REDIS_URL": "http://cache:6379"], "queue_url"), (["MAX_FILE_SIZE": "-1"], "max_file_size"),
+        (["STEMIFY_STORAGE_URL": "gs://bucket"], "storage_url"), (["STEMIFY_STORAGE_URL": "s3://No_Such"], "storage_url"),
+        (["STEMIFY_STORAGE_URL": "s3://bucket", "AWS_ENDPOINT_URL": "minio:9000"], "storage_endpoint"),
+        (["STEMIFY_STORAGE_URL": "s3://bucket", "AWS_ACCESS_KEY_ID": "key"], "storage_access_key"),
+        (["STEMIFY_STORAGE_URL_EXPIRY": "0"], "storage_url_expiry"), (["STEMIFY_STORAGE_PART_SIZE": "1000"], "storage_part_size"),
+        (["STEMIFY_STORAGE_PUBLIC_URL": "cdn.example.com"], "storage_public_url"),
     ])
     func invalid(_ c: ([String: String], String)) {
         let error = #expect(throws: ConfigurationError.self) { try StemifyConfiguration.load(file: nil, environment: c.0) }
@@ -82,6 +87,19 @@ struct ConfigurationTests {
         #expect(try StemifyConfiguration.load(file: nil, environment: ["REDIS_URL": "redis://cache:6379/2"]).queueURL == "redis://cache:6379/2")
         let both = try StemifyConfiguration.load(file: nil, environment: ["REDIS_URL": "redis://cache:6379/2", "STEMIFY_QUEUE_URL": "sqlite:/tmp/j.sqlite"])
         #expect(both.queueURL == "sqlite:/tmp/j.sqlite")
+    }
+
+    @Test("object storage from the AWS SDKs' variables; without storage_url the data folder")
+    func storageSettings() async throws {
+        let c = try StemifyConfiguration.load(file: nil, environment: [
+            "STEMIFY_STORAGE_URL": "s3://stems-bucket/prod", "AWS_ENDPOINT_URL": "https://r2.example.com", "AWS_REGION": "auto",
+            "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret", "STEMIFY_STORAGE_PUBLIC_URL": "https://cdn.example.com",
+        ])
+        #expect(c.storageURL == "s3://stems-bucket/prod" && c.storageEndpoint == "https://r2.example.com" && c.storageRegion == "auto")
+        #expect(c.storageAccessKey == "AKID" && c.storageSecretKey == "secret" && c.storagePublicURL == "https://cdn.example.com")
+        var local = StemifyConfiguration()
+        local.dataDirectory = "/tmp/stemify-folder"
+        #expect((try await local.openStorage() as? FolderStorage)?.root.path == "/tmp/stemify-folder")
     }
 
     @Test("an unknown YAML key is refused by name")
