@@ -18,7 +18,7 @@ export STEMIFY_TEST_S3_URL
 swift test -c release
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
 python3 tools/fault_test.py --redis --s3 "$STEMIFY_TEST_S3_URL"
-python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL" --s3 "$STEMIFY_TEST_S3_URL" --jobs 40
+python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL" --s3 "$STEMIFY_TEST_S3_URL"
 scripts/check-client.sh
 python3 tools/browser_test.py
 scripts/fuzz.sh --ci

@@ -291,7 +291,12 @@ def stems(port, job_id):
     for stem in job(port, job_id)["stems"]:
         status, body = request(port, f"/api/jobs/{job_id}/stems/{stem['name']}.{stem['format']}")
         if status != 200:
-            fail(f"stem {stem['url']} answered {status}")
+            fail(f"stem {stem['name']} answered {status}")
+        if stem["url"].startswith("http"):
+            # A presigned URL: the same bytes straight from the bucket, as a browser gets them.
+            with urllib.request.urlopen(stem["url"], timeout=30) as r:
+                if r.read() != body:
+                    fail(f"the presigned URL of {stem['name']} serves other bytes than the API")
         out[stem["name"]] = body
     return out
 
@@ -345,7 +350,8 @@ def check_kill_and_resume(cluster, audio):
     for name in interrupted:
         if interrupted[name] != uninterrupted[name]:
             fail(f"stem {name} of the resumed job differs from the uninterrupted run")
-    log(f"   resumed stems bit-identical to an uninterrupted run ({len(interrupted)} stems)")
+    log(f"   resumed stems bit-identical to an uninterrupted run ({len(interrupted)} stems"
+        + (", downloaded from presigned URLs too)" if cluster.storage else ")"))
 
 
 def check_database_restart(cluster, clips, restart, name):

@@ -154,30 +154,6 @@ struct ObjectStorageTests {
         #expect(!FileManager.default.fileExists(atPath: second.workDirectory("j").path))
     }
 
-    @Test("uploads go to the bucket and come back to a worker; removeAll leaves nothing")
-    func uploadsAndRemoval() async throws {
-        let client = try await Self.client()
-        let storage = ObjectStorage(client: client, scratch: FileManager.default.temporaryDirectory.appendingPathComponent("stemify-\(UUID())"))
-        try FileManager.default.createDirectory(at: storage.uploadPath("u").deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data("song".utf8).write(to: storage.uploadPath("u"))
-        let location = try await storage.keepUpload("u", filename: "song.mp3")
-        #expect(location.hasPrefix("s3://") && !FileManager.default.fileExists(atPath: storage.uploadPath("u").path))
-        let local = try await storage.fetchUpload(location, job: "u")
-        #expect(try String(contentsOfFile: local, encoding: .utf8) == "song")
-        try FileManager.default.createDirectory(at: storage.stemsDirectory("u"), withIntermediateDirectories: true)
-        let stem = storage.stemsDirectory("u").appendingPathComponent("vocals.wav")
-        try Data("v".utf8).write(to: stem)
-        let kept = try await storage.keepStems([stem], job: "u")
-        let copy = try await storage.copyStem(kept[0], job: "v")
-        #expect(await storage.exists(copy))
-        let job = Job(id: "u", status: .done, progress: 1, etaSeconds: nil, options: JobOptions(), input: .upload(path: location, filename: "song.mp3"),
-                      clientAddress: "test", createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil,
-                      stems: [], metrics: nil, attempts: 1)
-        await storage.removeAll(job)
-        #expect(try await client.list(client.key("")) == [client.key("stems/v/vocals.wav")])
-        await #expect(throws: StemifyError.self) { _ = try await storage.fetchUpload(location, job: "u") }
-    }
-
     @Test("an unreachable store fails after the retries with a message that names the operation")
     func unreachable() async throws {
         let location = try S3Location(url: "s3://nowhere/x", endpoint: "http://127.0.0.1:9", region: "us-east-1")

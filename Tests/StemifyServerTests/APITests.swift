@@ -197,6 +197,39 @@ struct APITests {
         }
     }
 
+    @Test("bad storage settings stop the start within seconds, naming the setting and no secret")
+    func badStorageSettings() async throws {
+        let secret = "wJalrXUtnFEMI-secret-value"
+        @Sendable func start(endpoint: String) async -> ConfigurationError? {
+            let c = testConfiguration {
+                $0.storageURL = "s3://stemify-bad/x"
+                $0.storageEndpoint = endpoint
+                ($0.storageAccessKey, $0.storageSecretKey) = ("AKIDEXAMPLE", secret)
+            }
+            do {
+                _ = try await buildApplication(configuration: c, logger: Logger(label: "test"))
+                return nil
+            } catch {
+                return error as? ConfigurationError
+            }
+        }
+        let started = Date()
+        let unreachable = await start(endpoint: "http://127.0.0.1:9")
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(unreachable?.key == "storage_endpoint")
+
+        // A store that refuses the credentials, as S3 does with a wrong key.
+        let router = Router()
+        router.on("/{bucket}", method: .head) { _, _ in Response(status: .forbidden) }
+        try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { client in
+            let refused = await start(endpoint: "http://127.0.0.1:\(client.port ?? 0)")
+            #expect(refused?.key == "storage_access_key")
+            #expect(refused?.description.contains(secret) == false)
+            #expect(refused?.description.contains("403") == true)
+        }
+        #expect(unreachable?.description.contains(secret) == false)
+    }
+
     @Test("stems support ETag, Range and HEAD; unknown jobs and stems are 404 with a code")
     func downloads() async throws {
         let input = try makeAudio(seconds: 2, format: "wav")

@@ -98,8 +98,14 @@ public struct StemifyConfiguration: Sendable, Equatable {
                            sessionToken: storageSessionToken)
         let client = S3Client(location: location, signer: signer, partSize: storagePartSize)
         // Every process checks the store at start-up, so a wrong endpoint or key fails fast.
-        do { try await client.prepareBucket() } catch {
-            throw ConfigurationError(key: "storage_url", message: "cannot use \(url): \(error)")
+        do { try await client.prepareBucket() } catch let error as S3Error {
+            // The setting most likely at fault; S3Error's text has no credentials in it.
+            let key = switch (error.status, error.code) {
+            case (nil, _): storageEndpoint == nil ? "storage_region" : "storage_endpoint"
+            case (403, _), (_, "InvalidAccessKeyId"?), (_, "SignatureDoesNotMatch"?): "storage_access_key"
+            default: "storage_url"
+            }
+            throw ConfigurationError(key: key, message: "cannot use \(url): \(error)")
         }
         return ObjectStorage(client: client, scratch: URL(fileURLWithPath: dataDirectory), publicBaseURL: storagePublicURL,
                              urlExpiry: storageURLExpiry)

@@ -57,7 +57,12 @@ public struct FolderStorage: JobStorage {
 
     public func uploadPath(_ id: String) -> URL { root.appendingPathComponent("uploads/\(id)") }
     public func keepUpload(_ id: String, filename: String) async throws -> String { uploadPath(id).path }
-    public func fetchUpload(_ location: String, job id: String) async throws -> String { location }
+    public func fetchUpload(_ location: String, job id: String) async throws -> String {
+        guard FileManager.default.fileExists(atPath: location) else {
+            throw StemifyError(.internalError, "the uploaded file is no longer stored", detail: "missing upload \(location)")
+        }
+        return location
+    }
 
     public func workDirectory(_ id: String) -> URL { root.appendingPathComponent("work/\(id)") }
     public func stemsDirectory(_ id: String) -> URL { root.appendingPathComponent("stems/\(id)") }

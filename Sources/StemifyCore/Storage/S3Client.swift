@@ -107,7 +107,8 @@ public struct S3Client: Sendable {
     /// Sends one signed request, retrying transient failures; returns the response with its
     /// body unread. `accept` lists the statuses that are answers rather than failures.
     func send(_ operation: String, _ method: HTTPMethod, key: String, query: [(String, String)] = [],
-              headers: [(String, String)] = [], body: ByteBuffer? = nil, accept: Set<Int> = [200]) async throws -> HTTPClientResponse {
+              headers: [(String, String)] = [], body: ByteBuffer? = nil, accept: Set<Int> = [200],
+              retrying: Bool = true) async throws -> HTTPClientResponse {
         let url = location.url(key, query: query)
         var attempt = 0
         while true {
@@ -132,17 +133,18 @@ public struct S3Client: Sendable {
             } catch {
                 failure = S3Error(operation: operation, status: nil, code: nil)
             }
-            guard attempt < retryDelays.count else { throw failure }
+            guard retrying, attempt < retryDelays.count else { throw failure }
             try await Task.sleep(for: .seconds(retryDelays[attempt]))
             attempt += 1
         }
     }
 
     /// Checks that the bucket answers with these credentials, creating it when it does not
-    /// exist yet (a first start against an empty MinIO or moto).
+    /// exist yet (a first start against an empty MinIO or moto). No retries: a process with a
+    /// wrong setting should stop at once and say so.
     public func prepareBucket() async throws {
-        if try await send("HeadBucket", .HEAD, key: "", accept: [200, 404]).status == .notFound {
-            _ = try await send("CreateBucket", .PUT, key: "", accept: [200, 409])
+        if try await send("HeadBucket", .HEAD, key: "", accept: [200, 404], retrying: false).status == .notFound {
+            _ = try await send("CreateBucket", .PUT, key: "", accept: [200, 409], retrying: false)
         }
     }
 
