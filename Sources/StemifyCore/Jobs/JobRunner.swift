@@ -94,8 +94,12 @@ public final class JobRunner: Sendable {
                 if stopping {
                     // Graceful stop: the next worker continues from the checkpoint.
                     // In a task of its own: this one is cancelled, and the release must still happen.
-                    let (queue, worker) = (queue, id)
-                    try? await Task { try await queue.release(id: job.id, worker: worker) }.value
+                    // The latest checkpoint first (object storage), so it keeps all the work done.
+                    let (queue, worker, storage) = (queue, id, storage)
+                    try? await Task {
+                        try? await storage.saveCheckpoint(job: job.id)
+                        try await queue.release(id: job.id, worker: worker)
+                    }.value
                     log.info("job handed back")
                 } else if (try? await queue.job(id: job.id)) == nil {
                     await storage.removeAll(job)
