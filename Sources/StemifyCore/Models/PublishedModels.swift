@@ -18,10 +18,9 @@ public struct PublishedModel: Sendable, Equatable {
     /// Published SDR in dB per stem (or "average"), and where it was published.
     public var sdr: [String: Double]
     public var sdrSource: String
-    /// Wall time per second of audio relative to htdemucs, each model at its configuration's
-    /// overlap: the reference's (PyTorch, 2 cores, ../shared/notes/modern-models.md).
-    /// `tools/relative_cost.py` measures Stemify's own; its figures replace these once measured
-    /// on a machine whose speed holds still for the run (see the README).
+    /// Stemify's wall time per second of audio relative to its htdemucs, each model at its
+    /// configuration's overlap, as `tools/relative_cost.py` measured it (2 threads, AVX-512
+    /// Xeon, full-size random networks; figures in the README).
     public var relativeCost: Double
     /// The configuration's `inference.num_overlap`, at which `relativeCost` holds; a job's
     /// `num_overlap` scales the time in proportion.
@@ -38,12 +37,12 @@ public struct PublishedModel: Sendable, Equatable {
     public static let catalog: [PublishedModel] = [
         PublishedModel(
             name: "bs_roformer_viperx_1297", family: .bsRoformer,
-            description: "BS-RoFormer vocals (viperx): the best vocals/karaoke model here, about 40× htdemucs's time",
+            description: "BS-RoFormer vocals (viperx): the best vocals/karaoke model here, about 36× htdemucs's time",
             sources: ["vocals", "instrumental"],
             checkpointURL: "\(uvr)/model_bs_roformer_ep_317_sdr_12.9755.ckpt",
             configURL: "\(msstConfigs)/viperx/model_bs_roformer_ep_317_sdr_12.9755.yaml",
             approximateMegabytes: 640, licence: "not stated by the publisher",
-            sdr: ["vocals": 10.87], sdrSource: "MVSep multisong dataset", relativeCost: 40, numOverlap: 2),
+            sdr: ["vocals": 10.87], sdrSource: "MVSep multisong dataset", relativeCost: 36, numOverlap: 2),
         PublishedModel(
             name: "bs_roformer_viperx_1053", family: .bsRoformer,
             description: "BS-RoFormer 'other' (viperx): everything but vocals as one stem",
@@ -51,15 +50,15 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(uvr)/model_bs_roformer_ep_937_sdr_10.5309.ckpt",
             configURL: "\(msstConfigs)/viperx/model_bs_roformer_ep_937_sdr_10.5309.yaml",
             approximateMegabytes: 640, licence: "not stated by the publisher",
-            sdr: ["other": 6.85], sdrSource: "MVSep multisong dataset", relativeCost: 40, numOverlap: 2),
+            sdr: ["other": 6.85], sdrSource: "MVSep multisong dataset", relativeCost: 36, numOverlap: 2),
         PublishedModel(
             name: "mel_roformer_kj", family: .melBandRoformer,
-            description: "Mel-Band RoFormer vocals (KimberleyJensen): vocals and karaoke, about 16× htdemucs's time",
+            description: "Mel-Band RoFormer vocals (KimberleyJensen): vocals and karaoke, about 14× htdemucs's time",
             sources: ["vocals", "instrumental"],
             checkpointURL: "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/MelBandRoformer.ckpt",
             configURL: "\(msstConfigs)/KimberleyJensen/config_vocals_mel_band_roformer_kj.yaml",
             approximateMegabytes: 910, licence: "not stated by the publisher",
-            sdr: ["vocals": 10.98], sdrSource: "MVSep multisong dataset", relativeCost: 16, numOverlap: 2),
+            sdr: ["vocals": 10.98], sdrSource: "MVSep multisong dataset", relativeCost: 14, numOverlap: 2),
         PublishedModel(
             name: "mel_roformer_viperx_1143", family: .melBandRoformer,
             description: "Mel-Band RoFormer vocals (viperx)",
@@ -67,7 +66,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(uvr)/model_mel_band_roformer_ep_3005_sdr_11.4360.ckpt",
             configURL: "\(msstConfigs)/viperx/model_mel_band_roformer_ep_3005_sdr_11.4360.yaml",
             approximateMegabytes: 910, licence: "not stated by the publisher",
-            sdr: ["vocals": 9.67], sdrSource: "MVSep multisong dataset", relativeCost: 16, numOverlap: 2),
+            sdr: ["vocals": 9.67], sdrSource: "MVSep multisong dataset", relativeCost: 25, numOverlap: 2),
         PublishedModel(
             name: "bs_roformer_4stem_965", family: .bsRoformer,
             description: "BS-RoFormer four stems trained on MUSDB18-HQ only",
@@ -75,7 +74,7 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(msstReleases)/v1.0.12/model_bs_roformer_ep_17_sdr_9.6568.ckpt",
             configURL: "\(msstReleases)/v1.0.12/config_bs_roformer_384_8_2_485100.yaml",
             approximateMegabytes: 530, licence: "not stated by the publisher",
-            sdr: ["average": 9.65], sdrSource: "MUSDB18-HQ test set", relativeCost: 21, numOverlap: 2),
+            sdr: ["average": 9.65], sdrSource: "MUSDB18-HQ test set", relativeCost: 22, numOverlap: 2),
         PublishedModel(
             name: "scnet_small", family: .scnet,
             description: "SCNet four stems (starrytong): htdemucs's quality in a tenth of its parameters",
@@ -83,23 +82,23 @@ public struct PublishedModel: Sendable, Equatable {
             checkpointURL: "\(msstReleases)/v.1.0.6/scnet_checkpoint_musdb18.ckpt",
             configURL: "\(msstConfigs)/config_musdb18_scnet.yaml",
             approximateMegabytes: 45, licence: "not stated by the publisher",
-            sdr: ["average": 9.03], sdrSource: "MUSDB18-HQ test set", relativeCost: 2.6, numOverlap: 4),
+            sdr: ["average": 9.03], sdrSource: "MUSDB18-HQ test set", relativeCost: 2.9, numOverlap: 4),
         PublishedModel(
             name: "scnet_large", family: .scnet,
-            description: "SCNet large four stems: better than htdemucs, about 12× its time",
+            description: "SCNet large four stems: better than htdemucs, about 9× its time",
             sources: ["drums", "bass", "other", "vocals"],
             checkpointURL: "\(msstReleases)/v1.0.8/model_scnet_sdr_9.3244.ckpt",
             configURL: "\(msstConfigs)/config_musdb18_scnet_large.yaml",
             approximateMegabytes: 170, licence: "not stated by the publisher",
-            sdr: ["average": 9.32], sdrSource: "MUSDB18-HQ test set", relativeCost: 12, numOverlap: 4),
+            sdr: ["average": 9.32], sdrSource: "MUSDB18-HQ test set", relativeCost: 9.4, numOverlap: 4),
         PublishedModel(
             name: "scnet_xl_ihf", family: .scnet,
-            description: "SCNet XL IHF four stems: the best four-stem model here, about 27× htdemucs's time",
+            description: "SCNet XL IHF four stems: the best four-stem model here, about 18× htdemucs's time",
             sources: ["drums", "bass", "other", "vocals"],
             checkpointURL: "\(msstReleases)/v1.0.15/model_scnet_ep_36_sdr_10.0891.ckpt",
             configURL: "\(msstReleases)/v1.0.15/config_musdb18_scnet_xl_more_wide_v5.yaml",
             approximateMegabytes: 215, licence: "not stated by the publisher",
-            sdr: ["average": 10.08], sdrSource: "MUSDB18-HQ test set", relativeCost: 27, numOverlap: 4),
+            sdr: ["average": 10.08], sdrSource: "MUSDB18-HQ test set", relativeCost: 18, numOverlap: 4),
     ]
 
     public static func named(_ name: String) -> PublishedModel? { catalog.first { $0.name == name } }
