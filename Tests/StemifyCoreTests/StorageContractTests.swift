@@ -38,7 +38,7 @@ struct StorageContractTests {
         let id = UUID().uuidString.lowercased()
         try FileManager.default.createDirectory(at: api.uploadPath(id).deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data("the song".utf8).write(to: api.uploadPath(id))
-        let upload = try await api.keepUpload(id, filename: "song.mp3")
+        let upload = try await api.keepUpload(id)
         #expect(try String(contentsOfFile: try await worker.fetchUpload(upload, job: id), encoding: .utf8) == "the song")
 
         try FileManager.default.createDirectory(at: worker.stemsDirectory(id), withIntermediateDirectories: true)

@@ -12,7 +12,7 @@ public protocol JobStorage: Sendable {
     /// Where the API streams an upload to before it is validated.
     func uploadPath(_ id: String) -> URL
     /// Keeps the validated upload at ``uploadPath(_:)``; returns its location.
-    func keepUpload(_ id: String, filename: String) async throws -> String
+    func keepUpload(_ id: String) async throws -> String
     /// A local path with the upload's bytes (fetched into the work folder if need be).
     func fetchUpload(_ location: String, job id: String) async throws -> String
 
@@ -34,7 +34,7 @@ public protocol JobStorage: Sendable {
     func restoreCheckpoint(job id: String) async throws
 
     /// A URL clients fetch a stem from directly (presigned, or a CDN's); nil when the API serves it.
-    func directURL(_ location: String, filename: String, contentType: String) -> String?
+    func directURL(_ location: String) -> String?
 
     /// Removes the job's work files, local and saved (the job finished or failed).
     func removeWork(_ id: String) async
@@ -56,7 +56,7 @@ public struct FolderStorage: JobStorage {
     public init(root: URL) { self.root = root }
 
     public func uploadPath(_ id: String) -> URL { root.appendingPathComponent("uploads/\(id)") }
-    public func keepUpload(_ id: String, filename: String) async throws -> String { uploadPath(id).path }
+    public func keepUpload(_ id: String) async throws -> String { uploadPath(id).path }
     public func fetchUpload(_ location: String, job id: String) async throws -> String {
         guard FileManager.default.fileExists(atPath: location) else {
             throw StemifyError(.internalError, "the uploaded file is no longer stored", detail: "missing upload \(location)")
@@ -80,7 +80,7 @@ public struct FolderStorage: JobStorage {
 
     public func saveCheckpoint(job id: String) async throws {}
     public func restoreCheckpoint(job id: String) async throws {}
-    public func directURL(_ location: String, filename: String, contentType: String) -> String? { nil }
+    public func directURL(_ location: String) -> String? { nil }
 
     public func removeWork(_ id: String) async {
         try? FileManager.default.removeItem(at: workDirectory(id))

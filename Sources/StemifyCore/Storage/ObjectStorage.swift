@@ -48,7 +48,7 @@ public final class ObjectStorage: JobStorage, @unchecked Sendable {
 
     public func uploadPath(_ id: String) -> URL { scratch.appendingPathComponent("uploads/\(id)") }
 
-    public func keepUpload(_ id: String, filename: String) async throws -> String {
+    public func keepUpload(_ id: String) async throws -> String {
         let key = client.key("uploads/\(id)")
         try await client.upload(uploadPath(id), to: key, headers: [("content-type", "application/octet-stream")])
         try? FileManager.default.removeItem(at: uploadPath(id))
@@ -92,10 +92,10 @@ public final class ObjectStorage: JobStorage, @unchecked Sendable {
         return self.location(key)
     }
 
-    public func directURL(_ location: String, filename: String, contentType: String) -> String? {
+    public func directURL(_ location: String) -> String? {
         guard let key = key(location) else { return nil }
         if let publicBaseURL {
-            return publicBaseURL + "/" + key.split(separator: "/").map { SigV4.encode(String($0)) }.joined(separator: "/")
+            return publicBaseURL + "/" + S3Location.encodedPath(key)
         }
         return client.presignedURL(key, expires: urlExpiry).absoluteString
     }

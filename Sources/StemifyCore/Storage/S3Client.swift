@@ -37,9 +37,14 @@ public struct S3Location: Sendable, Equatable {
         self.region = region
     }
 
+    /// `key` as a URL path: each segment percent-encoded once, as SigV4 signs it.
+    static func encodedPath(_ key: String) -> String {
+        key.split(separator: "/", omittingEmptySubsequences: false).map { SigV4.encode(String($0)) }.joined(separator: "/")
+    }
+
     /// The URL of `key` (which is under the prefix already), path-style on custom endpoints.
     package func url(_ key: String, query: [(String, String)] = []) -> URL {
-        let path = key.split(separator: "/", omittingEmptySubsequences: false).map { SigV4.encode(String($0)) }.joined(separator: "/")
+        let path = Self.encodedPath(key)
         var components: URLComponents
         if let endpoint {
             components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
@@ -212,8 +217,7 @@ public struct S3Client: Sendable {
 
     /// Copies `source` to `key` inside the bucket, metadata included.
     public func copy(_ source: String, to key: String) async throws {
-        let copySource = "/\(location.bucket)/" + source.split(separator: "/", omittingEmptySubsequences: false)
-            .map { SigV4.encode(String($0)) }.joined(separator: "/")
+        let copySource = "/\(location.bucket)/" + S3Location.encodedPath(source)
         let response = try await send("CopyObject", .PUT, key: key, headers: [("x-amz-copy-source", copySource)])
         let answer = String(buffer: try await response.body.collect(upTo: 64 * 1024))
         if S3XML.value("Code", in: answer) != nil { throw S3Error(operation: "CopyObject", status: 200, code: S3XML.value("Code", in: answer)) }

@@ -65,9 +65,7 @@ struct JobsController: Sendable {
             createdAt = ISO8601DateFormatter().string(from: job.createdAt)
             error = job.errorCode.map { ErrorBody(code: $0.rawValue, message: job.errorMessage ?? "") }
             stems = job.stems.map {
-                let filename = "\($0.name).\($0.format)"
-                let url = storage.directURL($0.file, filename: filename, contentType: StemHeaders.contentType($0.format))
-                    ?? "/api/jobs/\(job.id)/stems/\(filename)"
+                let url = storage.directURL($0.file) ?? "/api/jobs/\(job.id)/stems/\($0.name).\($0.format)"
                 return Stem(name: $0.name, url: url, format: $0.format, bytes: $0.bytes, duration: $0.duration)
             }
             metrics = job.metrics

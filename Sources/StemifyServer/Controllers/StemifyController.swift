@@ -68,7 +68,7 @@ struct StemifyController: Sendable {
                     }
                     try FFmpeg.validateDecodes(uploadPath, probe: probe)
                 } }
-                input = .upload(path: try await storage.keepUpload(id, filename: filename), filename: filename)
+                input = .upload(path: try await storage.keepUpload(id), filename: filename)
             } else {
                 let url = form.fields["youtube_url"] ?? ""
                 _ = try await onThread { try youtube.checkMetadata(url) }
