@@ -13,3 +13,11 @@ __attribute__((constructor)) static void stemify_tune_allocator(void) {
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 #endif
+
+// A separation may run several chunks at once, each on its own thread with a share of the
+// cores; the engine's parallel loops on that thread read their width here (0: the global one).
+static _Thread_local int stemify_width;
+
+int stemify_thread_width(void) { return stemify_width; }
+
+void stemify_set_thread_width(int width) { stemify_width = width; }

@@ -53,6 +53,9 @@ struct Separate: ParsableCommand {
     @Option(name: [.customShort("j"), .long], help: "Threads (default: all cores).")
     var jobs: Int?
 
+    @Option(help: "Chunks separated at once, each on a share of the threads (default: one per thread, up to 24 s of audio in flight). Fewer use less memory; the stems are the same.")
+    var lanes: Int?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -67,12 +70,14 @@ struct Separate: ParsableCommand {
         if shifts < 0 { throw ValidationError("--shifts must be ≥ 0") }
         if !(0..<1).contains(overlap) { throw ValidationError("--overlap must be in [0, 1)") }
         if let j = jobs, j < 1 { throw ValidationError("-j must be ≥ 1") }
+        if let l = lanes, l < 1 { throw ValidationError("--lanes must be ≥ 1") }
         if let n = numOverlap, n < 1 { throw ValidationError("--num-overlap must be ≥ 1") }
         if files.isEmpty { throw ValidationError("give at least one audio file") }
     }
 
     func run() throws {
         if let jobs { EngineThreads.set(jobs) } else { EngineThreads.set(ProcessInfo.processInfo.activeProcessorCount) }
+        if let lanes { EngineThreads.setMaxLanes(lanes) }
         guard let repoPath = repo ?? ProcessInfo.processInfo.environment["DEMUCS_MODEL_PATH"] else {
             throw CLIError("no model folder: pass --repo DIR or set DEMUCS_MODEL_PATH (a folder with \(name).yaml and its checkpoints)")
         }

@@ -161,6 +161,24 @@ struct ConfiguredModelPipelineTests {
         }
     }
 
+    @Test("two lanes give exactly the stems of one", arguments: ["mel_small", "bs_small", "scnet_small"])
+    func lanes(_ name: String) throws {
+        guard case let .configured(model) = try Self.repository.load(named: name) else {
+            Issue.record("\(name) is not a configured model")
+            return
+        }
+        let source = try WAVFileSource(path: audioFixture("gaps"))
+        func run(lanes: Int) throws -> [Float] {
+            var out: [Float] = []
+            try EngineThreads.withWidth(2) {
+                try FadedChunkSeparation(model: model, lanes: lanes).run(source, emit: { _, stems, _ in out += stems.data })
+            }
+            return out
+        }
+        let one = try run(lanes: 1)
+        #expect(try !one.isEmpty && one == run(lanes: 2))
+    }
+
     @Test("fewer overlapping chunks run fewer chunks and stay close to the default")
     func overlapCount() throws {
         guard case let .configured(model) = try Self.repository.load(named: "bs_small") else { return }

@@ -69,6 +69,23 @@ struct SeparationTests {
         #expect(chunks == 2)
     }
 
+    /// Chunks run several at once (one lane per thread); a chunk's arithmetic must not depend on
+    /// how many ran beside it, or resumed runs and machines with other core counts would differ.
+    @Test("two lanes give exactly the stems of one, for every Demucs family and a bag",
+          arguments: ["ht_small", "hd_small", "demucs_small", "htft_small"])
+    func lanes(_ model: String) throws {
+        let bag = try fixtureRepo.loadBag(named: model)
+        func run(lanes: Int, threads: Int) throws -> Tensor {
+            try EngineThreads.withWidth(threads) {
+                try separateFixture(bag, "long", options: SeparationOptions(shifts: 1, seed: 5, lanes: lanes))
+            }
+        }
+        let one = try run(lanes: 1, threads: 2)
+        #expect(try one == run(lanes: 2, threads: 2))
+        #expect(try one == run(lanes: 3, threads: 3))
+        #expect(try one == run(lanes: 1, threads: 1))
+    }
+
     @Test("invalid options are refused", arguments: [SeparationOptions(shifts: -1), SeparationOptions(overlap: 1), SeparationOptions(overlap: -0.1)])
     func invalidOptions(_ options: SeparationOptions) throws {
         let bag = try fixtureRepo.loadBag(named: "ht_small")

@@ -32,6 +32,10 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var workers = 1
     /// `threads` / `STEMIFY_THREADS`: engine threads per worker. The default is all cores.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// `lanes` / `STEMIFY_LANES`: chunks of one song separated at once, each on a share of the
+    /// threads (more lanes: faster, one chunk's activations more memory each); 0, the default,
+    /// lets the engine choose (one per thread up to 24 s of audio in flight).
+    public var lanes = 0
     /// `queue_url` / `STEMIFY_QUEUE_URL` (or `REDIS_URL` when that is unset): `sqlite:PATH`
     /// (default `sqlite:DATA_DIR/jobs.sqlite`), `postgres://user:password@host:port/database`, or
     /// `redis://[user:password@]host:port/db`.
@@ -163,7 +167,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("model_path", "DEMUCS_MODEL_PATH"), ("youtube_download_dir", "YOUTUBE_DOWNLOAD_DIR"),
         ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
         ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"),
-        ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("queue_url", "STEMIFY_QUEUE_URL"),
+        ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
         ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"), ("model_mirror_url", "MODEL_MIRROR_URL"),
@@ -198,6 +202,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "trusted_proxies": trustedProxies = list()
         case "workers": workers = try int()
         case "threads": threads = try int()
+        case "lanes": lanes = try int()
         case "queue_url": queueURL = value
         case "result_ttl": resultTTLSeconds = try number()
         case "lease": leaseSeconds = try number()
@@ -238,6 +243,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         if rateLimitPeriodSeconds <= 0 { throw ConfigurationError(key: "rate_limit_period", message: "must be positive") }
         if workers < 0 { throw ConfigurationError(key: "workers", message: "must be ≥ 0") }
         if threads < 1 { throw ConfigurationError(key: "threads", message: "must be ≥ 1") }
+        if lanes < 0 { throw ConfigurationError(key: "lanes", message: "must be ≥ 0 (0: automatic)") }
         if leaseSeconds < 1 { throw ConfigurationError(key: "lease", message: "must be ≥ 1 second") }
         if let q = queueURL, !q.hasPrefix("sqlite:") && !q.hasPrefix("postgres://") && !q.hasPrefix("postgresql://") && !q.hasPrefix("redis://") {
             throw ConfigurationError(key: "queue_url", message: "must be sqlite:PATH, postgres://user:password@host:port/database or redis://host:port/db")

@@ -1,4 +1,5 @@
 import CBLAS
+import CStemifySystem
 import Dispatch
 import Foundation
 
@@ -76,10 +77,32 @@ public enum EngineThreads {
         openblas_set_num_threads(1)
     }
 
-    /// The width of the engine's own parallel loops.
+    /// The width of the engine's own parallel loops on the calling thread: a lane's share while
+    /// it runs a chunk (``withWidth(_:_:)``), else the process-wide setting.
     public static var count: Int {
         _ = blasSingleThreaded
-        return current
+        let lane = Int(stemify_thread_width())
+        return lane > 0 ? lane : current
+    }
+
+    nonisolated(unsafe) private static var lanesLimit: Int?
+
+    /// The most chunks one separation runs at once (see `Lanes`), each holding its own
+    /// activations; nil (the default) lets the separation choose: one per thread, up to 24 s of
+    /// audio in flight.
+    public static var maxLanes: Int? { lanesLimit }
+
+    /// Sets ``maxLanes``; 0 restores the automatic choice.
+    public static func setMaxLanes(_ count: Int) { lanesLimit = count > 0 ? count : nil }
+
+    /// Runs `body` with this thread's parallel width set to `width` (a separation started inside
+    /// runs `width` chunks at once; tests use it to compare lane counts without touching the
+    /// process-wide setting).
+    public static func withWidth<T>(_ width: Int, _ body: () throws -> T) rethrows -> T {
+        let saved = stemify_thread_width()
+        stemify_set_thread_width(Int32(max(1, width)))
+        defer { stemify_set_thread_width(saved) }
+        return try body()
     }
 
     /// Runs once, before the first product, whether or not `set` was called.

@@ -69,15 +69,20 @@ public struct ConfiguredModel: Sendable {
 public struct FadedChunkSeparation {
     public let model: ConfiguredModel
     public let numOverlap: Int
+    /// Most chunks run at once (``SeparationOptions/lanes``).
+    public let lanes: Int?
 
-    /// - Parameter numOverlap: chunks covering each sample; nil takes the configuration's.
-    public init(model: ConfiguredModel, numOverlap: Int? = nil) throws {
+    /// - Parameters:
+    ///   - numOverlap: chunks covering each sample; nil takes the configuration's.
+    ///   - lanes: most chunks run at once; nil lets the engine choose.
+    public init(model: ConfiguredModel, numOverlap: Int? = nil, lanes: Int? = nil) throws {
         let n = numOverlap ?? model.config.numOverlap
         guard n >= 1, n <= model.config.chunkSize else {
             throw SeparationError.invalidOptions("the overlap count must be in 1...\(model.config.chunkSize), got \(n)")
         }
         self.model = model
         self.numOverlap = n
+        self.lanes = lanes
     }
 
     /// Separates `source` (1 or 2 channels), handing each finished stretch to
@@ -122,71 +127,79 @@ public struct FadedChunkSeparation {
             (next, base, acc, weights, emitted) = (state.next, state.base, state.acc, state.weightSum, resume.emitted)
         }
 
+        let lanes = Lanes(chunks: chunks, seconds: Double(chunk) / Double(config.sampleRate), requested: self.lanes)
         while next < chunks {
             if isCancelled() { throw SeparationError.cancelled }
-            let start = next * step
-            let count = min(chunk, paddedLength - start)
-            let input = try readChunk(source, from: start - offset, count: count, chunk: chunk, length: length)
-            var out = model.network.forward(input)
-            if let target, out.shape[0] == config.instruments.count, outputs == 1 {
-                // A network with a head per instrument, asked for the target only.
-                let plane = out.count / out.shape[0]
-                out = Tensor(shape: [1] + out.shape.dropFirst(), data: Array(out.data[(target * plane)..<((target + 1) * plane)]))
+            let group = next..<min(chunks, next + lanes.count)
+            let inputs = try group.map { n in
+                let start = n * step
+                return try readChunk(source, from: start - offset, count: min(chunk, paddedLength - start), chunk: chunk, length: length)
             }
-
-            // The batch this chunk belongs to decides its fades.
-            let batchEnd = min((next / config.batchSize + 1) * config.batchSize, chunks)
-            let after = batchEnd * step
-            var w = window
-            if after - step == 0 {
-                for i in 0..<fade { w[i] = 1 }
-            } else if after >= paddedLength {
-                for i in (chunk - fade)..<chunk { w[i] = 1 }
-            }
-
-            // Positions before `start` are final: slide the window there.
-            let shift = start - base
-            if shift > 0 {
-                let rows = outputs * inChannels
-                for r in 0..<rows {
-                    for i in 0..<chunk { acc[r * chunk + i] = i + shift < chunk ? acc[r * chunk + i + shift] : 0 }
+            for (k, var out) in lanes.map(inputs, model.network.forward).enumerated() {
+                // Cancellation still lands between chunks, as one at a time.
+                if k > 0, isCancelled() { throw SeparationError.cancelled }
+                let start = next * step
+                let count = min(chunk, paddedLength - start)
+                if let target, out.shape[0] == config.instruments.count, outputs == 1 {
+                    // A network with a head per instrument, asked for the target only.
+                    let plane = out.count / out.shape[0]
+                    out = Tensor(shape: [1] + out.shape.dropFirst(), data: Array(out.data[(target * plane)..<((target + 1) * plane)]))
                 }
-                for i in 0..<chunk { weights[i] = i + shift < chunk ? weights[i + shift] : 0 }
-                base = start
-            }
-            let produced = out.shape[2]
-            precondition(produced >= count, "the network returned \(produced) samples for a chunk of \(chunk)")
-            for s in 0..<outputs {
-                for c in 0..<inChannels {
-                    let src = (s * 2 + c) * produced, dst = (s * inChannels + c) * chunk
-                    for i in 0..<count { acc[dst + i] += out.data[src + i] * w[i] }
-                }
-            }
-            for i in 0..<count { weights[i] += w[i] }
-            next += 1
 
-            // Emit what no later chunk touches, cropped to the track.
-            let final = next == chunks ? paddedLength : next * step
-            let lo = max(emitted + offset, base), hi = min(final, offset + length)
-            if hi > lo {
-                let n = hi - lo
-                var stems = Tensor(zeros: [outputs, inChannels, n])
-                for r in 0..<(outputs * inChannels) {
-                    for i in 0..<n {
-                        let k = lo - base + i
-                        let v = acc[r * chunk + k] / weights[k]
-                        stems.data[r * n + i] = v.isNaN ? 0 : v
+                // The batch this chunk belongs to decides its fades.
+                let batchEnd = min((next / config.batchSize + 1) * config.batchSize, chunks)
+                let after = batchEnd * step
+                var w = window
+                if after - step == 0 {
+                    for i in 0..<fade { w[i] = 1 }
+                } else if after >= paddedLength {
+                    for i in (chunk - fade)..<chunk { w[i] = 1 }
+                }
+
+                // Positions before `start` are final: slide the window there.
+                let shift = start - base
+                if shift > 0 {
+                    let rows = outputs * inChannels
+                    for r in 0..<rows {
+                        for i in 0..<chunk { acc[r * chunk + i] = i + shift < chunk ? acc[r * chunk + i + shift] : 0 }
+                    }
+                    for i in 0..<chunk { weights[i] = i + shift < chunk ? weights[i + shift] : 0 }
+                    base = start
+                }
+                let produced = out.shape[2]
+                precondition(produced >= count, "the network returned \(produced) samples for a chunk of \(chunk)")
+                for s in 0..<outputs {
+                    for c in 0..<inChannels {
+                        let src = (s * 2 + c) * produced, dst = (s * inChannels + c) * chunk
+                        for i in 0..<count { acc[dst + i] += out.data[src + i] * w[i] }
                     }
                 }
-                try emit(lo - offset, stems, try source.read(from: lo - offset, count: n))
-                emitted = hi - offset
+                for i in 0..<count { weights[i] += w[i] }
+                next += 1
+
+                // Emit what no later chunk touches, cropped to the track.
+                let final = next == chunks ? paddedLength : next * step
+                let lo = max(emitted + offset, base), hi = min(final, offset + length)
+                if hi > lo {
+                    let n = hi - lo
+                    var stems = Tensor(zeros: [outputs, inChannels, n])
+                    for r in 0..<(outputs * inChannels) {
+                        for i in 0..<n {
+                            let k = lo - base + i
+                            let v = acc[r * chunk + k] / weights[k]
+                            stems.data[r * n + i] = v.isNaN ? 0 : v
+                        }
+                    }
+                    try emit(lo - offset, stems, try source.read(from: lo - offset, count: n))
+                    emitted = hi - offset
+                }
+                // After every chunk: the first output comes only after `border` samples, several
+                // chunks in when they overlap four times.
+                try checkpoint?(SeparationCheckpoint(
+                    length: length, emitted: emitted,
+                    passes: [.init(start: 0, next: next, base: base, acc: acc, weightSum: weights)]))
+                progress(SeparationProgress(completedChunks: next, totalChunks: chunks, framesDone: emitted))
             }
-            // After every chunk: the first output comes only after `border` samples, several
-            // chunks in when they overlap four times.
-            try checkpoint?(SeparationCheckpoint(
-                length: length, emitted: emitted,
-                passes: [.init(start: 0, next: next, base: base, acc: acc, weightSum: weights)]))
-            progress(SeparationProgress(completedChunks: next, totalChunks: chunks, framesDone: emitted))
         }
     }
 

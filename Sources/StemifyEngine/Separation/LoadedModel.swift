@@ -31,7 +31,8 @@ public enum LoadedModel: Sendable {
 
     /// Runs the model's recipe on `source` (already at ``samplerate`` and
     /// ``inputChannels(for:)``); the closures are those of ``StreamingSeparation/run(_:emit:progress:isCancelled:resume:checkpoint:)``.
-    /// Demucs reads `shifts` and `overlap` from `options`, a configured model `overlapCount`.
+    /// Demucs reads `shifts` and `overlap` from `options`, a configured model `overlapCount`;
+    /// both read `lanes`.
     public func run(
         _ source: any AudioSource, options: SeparationOptions,
         emit: (Int, Tensor, Tensor) throws -> Void,
@@ -45,7 +46,7 @@ public enum LoadedModel: Sendable {
             try StreamingSeparation(bag: bag, options: options)
                 .run(source, emit: emit, progress: progress, isCancelled: isCancelled, resume: resume, checkpoint: checkpoint)
         case let .configured(model):
-            try FadedChunkSeparation(model: model, numOverlap: options.overlapCount)
+            try FadedChunkSeparation(model: model, numOverlap: options.overlapCount, lanes: options.lanes)
                 .run(source, emit: emit, progress: progress, isCancelled: isCancelled, resume: resume, checkpoint: checkpoint)
         }
     }

@@ -34,10 +34,14 @@ public struct SeparationOptions: Sendable {
     /// Configured models (RoFormers): chunks covering each sample (`num_overlap`); nil takes
     /// the model configuration's. Demucs bags use `overlap` instead.
     public var overlapCount: Int?
+    /// Most chunks run at once, each on a share of the engine's threads; nil lets the engine
+    /// choose (``EngineThreads/maxLanes``). The stems do not depend on it.
+    public var lanes: Int?
 
     public init(shifts: Int = 1, overlap: Double = 0.25, sourcesNeeded: Set<Int>? = nil, seed: UInt64? = nil, shiftOffsets: [Int]? = nil,
-                overlapCount: Int? = nil) {
+                overlapCount: Int? = nil, lanes: Int? = nil) {
         self.overlapCount = overlapCount
+        self.lanes = lanes
         self.shifts = shifts
         self.overlap = overlap
         self.sourcesNeeded = sourcesNeeded
@@ -168,59 +172,75 @@ public struct StreamingSeparation {
             done = passes.reduce(0) { $0 + $1.next }
         }
 
+        let longest = bag.models.map(\.segmentLength).max() ?? 0
+        let lanes = Lanes(chunks: totalChunks, seconds: Double(longest) / Double(bag.samplerate), requested: options.lanes)
         while emitted < length {
-            // The pass furthest behind runs next; a finished pass has frontier == length.
-            guard let p = passes.indices.filter({ !passes[$0].isFinished }).min(by: { passes[$0].frontier < passes[$1].frontier }) else { break }
             if isCancelled() { throw SeparationError.cancelled }
-            let model = bag.models[passes[p].model]
-            let (q, chunkLength) = passes[p].nextChunk
-            let valid = model.validLength(chunkLength)
-            let delta = valid - chunkLength
-            let readStart = q - delta / 2
-            var input = try source.read(from: readStart, count: valid)
-            // Parity: the track is normalised first, so padding past its ends is zero afterwards.
-            let inside = max(0, -readStart)..<max(max(0, -readStart), min(valid, length - readStart))
-            input.data.withUnsafeMutableBufferPointer { b in
-                for c in 0..<channels {
-                    for i in inside { b[c * valid + i] = (b[c * valid + i] - mean) / scale }
-                }
+            // The next chunks in the order one at a time would take them: the pass furthest
+            // behind first (a finished pass has frontier == length).
+            var plan = passes
+            var group: [(pass: Int, position: Int, length: Int)] = []
+            while group.count < lanes.count,
+                  let p = plan.indices.filter({ !plan[$0].isFinished }).min(by: { plan[$0].frontier < plan[$1].frontier }) {
+                let (q, n) = plan[p].nextChunk
+                group.append((p, q, n))
+                plan[p].next += 1
             }
-            let out = model.forward(input)
-            passes[p].accumulate(out, trimmedFrom: delta / 2, count: chunkLength)
-            done += 1
+            guard !group.isEmpty else { break }
+            let inputs = try group.map { chunk in
+                let model = bag.models[passes[chunk.pass].model]
+                let valid = model.validLength(chunk.length)
+                let readStart = chunk.position - (valid - chunk.length) / 2
+                var input = try source.read(from: readStart, count: valid)
+                // Parity: the track is normalised first, so padding past its ends is zero afterwards.
+                let inside = max(0, -readStart)..<max(max(0, -readStart), min(valid, length - readStart))
+                input.data.withUnsafeMutableBufferPointer { b in
+                    for c in 0..<channels {
+                        for i in inside { b[c * valid + i] = (b[c * valid + i] - mean) / scale }
+                    }
+                }
+                return (model: model, input: input, trim: (valid - chunk.length) / 2)
+            }
+            let outputs = lanes.map(inputs) { $0.model.forward($0.input) }
+            for (k, out) in outputs.enumerated() {
+                // Cancellation still lands between chunks, as one at a time.
+                if k > 0, isCancelled() { throw SeparationError.cancelled }
+                passes[group[k].pass].accumulate(out, trimmedFrom: inputs[k].trim, count: group[k].length)
+                done += 1
 
-            let frontier = min(length, passes.map(\.frontier).min() ?? length)
-            if frontier > emitted {
-                let n = frontier - emitted
-                var stems = Tensor(zeros: [sourceCount, channels, n])
-                // Per model: average of its shifts; then the bag's weighted average per source.
-                for m in bag.models.indices {
-                    let mine = passes.indices.filter { passes[$0].model == m }
-                    if mine.isEmpty { continue }
-                    var sum = Tensor(zeros: [sourceCount, channels, n])
-                    for i in mine { passes[i].addResult(from: emitted, count: n, into: &sum) }
-                    let w = bag.weights[m]
-                    for s in 0..<sourceCount {
-                        let factor = w[s]
-                        for i in 0..<(channels * n) {
-                            stems.data[s * channels * n + i] += sum.data[s * channels * n + i] / Float(shiftCount) * factor
+                let frontier = min(length, passes.map(\.frontier).min() ?? length)
+                if frontier > emitted {
+                    let n = frontier - emitted
+                    var stems = Tensor(zeros: [sourceCount, channels, n])
+                    // Per model: average of its shifts; then the bag's weighted average per source.
+                    for m in bag.models.indices {
+                        let mine = passes.indices.filter { passes[$0].model == m }
+                        if mine.isEmpty { continue }
+                        var sum = Tensor(zeros: [sourceCount, channels, n])
+                        for i in mine { passes[i].addResult(from: emitted, count: n, into: &sum) }
+                        let w = bag.weights[m]
+                        for s in 0..<sourceCount {
+                            let factor = w[s]
+                            for i in 0..<(channels * n) {
+                                stems.data[s * channels * n + i] += sum.data[s * channels * n + i] / Float(shiftCount) * factor
+                            }
                         }
                     }
-                }
-                for s in 0..<sourceCount {
-                    let total = totals[s]
-                    for i in 0..<(channels * n) {
-                        let v = stems.data[s * channels * n + i] / total
-                        stems.data[s * channels * n + i] = v * scale + mean
+                    for s in 0..<sourceCount {
+                        let total = totals[s]
+                        for i in 0..<(channels * n) {
+                            let v = stems.data[s * channels * n + i] / total
+                            stems.data[s * channels * n + i] = v * scale + mean
+                        }
                     }
+                    try emit(emitted, stems, try source.read(from: emitted, count: n))
+                    emitted = frontier
+                    try checkpoint?(SeparationCheckpoint(
+                        length: length, emitted: emitted,
+                        passes: passes.map { .init(start: $0.start, next: $0.next, base: $0.base, acc: $0.acc, weightSum: $0.weightSum) }))
                 }
-                try emit(emitted, stems, try source.read(from: emitted, count: n))
-                emitted = frontier
-                try checkpoint?(SeparationCheckpoint(
-                    length: length, emitted: emitted,
-                    passes: passes.map { .init(start: $0.start, next: $0.next, base: $0.base, acc: $0.acc, weightSum: $0.weightSum) }))
+                progress(SeparationProgress(completedChunks: done, totalChunks: totalChunks, framesDone: emitted))
             }
-            progress(SeparationProgress(completedChunks: done, totalChunks: totalChunks, framesDone: emitted))
         }
     }
 
