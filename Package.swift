@@ -94,6 +94,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Times the engine's operations at the shapes the models run (docs/performance.md).
+        .executableTarget(name: "stemify-bench", dependencies: ["StemifyEngine"], swiftSettings: strict),
         // Fixture readers and comparison helpers shared by the test targets.
         .target(name: "StemifyTestSupport", dependencies: ["StemifyEngine"], swiftSettings: strict),
         .testTarget(name: "StemifyEngineTests", dependencies: ["StemifyEngine", "StemifyTestSupport"], swiftSettings: strict),

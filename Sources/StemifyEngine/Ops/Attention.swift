@@ -67,11 +67,13 @@ public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: Mu
 
     var attended = Tensor(uninitialized: [n, c])
     var scores = [Float](repeating: 0, count: blockRows * m)
+    var inverseSums = [Float](repeating: 0, count: blockRows)
     q.data.withUnsafeBufferPointer { qp in
         k.data.withUnsafeBufferPointer { kp in
             v.data.withUnsafeBufferPointer { vp in
                 attended.data.withUnsafeMutableBufferPointer { ap in
                     scores.withUnsafeMutableBufferPointer { sp in
+                      inverseSums.withUnsafeMutableBufferPointer { ip in
                         for h in 0..<heads {
                             var r0 = 0
                             while r0 < n {
@@ -81,14 +83,19 @@ public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: Mu
                                      a: qp.baseAddress! + r0 * c + h * dh, lda: c,
                                      b: kp.baseAddress! + h * dh, ldb: 2 * c,
                                      c: sp.baseAddress!, ldc: m)
-                                softmaxRows(sp.baseAddress!, rows: rows, cols: m)
-                                // attended[r0.., h] = scores · v_h
+                                softmaxNumerators(sp.baseAddress!, rows: rows, cols: m, inverseSums: ip.baseAddress!)
+                                // attended[r0.., h] = softmax(scores) · v_h
+                                let out = ap.baseAddress! + r0 * c + h * dh
                                 gemm(m: rows, n: dh, k: m, a: sp.baseAddress!, lda: m,
-                                     b: vp.baseAddress! + c + h * dh, ldb: 2 * c,
-                                     c: ap.baseAddress! + r0 * c + h * dh, ldc: c)
+                                     b: vp.baseAddress! + c + h * dh, ldb: 2 * c, c: out, ldc: c)
+                                for r in 0..<rows {
+                                    let inv = ip[r]
+                                    for j in 0..<dh { out[r * c + j] *= inv }
+                                }
                                 r0 += rows
                             }
                         }
+                      }
                     }
                 }
             }
@@ -103,10 +110,51 @@ func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, paralle
     parallelFor(rows, minPerTask: parallel ? 16 : Int.max) { range in
         for r in range {
             let row = sp.pointer + r * cols
-            let mx = maximum(row, cols)
-            mapInPlace(row, 0..<cols, vector: { fastExp($0 - mx) }, scalar: { fastExp($0 - mx) })
-            let inv = Float(1 / sum(row, cols))
+            let inv = 1 / expInPlaceSummed(row, cols, subtracting: maximum(row, cols))
             mapInPlace(row, 0..<cols, vector: { $0 * inv }, scalar: { $0 * inv })
         }
     }
+}
+
+/// Softmax without its last pass: `p[r, j] = exp(p[r, j] − max_j p[r, ·])` in place and
+/// `inverseSums[r] = 1 / Σ_j p[r, j]`. Attention scales the product with the values instead,
+/// `head size` numbers a row rather than `cols`: one pass fewer over the largest tensor it makes.
+func softmaxNumerators(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, inverseSums: UnsafeMutablePointer<Float>, parallel: Bool = true) {
+    let sp = UnsafeMutableSendablePointer(p), ip = UnsafeMutableSendablePointer(inverseSums)
+    parallelFor(rows, minPerTask: parallel ? 16 : Int.max) { range in
+        for r in range {
+            let row = sp.pointer + r * cols
+            ip.pointer[r] = 1 / expInPlaceSummed(row, cols, subtracting: maximum(row, cols))
+        }
+    }
+}
+
+/// `p[i] = exp(p[i] − max)` over `p[0..<count]`, returning the sum (blocked like ``sum(_:_:)``).
+@inline(__always)
+func expInPlaceSummed(_ p: UnsafeMutablePointer<Float>, _ count: Int, subtracting max: Float) -> Float {
+    var total = 0.0
+    let raw = UnsafeMutableRawPointer(p)
+    let m = SIMD8<Float>(repeating: max)
+    var start = 0
+    while start < count {
+        let end = min(count, start + 1024)
+        var lanes = SIMD8<Float>()
+        var i = start
+        while i + 8 <= end {
+            let e = fastExp(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - m)
+            raw.storeBytes(of: e, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            lanes += e
+            i += 8
+        }
+        var block = Double(lanes.sum())
+        while i < end {
+            let e = fastExp(p[i] - max)
+            p[i] = e
+            block += Double(e)
+            i += 1
+        }
+        total += block
+        start = end
+    }
+    return Float(total)
 }

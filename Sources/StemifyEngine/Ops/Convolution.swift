@@ -82,6 +82,62 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
     return out
 }
 
+/// `glu(conv2d(x, weight, bias), dim: 0)`: the convolution's `2C` output channels are produced
+/// a block of output rows at a time and gated there, so the `[2C, Ho, Wo]` tensor (twice the
+/// result) never exists. The rewrite layers of every Demucs encoder and decoder end this way.
+public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
+    precondition(x.shape.count == 3 && weight.shape.count == 4 && weight.shape[0] % 2 == 0,
+                 "conv2dGLU: input \(x.shape), weight \(weight.shape)")
+    let (cin, h, w) = (x.shape[0], x.shape[1], x.shape[2])
+    let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    precondition(weight.shape[1] == cin && (kh, kw) == g.kernel, "conv2dGLU: input \(x.shape) does not fit weight \(weight.shape)")
+    let (ho, wo) = g.outputSize(h, w)
+    precondition(ho > 0 && wo > 0, "conv2dGLU: input \(x.shape) too small for kernel \(g.kernel)")
+    let half = cout / 2, n = ho * wo
+    let rows = cin * kh * kw
+    let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
+    var out = Tensor(uninitialized: [half, ho, wo])
+    // Output rows per block: the columns (unless pointwise) and the gate input stay bounded.
+    let perRow = (pointwise ? 0 : rows * wo) + cout * wo
+    let rowsPerBlock = max(1, min(ho, maxColumnsBytes / 4 / max(perRow, 1)))
+    var cols = [Float](unsafeUninitializedCapacity: pointwise ? 0 : rows * rowsPerBlock * wo) { _, k in k = pointwise ? 0 : rows * rowsPerBlock * wo }
+    var gates = [Float](unsafeUninitializedCapacity: cout * rowsPerBlock * wo) { _, k in k = cout * rowsPerBlock * wo }
+    x.data.withUnsafeBufferPointer { xp in
+        weight.data.withUnsafeBufferPointer { wp in
+            out.data.withUnsafeMutableBufferPointer { op in
+                cols.withUnsafeMutableBufferPointer { cp in
+                    gates.withUnsafeMutableBufferPointer { tp in
+                        let (gp, dst) = (UnsafeMutableSendablePointer(tp.baseAddress!), UnsafeMutableSendablePointer(op.baseAddress!))
+                        var h0 = 0
+                        while h0 < ho {
+                            let h1 = min(ho, h0 + rowsPerBlock)
+                            let bn = (h1 - h0) * wo
+                            if pointwise {
+                                gemm(m: cout, n: bn, k: cin, a: wp.baseAddress!, lda: cin,
+                                     b: xp.baseAddress! + h0 * wo, ldb: n, c: gp.pointer, ldc: bn)
+                            } else {
+                                im2col(xp.baseAddress!, cin: cin, h: h, w: w, g: g, wo: wo, rows: h0..<h1, into: cp.baseAddress!)
+                                gemm(m: cout, n: bn, k: rows, a: wp.baseAddress!, lda: rows,
+                                     b: cp.baseAddress!, ldb: bn, c: gp.pointer, ldc: bn)
+                            }
+                            parallelFor(half) { channels in
+                                for ci in channels {
+                                    let a = gp.pointer + ci * bn, b = gp.pointer + (half + ci) * bn
+                                    let (ba, bb) = (bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0)
+                                    let o = dst.pointer + ci * n + h0 * wo
+                                    for i in 0..<bn { o[i] = (a[i] + ba) / (1 + fastExp(-(b[i] + bb))) }
+                                }
+                            }
+                            h0 = h1
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return out
+}
+
 /// Columns for output rows `rows`: `cols[(ci, i, j), (ho - rows.lowerBound, wo)]`.
 private func im2col(
     _ x: UnsafePointer<Float>, cin: Int, h: Int, w: Int, g: ConvGeometry, wo: Int,

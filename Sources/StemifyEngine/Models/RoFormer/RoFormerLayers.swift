@@ -114,23 +114,27 @@ struct RoFormerTransformer: Sendable {
                     let scale = 1 / Float(hd).squareRoot()
                     parallelFor(sequences * h) { range in
                         var scores = [Float](repeating: 0, count: length * length)
+                        var inverseSums = [Float](repeating: 0, count: length)
                         scores.withUnsafeMutableBufferPointer { sb in
-                            let sp = sb.baseAddress!
+                          inverseSums.withUnsafeMutableBufferPointer { ib in
+                            let sp = sb.baseAddress!, ip = ib.baseAddress!
                             for job in range {
                                 let (seq, head) = (job / h, job % h)
                                 let base = qp.pointer + seq * length * 3 * inner + head * hd
                                 gemm(transB: true, m: length, n: length, k: hd, alpha: scale,
                                      a: base, lda: 3 * inner, b: base + inner, ldb: 3 * inner,
                                      c: sp, ldc: length, parallel: false)
-                                softmaxRows(sp, rows: length, cols: length, parallel: false)
+                                softmaxNumerators(sp, rows: length, cols: length, inverseSums: ip, parallel: false)
                                 let o = ap.pointer + seq * length * inner + head * hd
                                 gemm(m: length, n: hd, k: length, a: sp, lda: length, b: base + 2 * inner, ldb: 3 * inner,
                                      c: o, ldc: inner, parallel: false)
                                 for t in 0..<length {
-                                    let g = 1 / (1 + fastExp(-gp.pointer[(seq * length + t) * h + head]))
+                                    // The gate and softmax's denominator in one scale.
+                                    let g = ip[t] / (1 + fastExp(-gp.pointer[(seq * length + t) * h + head]))
                                     for i in 0..<hd { o[t * inner + i] *= g }
                                 }
                             }
+                          }
                         }
                     }
                 }

@@ -37,6 +37,12 @@ public struct ConvLayer: Sendable {
     }
 
     /// `[Cin, H, W] → [Cout, Ho, Wo]`.
+    /// `glu(self(x))` over channels, without the doubled tensor (``conv2dGLU(_:weight:bias:geometry:)``).
+    func gated(_ x: Tensor) -> Tensor {
+        precondition(!isTransposed, "a gated transposed convolution")
+        return conv2dGLU(x, weight: weight, bias: bias, geometry: geometry)
+    }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
         isTransposed
             ? convTranspose2d(x, weight: weight, bias: bias, stride: geometry.stride)

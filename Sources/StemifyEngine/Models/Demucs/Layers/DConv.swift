@@ -58,7 +58,42 @@ public struct DConv: Sendable {
     }
 
     /// `[C, F, T] → [C, F, T]`; `F` is 1 on the time branch.
+    /// Working set of one block of frequency rows, in floats (the `[2C, rows, T]` pointwise
+    /// output is the largest): about half a typical L2.
+    static let blockFloats = 1 << 17
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        let (c, f, t) = (x.shape[0], x.shape[1], x.shape[2])
+        // On a frequency layer every row is its own sequence (the reference folds F into the
+        // batch), so the branch runs on blocks of rows whose intermediates stay in cache instead
+        // of tensors of 2C × F × T going through memory, and the next block reuses the buffers.
+        guard f > 1, layers.allSatisfy({ $0.lstm == nil && $0.attention == nil }) else { return whole(x) }
+        let rowsPerBlock = max(1, min(f, Self.blockFloats / max(2 * c * t, 1)))
+        let blocks = (f + rowsPerBlock - 1) / rowsPerBlock
+        var out = Tensor(uninitialized: x.shape)
+        out.data.withUnsafeMutableBufferPointer { op in
+            let dst = UnsafeMutableSendablePointer(op.baseAddress!)
+            parallelFor(blocks) { range in
+                // One block per thread; its operations run single-threaded.
+                EngineThreads.withWidth(1) {
+                    for b in range {
+                        let rows = (b * rowsPerBlock)..<min(f, (b + 1) * rowsPerBlock)
+                        let y = whole(x.slicingMiddle(rows))
+                        y.data.withUnsafeBufferPointer { yp in
+                            for ci in 0..<c {
+                                (dst.pointer + (ci * f + rows.lowerBound) * t)
+                                    .update(from: yp.baseAddress! + ci * rows.count * t, count: rows.count * t)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The branch on a whole `[C, F, T]` tensor.
+    private func whole(_ x: Tensor) -> Tensor {
         var x = x
         for layer in layers {
             var y = layer.conv(x)

@@ -90,7 +90,9 @@ public struct HDecLayer: Sendable {
             y = x
         } else {
             add(&x, skip!)
-            if let rewrite {
+            if let rewrite, norm1 == nil {
+                y = rewrite.gated(x)
+            } else if let rewrite {
                 var r = rewrite(x)
                 norm1?(&r)
                 y = glu(r)

@@ -84,6 +84,7 @@ public struct HEncLayer: Sendable {
         gelu(&y)
         if let dconv { y = dconv(y) }
         guard let rewrite else { return y }
+        if norm2 == nil { return rewrite.gated(y) }
         var z = rewrite(y)
         norm2?(&z)
         return glu(z)

@@ -1,0 +1,83 @@
+import Foundation
+import StemifyEngine
+
+// Times the engine's operations at the shapes htdemucs runs for one 7.8 s chunk, single
+// threaded unless `-j N` is given; variants of one operation alternate in one process so that a
+// machine's drift does not decide the comparison. Prints one row per case: best and median of
+// the repetitions, in milliseconds.
+//
+//     swift run -c release stemify-bench [-j N] [--repeat R] [FILTER]
+
+var threads = 1, repeats = 5, filter = ""
+var args = CommandLine.arguments.dropFirst()
+while let a = args.popFirst() {
+    switch a {
+    case "-j": threads = Int(args.popFirst() ?? "") ?? 1
+    case "--repeat": repeats = Int(args.popFirst() ?? "") ?? 5
+    default: filter = a
+    }
+}
+EngineThreads.set(threads)
+
+func random(_ shape: [Int], scale: Float = 1) -> Tensor {
+    var g = SystemRandomNumberGenerator()
+    let n = shape.reduce(1, *)
+    return Tensor(shape: shape, data: (0..<n).map { _ in Float.random(in: -scale...scale, using: &g) })
+}
+
+func time(_ body: () -> Void) -> Double {
+    let t = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6
+}
+
+/// Runs every case `repeats` times, round-robin, after one warm-up each.
+@MainActor func bench(_ group: String, _ cases: [(String, () -> Void)]) {
+    guard filter.isEmpty || group.contains(filter) else { return }
+    for (_, body) in cases { body() }
+    var times = Array(repeating: [Double](), count: cases.count)
+    for _ in 0..<repeats {
+        for (i, c) in cases.enumerated() { times[i].append(time(c.1)) }
+    }
+    for (i, c) in cases.enumerated() {
+        let sorted = times[i].sorted()
+        print(String(format: "%-28@ %-44@ best %9.1f ms  median %9.1f ms", group as NSString, c.0 as NSString, sorted[0], sorted[sorted.count / 2]))
+    }
+}
+
+// Cross-transformer attention: 8 freq rows × 336 frames = 2688 tokens of 512 channels, 8 heads.
+let tokens = random([2688, 512]), timeTokens = random([1344, 512])
+let mha = MultiheadAttentionWeights(
+    inProjWeight: random([1536, 512], scale: 0.05), inProjBias: random([1536], scale: 0.01),
+    outProjWeight: random([512, 512], scale: 0.05), outProjBias: random([512], scale: 0.01), heads: 8)
+bench("attention 2688x2688 d512", [64, 128, 256, 1024].map { rows in
+    ("query rows per block \(rows)", { _ = multiheadAttention(tokens, keyValue: nil, weights: mha, blockRows: rows) })
+})
+bench("attention 2688x1344 d512", [128, 1024].map { rows in
+    ("query rows per block \(rows)", { _ = multiheadAttention(tokens, keyValue: timeTokens, weights: mha, blockRows: rows) })
+})
+
+// Encoder layer 0 (frequency): k8 s4 over [4, 2048, 336] → [48, 512, 336].
+let spec = random([4, 2048, 336])
+let enc0 = random([48, 4, 8, 1], scale: 0.2)
+bench("conv k8x1 s4 4->48", [("im2col + sgemm", { _ = conv2d(spec, weight: enc0, bias: nil, geometry: ConvGeometry(kernel: (8, 1), stride: (4, 1), padding: (2, 0))) })])
+
+// DConv at level 0: 48 → 6, 1×3 dilated, then 6 → 96 pointwise, on [48, 512, 336].
+let x48 = random([48, 512, 336])
+let dconvIn = random([6, 48, 1, 3], scale: 0.1), dconvOut = random([96, 6, 1, 1], scale: 0.3)
+let h6 = random([6, 512, 336])
+bench("dconv 48->6 k1x3 d2", [("im2col + sgemm", { _ = conv2d(x48, weight: dconvIn, bias: nil, geometry: ConvGeometry(kernel: (1, 3), padding: (0, 2), dilation: (1, 2))) })])
+bench("dconv 6->96 pointwise", [("sgemm", { _ = conv2d(h6, weight: dconvOut, bias: nil, geometry: ConvGeometry(kernel: (1, 1))) })])
+
+// Decoder rewrite at level 0: 3×3, 48 → 96 on [48, 512, 336]; then the transposed conv 48 → 16.
+let rewrite = random([96, 48, 3, 3], scale: 0.05)
+bench("rewrite 3x3 48->96", [("im2col + sgemm", { _ = conv2d(x48, weight: rewrite, bias: nil, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1))) })])
+let up = random([48, 16, 8, 1], scale: 0.1)
+bench("convtranspose k8 s4 48->16", [("sgemm + col2im", { _ = convTranspose2d(x48, weight: up, bias: nil, stride: (4, 1)) })])
+
+// Element-wise passes over the largest activation.
+let x96 = random([96, 512, 336])
+bench("elementwise [48,512,336]", [
+    ("gelu", { var y = x48; gelu(&y) }),
+    ("glu of [96,...]", { _ = glu(x96) }),
+])
