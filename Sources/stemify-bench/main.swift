@@ -19,10 +19,15 @@ while let a = args.popFirst() {
 }
 EngineThreads.set(threads)
 
+/// Uniform values in `-scale...scale` from a fixed-seed linear congruential generator (the
+/// system generator's syscalls took longer than the benchmarks).
+nonisolated(unsafe) var state: UInt64 = 0x9E37_79B9_7F4A_7C15
 func random(_ shape: [Int], scale: Float = 1) -> Tensor {
-    var g = SystemRandomNumberGenerator()
     let n = shape.reduce(1, *)
-    return Tensor(shape: shape, data: (0..<n).map { _ in Float.random(in: -scale...scale, using: &g) })
+    return Tensor(shape: shape, data: (0..<n).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+    })
 }
 
 func time(_ body: () -> Void) -> Double {
@@ -66,7 +71,20 @@ bench("conv k8x1 s4 4->48", [("im2col + sgemm", { _ = conv2d(spec, weight: enc0,
 let x48 = random([48, 512, 336])
 let dconvIn = random([6, 48, 1, 3], scale: 0.1), dconvOut = random([96, 6, 1, 1], scale: 0.3)
 let h6 = random([6, 512, 336])
-bench("dconv 48->6 k1x3 d2", [("im2col + sgemm", { _ = conv2d(x48, weight: dconvIn, bias: nil, geometry: ConvGeometry(kernel: (1, 3), padding: (0, 2), dilation: (1, 2))) })])
+let x96l1 = random([96, 128, 336]), dconvIn1 = random([12, 96, 1, 3], scale: 0.1)
+let x192 = random([192, 32, 336]), dconvIn2 = random([24, 192, 1, 3], scale: 0.05)
+let x384 = random([384, 8, 336]), dconvIn3 = random([48, 384, 1, 3], scale: 0.05)
+let xTime = random([48, 1, 85995]), dconvTime = random([6, 48, 1, 3], scale: 0.1)
+for (name, input, w) in [("dconv 48->6 k1x3 d2", x48, dconvIn), ("dconv 96->12 k1x3 d2", x96l1, dconvIn1),
+                         ("dconv 192->24 k1x3 d2", x192, dconvIn2), ("dconv 384->48 k1x3 d2", x384, dconvIn3), ("dconv time 48->6 k1x3 d2", xTime, dconvTime)] {
+    bench(name, [("direct", 1 << 20), ("im2col + sgemm", 0)].map { label, limit in
+        (label, {
+            maxDirectOutputs = limit
+            _ = conv2d(input, weight: w, bias: nil, geometry: ConvGeometry(kernel: (1, 3), padding: (0, 2), dilation: (1, 2)))
+        })
+    })
+}
+maxDirectOutputs = 16
 bench("dconv 6->96 pointwise", [("sgemm", { _ = conv2d(h6, weight: dconvOut, bias: nil, geometry: ConvGeometry(kernel: (1, 1))) })])
 
 // Decoder rewrite at level 0: 3×3, 48 → 96 on [48, 512, 336]; then the transposed conv 48 → 16.

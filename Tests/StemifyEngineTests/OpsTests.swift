@@ -45,6 +45,44 @@ struct OpsTests {
         expectClose(out.reshaped([6, 30]), try op("conv1d_dilated_out"), "conv1d dilated")
     }
 
+    /// The direct kernel for convolutions with few outputs splits rows into stretches of 2048
+    /// positions and outputs into groups of six; the reference fixture above is one short row of
+    /// six. Here the seams: several stretches, output counts that are not multiples of six, rows
+    /// shorter than a vector, no padding. The expected values are the definition, in Double.
+    @Test("1×K convolutions with few outputs (the direct kernel) across stretch and group seams",
+          arguments: [(5, 3, 2500, 7, 3, 2, 2), (3, 2, 5, 13, 5, 2, 1), (4, 1, 4100, 16, 3, 1, 1), (6, 2, 40, 1, 3, 0, 4)])
+    func directRowConvolution(_ c: (cin: Int, h: Int, w: Int, cout: Int, k: Int, pad: Int, dilation: Int)) {
+        var seed: UInt64 = 7
+        func value() -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(seed >> 40) / Float(1 << 24) * 2 - 1
+        }
+        let x = Tensor(shape: [c.cin, c.h, c.w], data: (0..<(c.cin * c.h * c.w)).map { _ in value() })
+        let weight = Tensor(shape: [c.cout, c.cin, 1, c.k], data: (0..<(c.cout * c.cin * c.k)).map { _ in value() })
+        let bias = Tensor(shape: [c.cout], data: (0..<c.cout).map { _ in value() })
+        let g = ConvGeometry(kernel: (1, c.k), padding: (0, c.pad), dilation: (1, c.dilation))
+        let out = conv2d(x, weight: weight, bias: bias, geometry: g)
+        let wo = c.w + 2 * c.pad - c.dilation * (c.k - 1)
+        var expected = Tensor(zeros: [c.cout, c.h, wo])
+        for o in 0..<c.cout {
+            for y in 0..<c.h {
+                for t in 0..<wo {
+                    var acc = Double(bias.data[o])
+                    for ci in 0..<c.cin {
+                        for j in 0..<c.k {
+                            let i = t - c.pad + j * c.dilation
+                            if i >= 0 && i < c.w {
+                                acc += Double(weight.data[(o * c.cin + ci) * c.k + j]) * Double(x.data[(ci * c.h + y) * c.w + i])
+                            }
+                        }
+                    }
+                    expected.data[(o * c.h + y) * wo + t] = Float(acc)
+                }
+            }
+        }
+        expectClose(out, expected, "direct 1×\(c.k) conv \(c)", minSNR: 120)
+    }
+
     @Test("Conv1d kernel 8 stride 4, as the time encoders")
     func conv1dStrided() throws {
         let x = try op("conv1d_k8s4_in"), w = try op("conv1d_k8s4_weight")
