@@ -18,6 +18,21 @@ struct STFTTests {
         let out = spec.inverse(re: try op("istft_re"), im: try op("istft_im"), length: 5000)
         expectClose(out, try op("istft_out"), "istft")
     }
+
+    /// Channels are inverted two per FFT; an odd count leaves one alone, and each channel's
+    /// signal must not depend on its partner.
+    @Test("iSTFT of one and of three channels gives the reference's rows")
+    func inverseOddChannels() throws {
+        let (re, im, ref) = (try op("istft_re"), try op("istft_im"), try op("istft_out"))
+        let plane = re.count / 2, n = ref.count / 2
+        func channels(_ t: Tensor, _ order: [Int], _ size: Int) -> Tensor {
+            Tensor(shape: [order.count] + t.shape.dropFirst(), data: order.flatMap { Array(t.data[($0 * size)..<(($0 + 1) * size)]) })
+        }
+        for order in [[1], [0, 1, 0], [1, 0, 1]] {
+            let out = spec.inverse(re: channels(re, order, plane), im: channels(im, order, plane), length: 5000)
+            expectClose(out, channels(ref, order, n), "istft channels \(order)")
+        }
+    }
 }
 
 @Suite("Resampling and channel conversion as the reference's convert_audio")

@@ -88,35 +88,48 @@ public struct Spectrogram: Sendable {
         let scale = Float(nfft).squareRoot() / Float(nfft)
         var fr = [Float](repeating: 0, count: nfft)
         var fi = [Float](repeating: 0, count: nfft)
-        var y = [Float](repeating: 0, count: full)
-        for c in 0..<channels {
-            for i in 0..<full { y[i] = 0 }
+        var ya = [Float](repeating: 0, count: full)
+        var yb = [Float](repeating: 0, count: full)
+        // Two channels per transform: their signals are real, so the inverse of Xa + i·Xb is
+        // xa + i·xb; half the FFTs of one channel at a time.
+        for c0 in stride(from: 0, to: channels, by: 2) {
+            let c1 = c0 + 1 < channels ? c0 + 1 : nil
+            for i in 0..<full { ya[i] = 0; yb[i] = 0 }
             // Frames 0, 1 and the last two are the zero padding `_ispec` adds: they add nothing.
             for frame in 0..<t {
-                // Hermitian completion; irfft ignores the imaginary parts of DC and Nyquist.
+                // Hermitian completion of each; irfft ignores the imaginary parts of DC and Nyquist.
                 for b in 0..<bins {
-                    fr[b] = re.data[(c * bins + b) * t + frame]
-                    fi[b] = im.data[(c * bins + b) * t + frame]
+                    let ar = re.data[(c0 * bins + b) * t + frame], ai = b == 0 ? 0 : im.data[(c0 * bins + b) * t + frame]
+                    var (br, bi): (Float, Float) = (0, 0)
+                    if let c1 { (br, bi) = (re.data[(c1 * bins + b) * t + frame], b == 0 ? 0 : im.data[(c1 * bins + b) * t + frame]) }
+                    fr[b] = ar - bi
+                    fi[b] = ai + br
+                    if b > 0 {
+                        fr[nfft - b] = ar + bi
+                        fi[nfft - b] = br - ai
+                    }
                 }
-                fi[0] = 0
                 fr[bins] = 0
                 fi[bins] = 0
-                for b in 1..<bins {
-                    fr[nfft - b] = fr[b]
-                    fi[nfft - b] = -fi[b]
-                }
                 fr.withUnsafeMutableBufferPointer { rp in
                     fi.withUnsafeMutableBufferPointer { ip in
                         fft.transform(re: rp.baseAddress!, im: ip.baseAddress!, inverse: true)
                     }
                 }
                 let start = (frame + 2) * hop
-                for i in 0..<nfft { y[start + i] += fr[i] * scale * window[i] }
+                for i in 0..<nfft {
+                    let w = scale * window[i]
+                    ya[start + i] += fr[i] * w
+                    yb[start + i] += fi[i] * w
+                }
             }
             let begin = nfft / 2 + (hybridOld ? 0 : pad)
-            for i in 0..<length {
-                let e = envelope[begin + i]
-                out.data[c * length + i] = e > 1e-11 ? y[begin + i] / e : y[begin + i]
+            for (c, y) in [(c0, ya), (c1, yb)] {
+                guard let c else { continue }
+                for i in 0..<length {
+                    let e = envelope[begin + i]
+                    out.data[c * length + i] = e > 1e-11 ? y[begin + i] / e : y[begin + i]
+                }
             }
         }
         return out
