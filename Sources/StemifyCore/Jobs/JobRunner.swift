@@ -83,7 +83,7 @@ public final class JobRunner: Sendable {
         case let .success((stems, metricsRecord)):
             await storage.removeWork(job.id)
             do {
-                try await queue.complete(id: job.id, worker: id, stems: stems, metrics: metricsRecord)
+                try await persistently { try await self.queue.complete(id: job.id, worker: self.id, stems: stems, metrics: metricsRecord) }
                 metrics?.recordFinished(model: job.options.model, seconds: elapsed, audioSeconds: metricsRecord.audioSeconds)
                 log.info("job done", metadata: ["job.seconds": "\(Int(elapsed))", "job.cache_hit": "\(metricsRecord.cacheHit)"])
             } catch {
@@ -101,7 +101,7 @@ public final class JobRunner: Sendable {
                         try await queue.release(id: job.id, worker: worker)
                     }.value
                     log.info("job handed back")
-                } else if (try? await queue.job(id: job.id)) == nil {
+                } else if await isGone(job) {
                     await storage.removeAll(job)
                     log.info("job cancelled")
                 } else {
@@ -117,7 +117,11 @@ public final class JobRunner: Sendable {
                 (.separationFailed, "separation failed")
             }
             metrics?.recordFailure(code: code)
-            try? await queue.fail(id: job.id, worker: id, code: code, message: message)
+            do {
+                try await persistently { try await self.queue.fail(id: job.id, worker: self.id, code: code, message: message) }
+            } catch {
+                log.error("cannot record the failure", metadata: ["error": "\(error)"])
+            }
             // Unexpected errors carry details for the log only; the client sees the code.
             if let error = error as? StemifyError {
                 log.info("job failed", metadata: ["error.code": "\(code)", "error.detail": "\(error.detail ?? "")"])
@@ -149,6 +153,33 @@ public final class JobRunner: Sendable {
         }
     }
 
+    /// A queue call the job cannot do without. A queue that is unreachable for a moment (a
+    /// restart, a failover: any error that is not a ``StemifyError``) is tried again for up to
+    /// one lease rather than failing work that is otherwise fine; past that another worker may
+    /// hold the job anyway.
+    func persistently<T: Sendable>(_ call: @Sendable () async throws -> T) async throws -> T {
+        let deadline = Date().addingTimeInterval(configuration.leaseSeconds)
+        var pause = 0.25
+        while true {
+            do {
+                return try await call()
+            } catch let error as StemifyError {
+                throw error
+            } catch {
+                if Task.isCancelled || Date().addingTimeInterval(pause) > deadline { throw error }
+                logger.warning("queue unreachable; trying again", metadata: ["error": "\(error)", "retry.seconds": "\(pause)"])
+                try await Task.sleep(for: .seconds(pause))
+                pause = min(pause * 2, 4)
+            }
+        }
+    }
+
+    /// Whether the job left the queue (its client cancelled it), as opposed to the queue being
+    /// unreachable: only then may its files go.
+    private func isGone(_ job: Job) async -> Bool {
+        do { return try await persistently { try await self.queue.job(id: job.id) } == nil } catch { return false }
+    }
+
     /// fetch → decode → dedupe → separate → publish. Subprocesses and the engine run on threads
     /// of their own (``onThread(_:)``); queue calls are plain awaits.
     func stages(_ job: Job, state: RunState, logger: Logger) async throws -> ([StemFile], JobMetrics) {
@@ -165,7 +196,7 @@ public final class JobRunner: Sendable {
             return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: decoded.seconds,
                                       inputFormat: decoded.format, outputBytes: stems.reduce(0) { $0 + $1.bytes }, cacheHit: true))
         }
-        try await queue.setDedupeKey(id: job.id, key: key)
+        try await persistently { try await self.queue.setDedupeKey(id: job.id, key: key) }
         let files = try await separate(job, decoded, key: key, workDir: workDir, state: state, logger: logger)
         let stems = try await publish(files, job: job, seconds: decoded.seconds)
         return (stems, JobMetrics(processingSeconds: Date().timeIntervalSince(started), audioSeconds: decoded.seconds,
@@ -211,9 +242,9 @@ public final class JobRunner: Sendable {
 
     /// Same audio, same options: copies of a finished job's stems, when they are still there.
     private func reuse(_ key: String, for job: Job) async throws -> [StemFile]? {
-        guard let cached = try await queue.finishedJob(dedupeKey: key) else { return nil }
+        guard let cached = try await persistently({ try await self.queue.finishedJob(dedupeKey: key) }) else { return nil }
         for stem in cached.stems where await !storage.exists(stem.file) { return nil }
-        try await queue.setDedupeKey(id: job.id, key: key)
+        try await persistently { try await self.queue.setDedupeKey(id: job.id, key: key) }
         var copies: [StemFile] = []
         for stem in cached.stems {
             var copy = stem

@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+import StemifyCore
+import StemifyTestSupport
+import Synchronization
+import Testing
+
+/// A real SQLite queue whose chosen calls fail the way a restarting Redis or PostgreSQL does
+/// (the connection closes), a set number of times each, before they reach it.
+final class InterruptedQueue: JobQueue {
+    let base: SQLiteJobQueue
+    private let failuresLeft: Mutex<[String: Int]>
+    struct ConnectionClosed: Error {}
+
+    init(base: SQLiteJobQueue, failures: [String: Int]) {
+        self.base = base
+        self.failuresLeft = Mutex(failures)
+    }
+
+    var untried: [String: Int] { failuresLeft.withLock { $0.filter { $0.value > 0 } } }
+
+    private func interrupt(_ call: String) throws {
+        let fails = failuresLeft.withLock { left in
+            guard let n = left[call], n > 0 else { return false }
+            left[call] = n - 1
+            return true
+        }
+        if fails { throw ConnectionClosed() }
+    }
+
+    func enqueue(_ job: Job) async throws { try await base.enqueue(job) }
+    func job(id: String) async throws -> Job? { try interrupt("job"); return try await base.job(id: id) }
+    func claim(worker: String) async throws -> Job? { try await base.claim(worker: worker) }
+    func heartbeat(id: String, worker: String) async throws -> Bool {
+        try interrupt("heartbeat"); return try await base.heartbeat(id: id, worker: worker)
+    }
+    func update(id: String, worker: String, status: JobStatus, progress: Double, eta: Double?) async throws {
+        try await base.update(id: id, worker: worker, status: status, progress: progress, eta: eta)
+    }
+    func complete(id: String, worker: String, stems: [StemFile], metrics: JobMetrics) async throws {
+        try interrupt("complete"); try await base.complete(id: id, worker: worker, stems: stems, metrics: metrics)
+    }
+    func fail(id: String, worker: String?, code: ErrorCode, message: String) async throws {
+        try interrupt("fail"); try await base.fail(id: id, worker: worker, code: code, message: message)
+    }
+    func release(id: String, worker: String) async throws { try await base.release(id: id, worker: worker) }
+    func cancel(id: String) async throws -> Job? { try await base.cancel(id: id) }
+    func position(id: String) async throws -> Int? { try await base.position(id: id) }
+    func counts() async throws -> [JobStatus: Int] { try await base.counts() }
+    func finishedJob(dedupeKey: String) async throws -> Job? {
+        try interrupt("finishedJob"); return try await base.finishedJob(dedupeKey: dedupeKey)
+    }
+    func setDedupeKey(id: String, key: String) async throws {
+        try interrupt("setDedupeKey"); try await base.setDedupeKey(id: id, key: key)
+    }
+    func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+        try await base.recordSubmission(client: client, period: period, limit: limit)
+    }
+    func expire(olderThan age: Double) async throws -> [Job] { try await base.expire(olderThan: age) }
+}
+
+@Suite("Worker")
+struct WorkerTests {
+    struct Setup {
+        let queue: InterruptedQueue
+        let storage: FolderStorage
+        let runner: JobRunner
+    }
+
+    func setup(failures: [String: Int], input: String) throws -> (Setup, Job) {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-worker-\(UUID().uuidString)")
+        let storage = FolderStorage(root: root)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("uploads"), withIntermediateDirectories: true)
+        let upload = storage.uploadPath("in")
+        try FileManager.default.copyItem(at: fixturesDirectory().appendingPathComponent("audio/\(input)"), to: upload)
+        let queue = InterruptedQueue(base: try SQLiteJobQueue(path: root.appendingPathComponent("jobs.sqlite").path), failures: failures)
+        var c = StemifyConfiguration()
+        c.dataDirectory = root.path
+        c.leaseSeconds = 30
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let runner = JobRunner(id: "w", queue: queue, models: ModelStore(directory: fixturesDirectory().appendingPathComponent("repo")),
+                               storage: storage, configuration: c, logger: logger)
+        let job = Job(id: "j", status: .queued, progress: 0, etaSeconds: nil,
+                      options: JobOptions(model: "ht_small", outputFormat: .wav),
+                      input: .upload(path: upload.path, filename: input), clientAddress: "1.2.3.4", createdAt: Date(), startedAt: nil,
+                      finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [], metrics: nil, attempts: 0)
+        return (Setup(queue: queue, storage: storage, runner: runner), job)
+    }
+
+    @Test("a queue that drops its connections for a moment (a restart) costs a job nothing: it finishes with every stem")
+    func queueRestart() async throws {
+        let (s, job) = try setup(failures: ["finishedJob": 2, "setDedupeKey": 2, "complete": 2], input: "short.wav")
+        try await s.queue.enqueue(job)
+        let claimed = try #require(try await s.queue.claim(worker: "w"))
+        await s.runner.process(claimed)
+        let done = try #require(try await s.queue.base.job(id: job.id))
+        #expect(done.status == .done, "\(done.errorCode.map { "\($0)" } ?? "")")
+        #expect(done.stems.count == 4)
+        for stem in done.stems { #expect(await s.storage.exists(stem.file)) }
+        // Every interruption happened, so each call above was really tried again.
+        #expect(s.queue.untried.isEmpty)
+    }
+
+    @Test("a job that fails while the queue drops its connections is still recorded as failed, with its own code")
+    func failureAcrossRestart() async throws {
+        let (s, job) = try setup(failures: ["fail": 2], input: "short.wav")
+        var broken = job
+        broken.input = .upload(path: s.storage.uploadPath("missing").path, filename: "missing.wav")
+        try await s.queue.enqueue(broken)
+        let claimed = try #require(try await s.queue.claim(worker: "w"))
+        await s.runner.process(claimed)
+        let failed = try #require(try await s.queue.base.job(id: job.id))
+        #expect(failed.status == .failed)
+        #expect(failed.errorCode == .internalError)
+        #expect(s.queue.untried.isEmpty)
+    }
+}
