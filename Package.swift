@@ -45,9 +45,11 @@ let package = Package(
         ),
         // glibc allocator settings applied when the binary loads (see CStemifySystem.c).
         .target(name: "CStemifySystem"),
+        // Elementwise vector kernels once per x86 instruction set, picked at run time (Ops/Kernels.swift).
+        .target(name: "CStemifyKernels"),
         .target(
             name: "StemifyEngine",
-            dependencies: ["CBLAS", "CStemifySystem", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CBLAS", "CStemifySystem", "CStemifyKernels", .product(name: "Yams", package: "Yams")],
             swiftSettings: engine
         ),
         .target(

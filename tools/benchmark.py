@@ -6,12 +6,14 @@ Run by hand (needs the reference: tools/setup_reference.sh, and full-size models
 `.reference/bin/python tools/msst_parity.py --config NAME --keep DIR` for RoFormer / SCNet):
 
     .reference/bin/python tools/benchmark.py --repo DIR --model htdemucs --input DIR/bench60.wav --threads 2
+    .reference/bin/python tools/benchmark.py ... --isa avx512,avx2     # stemify once per kernel set
     .reference/bin/python tools/benchmark.py --repo DIR/repo --model mel_kj --input DIR/input.wav --threads 2
 
 A Demucs bag is compared with the reference `apply_model` (demucs 4.1.0); a configured model
 (NAME.ckpt + NAME.yaml) with `msst` 0.1.0's `demix` at the configuration's overlap. Each side
 runs as its own process, one after the other, with the same thread count; peak RSS is that
-child's own `ru_maxrss` (wait4). Prints one row per side: seconds, RSS, and the ratio.
+child's own `ru_maxrss` (wait4). Prints the CPU, then one row per side: seconds, RSS, and the
+ratio.
 """
 import argparse
 import os
@@ -72,6 +74,18 @@ def measure(cmd, env=None):
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+def cpu():
+    """The model name and the vector extensions that matter here, from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "unknown")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile"]
+    return f"{name}, {os.cpu_count()} CPUs, {' '.join(f for f in wanted if f in flags)}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repo", type=Path, required=True)
@@ -80,13 +94,18 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--isa", default="auto", help="comma-separated kernel sets for stemify (auto, avx512, avx2, portable)")
     args = p.parse_args()
+    print(f"CPU: {cpu()}", flush=True)
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = Path("/tmp/stemify-bench")
-    ours = measure([str(args.stemify), "separate", "-n", args.model, "--repo", str(args.repo), "-o", str(out),
-                    "--shifts", "1", "-j", str(args.threads), "--quiet", str(args.input)], env)
-    print(f"stemify   {args.model}: {ours[0]:7.1f} s wall, peak RSS {ours[1]:7.0f} MB", flush=True)
+    runs = []
+    for isa in args.isa.split(","):
+        ours = measure([str(args.stemify), "separate", "-n", args.model, "--repo", str(args.repo), "-o", str(out),
+                        "--shifts", "1", "-j", str(args.threads), "--isa", isa, "--quiet", str(args.input)], env)
+        print(f"stemify   {args.model} ({isa}): {ours[0]:7.1f} s wall, peak RSS {ours[1]:7.0f} MB", flush=True)
+        runs.append((isa, ours))
     if args.skip_reference:
         return
     configured = (args.repo / f"{args.model}.ckpt").exists() and (args.repo / f"{args.model}.yaml").exists()
@@ -94,7 +113,8 @@ def main():
     ref = measure([sys.executable, "-c", script, str(args.repo), args.model, str(args.input), str(args.threads),
                    str(ROOT / "tools")], env)
     print(f"reference {args.model}: {ref[0]:7.1f} s wall, peak RSS {ref[1]:7.0f} MB ({'msst demix' if configured else 'demucs apply_model'})")
-    print(f"stemify / reference wall time: {ours[0] / ref[0]:.2f}x")
+    for isa, ours in runs:
+        print(f"stemify ({isa}) / reference wall time: {ours[0] / ref[0]:.2f}x")
 
 
 if __name__ == "__main__":

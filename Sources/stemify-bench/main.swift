@@ -6,18 +6,25 @@ import StemifyEngine
 // machine's drift does not decide the comparison. Prints one row per case: best and median of
 // the repetitions, in milliseconds.
 //
-//     swift run -c release stemify-bench [-j N] [--repeat R] [FILTER]
+// The element-wise cases run once per instruction set this CPU runs; the others on the one
+// `--isa` (or `STEMIFY_ISA`) names, else the widest.
+//
+//     swift run -c release stemify-bench [-j N] [--repeat R] [--isa SET] [FILTER]
 
 var threads = 1, repeats = 5, filter = ""
+var isa = ProcessInfo.processInfo.environment["STEMIFY_ISA"] ?? "auto"
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
     case "-j": threads = Int(args.popFirst() ?? "") ?? 1
+    case "--isa": isa = args.popFirst() ?? "auto"
     case "--repeat": repeats = Int(args.popFirst() ?? "") ?? 5
     default: filter = a
     }
 }
 EngineThreads.set(threads)
+InstructionSet.select(try InstructionSet(setting: isa))
+print("kernels: \(InstructionSet.active) (this CPU runs up to \(InstructionSet.best))")
 
 /// Uniform values in `-scale...scale` from a fixed-seed linear congruential generator (the
 /// system generator's syscalls took longer than the benchmarks).
@@ -95,7 +102,11 @@ bench("convtranspose k8 s4 48->16", [("sgemm + col2im", { _ = convTranspose2d(x4
 
 // Element-wise passes over the largest activation.
 let x96 = random([96, 512, 336])
-bench("elementwise [48,512,336]", [
-    ("gelu", { var y = x48; gelu(&y) }),
-    ("glu of [96,...]", { _ = glu(x96) }),
-])
+for set in InstructionSet.allCases.reversed() where set.isSupported {
+    InstructionSet.select(set)
+    bench("elementwise [48,512,336], \(set)", [
+        ("gelu", { var y = x48; gelu(&y) }),
+        ("glu of [96,...]", { _ = glu(x96) }),
+    ])
+}
+InstructionSet.select(try InstructionSet(setting: isa))

@@ -56,6 +56,9 @@ struct Separate: ParsableCommand {
     @Option(help: "Chunks separated at once, each on a share of the threads (default: one per thread, up to 24 s of audio in flight). Fewer use less memory; the stems are the same.")
     var lanes: Int?
 
+    @Option(help: "Vector kernels: auto, avx512, avx2 or portable (default: $STEMIFY_ISA, else auto: the widest this CPU runs).")
+    var isa: String?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -73,11 +76,17 @@ struct Separate: ParsableCommand {
         if let l = lanes, l < 1 { throw ValidationError("--lanes must be ≥ 1") }
         if let n = numOverlap, n < 1 { throw ValidationError("--num-overlap must be ≥ 1") }
         if files.isEmpty { throw ValidationError("give at least one audio file") }
+        do { _ = try instructionSet() } catch { throw ValidationError("--isa (or STEMIFY_ISA): \(error.message)") }
+    }
+
+    func instructionSet() throws(InstructionSetError) -> InstructionSet {
+        try InstructionSet(setting: isa ?? ProcessInfo.processInfo.environment["STEMIFY_ISA"] ?? "auto")
     }
 
     func run() throws {
         if let jobs { EngineThreads.set(jobs) } else { EngineThreads.set(ProcessInfo.processInfo.activeProcessorCount) }
         if let lanes { EngineThreads.setMaxLanes(lanes) }
+        InstructionSet.select(try instructionSet())
         guard let repoPath = repo ?? ProcessInfo.processInfo.environment["DEMUCS_MODEL_PATH"] else {
             throw CLIError("no model folder: pass --repo DIR or set DEMUCS_MODEL_PATH (a folder with \(name).yaml and its checkpoints)")
         }

@@ -2,6 +2,7 @@ import Synchronization
 import Foundation
 import GRDB
 import StemifyCore
+import StemifyEngine
 import Testing
 
 @Suite("YouTube URL acceptance")
@@ -61,9 +62,10 @@ struct ConfigurationTests {
         try "port: 9000\nrate_limit: 7\ntrusted_proxies: [10.0.0.1, 10.0.0.2]\n".write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
         let c = try StemifyConfiguration.load(file: file.path, environment: ["RATE_LIMIT": "3", "DEMUCS_MODEL_PATH": "/models", "MAX_FILE_SIZE": "1000",
-                                                                             "STEMIFY_LANES": "1"])
+                                                                             "STEMIFY_LANES": "1", "STEMIFY_ISA": "Portable"])
         #expect(c.port == 9000)
         #expect(c.lanes == 1 && StemifyConfiguration().lanes == 0)
+        #expect(c.instructionSet == .portable && StemifyConfiguration().instructionSet == InstructionSet.best)
         #expect(c.rateLimit == 3)
         #expect(c.trustedProxies == ["10.0.0.1", "10.0.0.2"])
         #expect(c.modelDirectory.path == "/models")
@@ -73,7 +75,7 @@ struct ConfigurationTests {
     @Test("invalid settings fail at start naming the key", arguments: [
         (["RATE_LIMIT": "five"], "RATE_LIMIT"), (["STEMIFY_PORT": "70000"], "port"), (["LOG_LEVEL": "loud"], "log_level"),
         (["STEMIFY_QUEUE_URL": "mysql://x"], "queue_url"), (["REDIS_URL": "http://cache:6379"], "queue_url"), (["MAX_FILE_SIZE": "-1"], "max_file_size"),
-        (["STEMIFY_LANES": "-2"], "lanes"),
+        (["STEMIFY_LANES": "-2"], "lanes"), (["STEMIFY_ISA": "avx9"], "STEMIFY_ISA"),
         (["STEMIFY_STORAGE_URL": "gs://bucket"], "storage_url"), (["STEMIFY_STORAGE_URL": "s3://No_Such"], "storage_url"),
         (["STEMIFY_STORAGE_URL": "s3://bucket", "AWS_ENDPOINT_URL": "minio:9000"], "storage_endpoint"),
         (["STEMIFY_STORAGE_URL": "s3://bucket", "AWS_ACCESS_KEY_ID": "key"], "storage_access_key"),

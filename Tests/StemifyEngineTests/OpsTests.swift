@@ -136,3 +136,91 @@ struct OpsTests {
         expectClose(sin2DEmbedding(dim: 16, height: 3, width: 5), try op("sin2d_emb"), "2-D embedding")
     }
 }
+
+/// The elementwise kernels of every instruction set this CPU runs (`InstructionSet`), against
+/// their definitions in Double and against each other: the sets run the same operations in
+/// the same order, so elementwise results must agree to the bit; only reductions may differ.
+@Suite("Vector kernels on every instruction set")
+struct VectorKernelTests {
+    static let sets = InstructionSet.allCases.filter(\.isSupported)
+
+    /// Lengths around every vector width (4, 8, 16) and the 1024-value blocks of the sums.
+    static let lengths = [1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 1023, 1024, 1025, 3000]
+
+    func values(_ n: Int, seed: UInt64, scale: Float = 4) -> [Float] {
+        var g = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        return (0..<n).map { _ in
+            g = g &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return (Float(g >> 40) / Float(1 << 24) * 2 - 1) * scale
+        }
+    }
+
+    /// Inputs with the edges: signed zeros, tiny and huge magnitudes, exp's clamp range.
+    static let edges: [Float] = [0, -0.0, 1e-30, -1e-30, 5, -5, 10, -10, 40, -40, 88, -88, 100, -100, 1e20, -1e20]
+
+    @Test("this machine runs the portable set, and AVX2 wherever it runs AVX-512")
+    func supported() {
+        #expect(InstructionSet.portable.isSupported)
+        if InstructionSet.avx512.isSupported { #expect(InstructionSet.avx2.isSupported) }
+        #expect(InstructionSet.best.isSupported)
+        #expect(InstructionSet.allCases.filter { $0 > InstructionSet.best }.allSatisfy { !$0.isSupported })
+    }
+
+    @Test("GELU (exact erf) within 3e-6 relative of its definition, identical across sets", arguments: sets)
+    func gelu(_ isa: InstructionSet) {
+        let kernels = VectorKernels(isa)
+        for n in Self.lengths {
+            let x = values(n, seed: UInt64(n)) + Self.edges
+            var y = x
+            kernels.gelu(&y)
+            for (xi, yi) in zip(x, y) {
+                let exact = 0.5 * Double(xi) * erfc(-Double(xi) / 2.0.squareRoot())
+                // The fit is good to 1.2e-7; Float's rounding of x/√2 enters exp squared, up to
+                // ~1.5e-6 in the negative tail (PyTorch's `1 + erf` form loses all relative
+                // accuracy there).
+                #expect(abs(Double(yi) - exact) <= 3e-6 * abs(exact) + 1e-37, "gelu(\(xi)) = \(yi), not \(exact) [\(isa)]")
+            }
+            var portable = x
+            VectorKernels(.portable).gelu(&portable)
+            #expect(y.map(\.bitPattern) == portable.map(\.bitPattern), "\(isa) and portable GELU differ at n = \(n)")
+        }
+    }
+
+    @Test("GLU with biases within 4e-7 relative of its definition, identical across sets", arguments: sets)
+    func glu(_ isa: InstructionSet) {
+        let kernels = VectorKernels(isa)
+        for n in Self.lengths {
+            let a = values(n, seed: 7 &+ UInt64(n)) + Self.edges
+            let b = values(n, seed: 11 &+ UInt64(n), scale: 20) + Self.edges.reversed()
+            let y = kernels.glu(a, b, biasA: 0.25, biasB: -0.5)
+            for i in a.indices {
+                // The bias additions are Float's, as in the model; the rest exact.
+                let exact = Double(a[i] + 0.25) / (1 + exp(-Double(b[i] - 0.5)))
+                #expect(abs(Double(y[i]) - exact) <= 4e-7 * abs(exact) + 1e-30, "glu(\(a[i]), \(b[i])) = \(y[i]), not \(exact) [\(isa)]")
+            }
+            #expect(y.map(\.bitPattern) == VectorKernels(.portable).glu(a, b, biasA: 0.25, biasB: -0.5).map(\.bitPattern))
+        }
+    }
+
+    @Test("softmax numerators: exp(x − max) per value identical across sets, their sum within 1e-6", arguments: sets)
+    func softmax(_ isa: InstructionSet) {
+        let kernels = VectorKernels(isa)
+        for n in Self.lengths {
+            // Attention logits: a wide range, the largest anywhere in the row.
+            var x = values(n, seed: 3 &+ UInt64(n), scale: 30)
+            x[n / 2] = 45
+            var e = x
+            let sum = kernels.softmaxNumerators(&e)
+            var exactSum = 0.0
+            for (xi, ei) in zip(x, e) {
+                let exact = exp(Double(xi - 45))  // the subtraction is Float's, as in the kernel
+                exactSum += exact
+                #expect(abs(Double(ei) - exact) <= 3e-7 * exact + 1e-37, "exp(\(xi) − 45) = \(ei), not \(exact) [\(isa)]")
+            }
+            #expect(abs(Double(sum) - exactSum) <= 1e-6 * exactSum, "sum \(sum), not \(exactSum) [\(isa), n = \(n)]")
+            var portable = x
+            _ = VectorKernels(.portable).softmaxNumerators(&portable)
+            #expect(e.map(\.bitPattern) == portable.map(\.bitPattern))
+        }
+    }
+}

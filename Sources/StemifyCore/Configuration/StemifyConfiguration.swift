@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+public import StemifyEngine
 
 /// Deployment settings of `stemify serve` and `stemify worker`.
 ///
@@ -36,6 +37,9 @@ public struct StemifyConfiguration: Sendable, Equatable {
     /// threads (more lanes: faster, one chunk's activations more memory each); 0, the default,
     /// lets the engine choose (one per thread up to 24 s of audio in flight).
     public var lanes = 0
+    /// `isa` / `STEMIFY_ISA`: the engine's vector kernels, `auto` (the default: the widest set
+    /// this CPU runs), `avx512`, `avx2` or `portable`; forcing one lets both x86 paths be measured.
+    public var instructionSet = InstructionSet.best
     /// `queue_url` / `STEMIFY_QUEUE_URL` (or `REDIS_URL` when that is unset): `sqlite:PATH`
     /// (default `sqlite:DATA_DIR/jobs.sqlite`), `postgres://user:password@host:port/database`, or
     /// `redis://[user:password@]host:port/db`.
@@ -167,7 +171,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("model_path", "DEMUCS_MODEL_PATH"), ("youtube_download_dir", "YOUTUBE_DOWNLOAD_DIR"),
         ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
         ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"),
-        ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("queue_url", "STEMIFY_QUEUE_URL"),
+        ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("isa", "STEMIFY_ISA"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
         ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"), ("model_mirror_url", "MODEL_MIRROR_URL"),
@@ -203,6 +207,8 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "workers": workers = try int()
         case "threads": threads = try int()
         case "lanes": lanes = try int()
+        case "isa":
+            do { instructionSet = try InstructionSet(setting: value) } catch { throw ConfigurationError(key: source, message: error.message) }
         case "queue_url": queueURL = value
         case "result_ttl": resultTTLSeconds = try number()
         case "lease": leaseSeconds = try number()

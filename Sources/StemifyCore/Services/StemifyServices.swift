@@ -28,6 +28,7 @@ public struct StemifyServices: Sendable {
         // OpenBLAS and the engine's own loops share one pool per process.
         EngineThreads.set(c.threads)
         EngineThreads.setMaxLanes(c.lanes)
+        InstructionSet.select(c.instructionSet)
         // Runners are named HOST-PID-N so logs and leases say where a job runs.
         let host = ProcessInfo.processInfo.hostName, pid = ProcessInfo.processInfo.processIdentifier
         let runners = (0..<c.workers).map { i in

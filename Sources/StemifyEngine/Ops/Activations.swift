@@ -5,29 +5,11 @@ import Foundation
 /// Written as `½x · erfc(-x/√2)` so negative inputs keep their relative accuracy; erfc comes from
 /// a vectorisable fit accurate to 1.2e-7, not libm's scalar `erff`.
 public func gelu(_ x: inout Tensor) {
+    let kernels = VectorKernels.active
     x.data.withUnsafeMutableBufferPointer { p in
         let xp = UnsafeMutableSendablePointer(p.baseAddress!)
         parallelFor(p.count, minPerTask: 1 << 14) { range in
-            // Two vectors a step: each is a long dependent chain (division, two polynomials),
-            // so a second independent one fills the pipeline.
-            @inline(__always) func gelu8(_ v: SIMD8<Float>) -> SIMD8<Float> {
-                let magnitude = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
-                let e = erfcNonNegative(magnitude * 0.70710678118654752)
-                let factor = (2 - e).replacing(with: e, where: v .< 0)
-                return 0.5 * v * factor
-            }
-            let raw = UnsafeMutableRawPointer(xp.pointer)
-            var i = range.lowerBound
-            while i + 16 <= range.upperBound {
-                let a = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                let b = raw.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
-                raw.storeBytes(of: gelu8(a), toByteOffset: i * 4, as: SIMD8<Float>.self)
-                raw.storeBytes(of: gelu8(b), toByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
-                i += 16
-            }
-            if i < range.upperBound {
-                mapInPlace(xp.pointer, i..<range.upperBound, vector: gelu8, scalar: { gelu8(SIMD8(repeating: $0))[0] })
-            }
+            kernels.gelu(xp.pointer + range.lowerBound, range.count)
         }
     }
 }
@@ -40,24 +22,13 @@ public func glu(_ x: Tensor) -> Tensor {
     shape[0] = c2 / 2
     var out = Tensor(uninitialized: shape)
     let half = out.count
+    let kernels = VectorKernels.active
     x.data.withUnsafeBufferPointer { src in
         out.data.withUnsafeMutableBufferPointer { dst in
-            let dp = UnsafeMutableSendablePointer(dst.baseAddress!)
-            let sp = src.baseAddress!
-            let raw = UnsafeRawPointer(sp)
-            let out = UnsafeMutableRawPointer(dp.pointer)
+            let (sp, dp) = (UnsafeSendable(src.baseAddress!), UnsafeMutableSendablePointer(dst.baseAddress!))
             parallelFor(half, minPerTask: 1 << 14) { range in
-                var i = range.lowerBound
-                while i + 8 <= range.upperBound {
-                    let a = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    let b = raw.loadUnaligned(fromByteOffset: (half + i) * 4, as: SIMD8<Float>.self)
-                    out.storeBytes(of: a / (1 + fastExp(-b)), toByteOffset: i * 4, as: SIMD8<Float>.self)
-                    i += 8
-                }
-                while i < range.upperBound {
-                    dp.pointer[i] = sp[i] / (1 + fastExp(-sp[half + i]))
-                    i += 1
-                }
+                kernels.glu(sp.pointer + range.lowerBound, sp.pointer + half + range.lowerBound, 0, 0,
+                            dp.pointer + range.lowerBound, range.count)
             }
         }
     }
@@ -89,8 +60,9 @@ public func add(_ x: inout Tensor, _ y: Tensor) {
 }
 
 /// `exp(x)` to within 2 ulp over the float range, eight lanes, branch-free: `2^n · p(r)` with
-/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 polynomial for `e^r`. Used where libm's scalar
-/// `expf` dominated (softmax, sigmoid, GELU); parity tests bound its effect.
+/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, and a degree-6 polynomial for `e^r`: the exp of the C kernels
+/// (CStemifyKernels, same operations, so the same numbers) for the loops still written in
+/// Swift (LSTM gates, SiLU, tanh, RoFormer's gates); parity tests bound its effect.
 @inline(__always)
 func fastExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     // Comparisons and blends inline; `clamped` went through unspecialised generic calls.
@@ -135,30 +107,9 @@ func fused(_ a: SIMD8<Float>, _ b: Float, _ c: SIMD8<Float>) -> SIMD8<Float> {
     c.addingProduct(a, SIMD8(repeating: b))
 }
 
-/// `erfc(z)` for `z ≥ 0`, relative error below 1.2e-7 (Numerical Recipes' Chebyshev fit),
-/// eight lanes, branch-free.
-@inline(__always)
-func erfcNonNegative(_ z: SIMD8<Float>) -> SIMD8<Float> {
-    let t = 1 / fused(z, 0.5, 1)
-    var p = SIMD8<Float>(repeating: 0.17087277)
-    p = fused(p, t, -0.82215223)
-    p = fused(p, t, 1.48851587)
-    p = fused(p, t, -1.13520398)
-    p = fused(p, t, 0.27886807)
-    p = fused(p, t, -0.18628806)
-    p = fused(p, t, 0.09678418)
-    p = fused(p, t, 0.37409196)
-    p = fused(p, t, 1.00002368)
-    p = fused(p, t, -1.26551223)
-    return t * fastExp(fused(-z, z, p))
-}
-
 /// Scalar forms for loop tails: lane 0 of the vector forms, so both give the same numbers.
 @inline(__always)
 func fastExp(_ x: Float) -> Float { fastExp(SIMD8(repeating: x))[0] }
-
-@inline(__always)
-func erfcNonNegative(_ z: Float) -> Float { erfcNonNegative(SIMD8(repeating: z))[0] }
 
 /// Applies `scalar` to every element of `p[range]`, eight lanes at a time through `vector`.
 @inline(__always)
@@ -234,29 +185,6 @@ func sumOfSquaredDeviations(_ p: UnsafePointer<Float>, _ count: Int, mean: Float
     return total
 }
 
-/// Largest element of `p[0..<count]` (`count > 0`).
-@inline(__always)
-func maximum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
-    let raw = UnsafeRawPointer(p)
-    var i = 0
-    var result = p[0]
-    if count >= 8 {
-        var lanes = raw.loadUnaligned(as: SIMD8<Float>.self)
-        i = 8
-        while i + 8 <= count {
-            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            lanes = lanes.replacing(with: v, where: v .> lanes)
-            i += 8
-        }
-        result = lanes.max()
-    }
-    while i < count {
-        result = Swift.max(result, p[i])
-        i += 1
-    }
-    return result
-}
-
 /// `tanh` in place over `p[0..<count]`, as `2 / (1 + e^{-2x}) − 1` through the vector exp
 /// (absolute error ~1e-7, which is what parity measures).
 func tanhInPlace(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
@@ -270,10 +198,11 @@ func tanhInPlace(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
 /// written as `rows × d` values with row stride `ldo`.
 func gluLastAxis(_ x: UnsafePointer<Float>, rows: Int, half d: Int, into out: UnsafeMutablePointer<Float>, ldo: Int) {
     let (xs, os) = (UnsafeSendable(x), UnsafeMutableSendablePointer(out))
+    let kernels = VectorKernels.active
     parallelFor(rows, minPerTask: 16) { range in
         for r in range {
-            let a = xs.pointer + r * 2 * d, o = os.pointer + r * ldo
-            for j in 0..<d { o[j] = a[j] / (1 + fastExp(-a[d + j])) }
+            let a = xs.pointer + r * 2 * d
+            kernels.glu(a, a + d, 0, 0, os.pointer + r * ldo, d)
         }
     }
 }

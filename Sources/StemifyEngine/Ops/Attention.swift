@@ -107,10 +107,11 @@ public func multiheadAttention(_ query: Tensor, keyValue: Tensor?, weights w: Mu
 /// Row-wise softmax in place, max subtracted first for stability.
 func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, parallel: Bool = true) {
     let sp = UnsafeMutableSendablePointer(p)
+    let kernels = VectorKernels.active
     parallelFor(rows, minPerTask: parallel ? 16 : Int.max) { range in
         for r in range {
             let row = sp.pointer + r * cols
-            let inv = 1 / expInPlaceSummed(row, cols, subtracting: maximum(row, cols))
+            let inv = 1 / kernels.expSum(row, cols, kernels.max(row, cols))
             mapInPlace(row, 0..<cols, vector: { $0 * inv }, scalar: { $0 * inv })
         }
     }
@@ -121,40 +122,11 @@ func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, paralle
 /// `head size` numbers a row rather than `cols`: one pass fewer over the largest tensor it makes.
 func softmaxNumerators(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, inverseSums: UnsafeMutablePointer<Float>, parallel: Bool = true) {
     let sp = UnsafeMutableSendablePointer(p), ip = UnsafeMutableSendablePointer(inverseSums)
+    let kernels = VectorKernels.active
     parallelFor(rows, minPerTask: parallel ? 16 : Int.max) { range in
         for r in range {
             let row = sp.pointer + r * cols
-            ip.pointer[r] = 1 / expInPlaceSummed(row, cols, subtracting: maximum(row, cols))
+            ip.pointer[r] = 1 / kernels.expSum(row, cols, kernels.max(row, cols))
         }
     }
-}
-
-/// `p[i] = exp(p[i] − max)` over `p[0..<count]`, returning the sum (blocked like ``sum(_:_:)``).
-@inline(__always)
-func expInPlaceSummed(_ p: UnsafeMutablePointer<Float>, _ count: Int, subtracting max: Float) -> Float {
-    var total = 0.0
-    let raw = UnsafeMutableRawPointer(p)
-    let m = SIMD8<Float>(repeating: max)
-    var start = 0
-    while start < count {
-        let end = min(count, start + 1024)
-        var lanes = SIMD8<Float>()
-        var i = start
-        while i + 8 <= end {
-            let e = fastExp(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - m)
-            raw.storeBytes(of: e, toByteOffset: i * 4, as: SIMD8<Float>.self)
-            lanes += e
-            i += 8
-        }
-        var block = Double(lanes.sum())
-        while i < end {
-            let e = fastExp(p[i] - max)
-            p[i] = e
-            block += Double(e)
-            i += 1
-        }
-        total += block
-        start = end
-    }
-    return Float(total)
 }

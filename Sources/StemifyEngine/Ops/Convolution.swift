@@ -193,6 +193,7 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     let perRow = (pointwise ? 0 : rows * wo) + cout * wo
     let rowsPerBlock = max(1, min(ho, maxColumnsBytes / 4 / max(perRow, 1)))
     var cols = [Float](unsafeUninitializedCapacity: pointwise ? 0 : rows * rowsPerBlock * wo) { _, k in k = pointwise ? 0 : rows * rowsPerBlock * wo }
+    let kernels = VectorKernels.active
     var gates = [Float](unsafeUninitializedCapacity: cout * rowsPerBlock * wo) { _, k in k = cout * rowsPerBlock * wo }
     x.data.withUnsafeBufferPointer { xp in
         weight.data.withUnsafeBufferPointer { wp in
@@ -214,10 +215,8 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
                             }
                             parallelFor(half) { channels in
                                 for ci in channels {
-                                    let a = gp.pointer + ci * bn, b = gp.pointer + (half + ci) * bn
-                                    let (ba, bb) = (bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0)
-                                    let o = dst.pointer + ci * n + h0 * wo
-                                    for i in 0..<bn { o[i] = (a[i] + ba) / (1 + fastExp(-(b[i] + bb))) }
+                                    kernels.glu(gp.pointer + ci * bn, gp.pointer + (half + ci) * bn,
+                                                bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0, dst.pointer + ci * n + h0 * wo, bn)
                                 }
                             }
                             h0 = h1
