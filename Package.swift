@@ -118,6 +118,7 @@ let package = Package(
             name: "StemifyServerTests",
             dependencies: [
                 "StemifyServer", "StemifyCore", "StemifyTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

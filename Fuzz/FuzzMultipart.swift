@@ -1,5 +1,5 @@
 // libFuzzer target: the request parsers of StemifyServer (multipart bodies, header parameters,
-// Range, X-Forwarded-For). Built by scripts/fuzz.sh with the parser files compiled in as they are.
+// Range, X-Forwarded-For, the tus headers). Built by scripts/fuzz.sh with the parser files compiled in as they are.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzMultipart(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -19,5 +19,8 @@ public func fuzzMultipart(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = HeaderParameters(text)
     _ = parseRange(text, size: Int(bytes.first ?? 0) * 1000)
     _ = forwardedClient(peer: "p", header: text, trusted: ["10.0.0.1"])
+    _ = parseByteCount(text)
+    _ = parseUploadMetadata(text)
+    _ = parseUploadChecksum(text)
     return 0
 }

@@ -11,3 +11,11 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
         remoteAddress = source.channel.remoteAddress
     }
 }
+
+/// The client a request counts for (rate limits, upload ownership): the peer address, or the
+/// last untrusted hop of X-Forwarded-For when the peer is a trusted proxy.
+func clientAddress(_ request: Request, _ context: AppRequestContext, trustedProxies: [String]) -> String {
+    let peer = context.remoteAddress?.ipAddress ?? "unknown"
+    guard trustedProxies.contains(peer) else { return peer }
+    return forwardedClient(peer: peer, header: request.headers[values: .xForwardedFor].joined(separator: ","), trusted: Set(trustedProxies))
+}

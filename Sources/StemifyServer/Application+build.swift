@@ -13,8 +13,12 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
     let services = try await StemifyServices.build(configuration: configuration, logger: logger, janitor: true)
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: ErrorMiddleware())
+    let uploads = ResumableUploads(directory: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("resumable"),
+                                   expiry: configuration.uploadExpirySeconds)
     StemifyController(queue: services.queue, models: services.models, configuration: configuration, storage: services.storage,
-                      metrics: services.metrics).addRoutes(to: router)
+                      metrics: services.metrics, uploads: uploads).addRoutes(to: router)
+    UploadsController(uploads: uploads, queue: services.queue, configuration: configuration, metrics: services.metrics)
+        .addRoutes(to: router)
     JobsController(queue: services.queue, storage: services.storage).addRoutes(to: router)
     ServiceController(queue: services.queue, models: services.models, configuration: configuration, metrics: services.metrics)
         .addRoutes(to: router)

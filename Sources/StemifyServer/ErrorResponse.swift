@@ -13,7 +13,12 @@ extension ErrorCode {
              .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption:
             .badRequest
         case .fileTooLarge: .contentTooLarge
-        case .unsupportedFormat: .unsupportedMediaType
+        case .unsupportedFormat, .invalidContentType: .unsupportedMediaType
+        case .uploadNotFound: .notFound
+        case .uploadExpired: .gone
+        case .uploadOffsetMismatch, .uploadIncomplete: .conflict
+        case .checksumMismatch: HTTPResponse.Status(code: 460, reasonPhrase: "Checksum Mismatch")
+        case .tusVersionUnsupported: .preconditionFailed
         case .videoBlocked: .forbidden
         case .youtubeUnavailable: .badGateway
         case .modelUnavailable, .unavailable: .serviceUnavailable

@@ -39,6 +39,20 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case stemNotFound = "stem_not_found"
     /// No such route or file.
     case notFound = "not_found"
+    /// No upload has this id for this client (never created, taken by a job, removed).
+    case uploadNotFound = "upload_not_found"
+    /// The upload expired: no bytes arrived within `upload_expiry`.
+    case uploadExpired = "upload_expired"
+    /// A chunk's `Upload-Offset` is not the upload's offset (or another chunk is being written).
+    case uploadOffsetMismatch = "upload_offset_mismatch"
+    /// A job was asked for an upload that has not received all its bytes.
+    case uploadIncomplete = "upload_incomplete"
+    /// A chunk's bytes do not match its `Upload-Checksum`; they were not kept.
+    case checksumMismatch = "checksum_mismatch"
+    /// The request's `Tus-Resumable` is missing or not the version the server speaks (1.0.0).
+    case tusVersionUnsupported = "tus_version_unsupported"
+    /// A chunk's `Content-Type` is not `application/offset+octet-stream`.
+    case invalidContentType = "invalid_content_type"
     /// Separation failed inside the engine.
     case separationFailed = "separation_failed"
     /// The service cannot take requests now (its queue or model folder is not reachable).

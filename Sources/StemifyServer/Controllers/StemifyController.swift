@@ -14,6 +14,7 @@ struct StemifyController: Sendable {
     let configuration: StemifyConfiguration
     let storage: any JobStorage
     let metrics: ServiceMetrics
+    let uploads: ResumableUploads
     /// One upload validation (ffprobe + full decode) per core at a time.
     let validation = AsyncLimiter(limit: ProcessInfo.processInfo.activeProcessorCount)
 
@@ -40,16 +41,19 @@ struct StemifyController: Sendable {
             let form = try await readForm(request, uploadPath: uploadPath)
             let options = try parseOptions(form.fields)
             let youtube = YouTube(configuration: configuration)
-            switch (form.filename, form.fields["youtube_url"]) {
-            case (_?, nil): guard form.fileBytes > 0 else { throw StemifyError(.emptyFile, "the uploaded file is empty") }
-            case let (nil, url?): _ = try youtube.videoID(url)
-            default: throw StemifyError(.missingInput, "send exactly one of a multipart 'file' part or a 'youtube_url' field")
+            let uploadID = form.fields["upload_id"]
+            switch (form.filename, form.fields["youtube_url"], uploadID) {
+            case (_?, nil, nil): guard form.fileBytes > 0 else { throw StemifyError(.emptyFile, "the uploaded file is empty") }
+            case let (nil, url?, nil): _ = try youtube.videoID(url)
+            case (nil, nil, _?): break
+            default: throw StemifyError(.missingInput, "send exactly one of a multipart 'file' part, a 'youtube_url' or an 'upload_id'")
             }
             try models.validate(options.model, numOverlap: options.numOverlap)
 
             // The rate limit comes before any decoding or network work: that is what it protects.
-            let client = clientAddress(request, context)
-            let (allowed, retryAfter) = try await queue.recordSubmission(
+            // A resumable upload was counted when it was created (songs are counted, not requests).
+            let client = clientAddress(request, context, trustedProxies: configuration.trustedProxies)
+            let (allowed, retryAfter) = uploadID != nil ? (true, 0) : try await queue.recordSubmission(
                 client: client, period: configuration.rateLimitPeriodSeconds, limit: configuration.rateLimit)
             guard allowed else {
                 metrics.recordRejection(code: .rateLimited)
@@ -58,8 +62,12 @@ struct StemifyController: Sendable {
                     headers: [.retryAfter: "\(Int(retryAfter.rounded(.up)))"])
             }
 
+            var filename = form.filename
+            if let uploadID {
+                filename = try await uploads.take(uploadID, client: client, to: upload).filename
+            }
             let input: JobInput
-            if let filename = form.filename {
+            if let filename {
                 let maxDuration = configuration.maxDurationSeconds
                 try await validation.run { try await onThread {
                     let probe = try FFmpeg.probe(uploadPath)
@@ -187,14 +195,6 @@ struct StemifyController: Sendable {
         return JobOptions(model: model, outputFormat: format, normalize: try bool("normalize"),
                           removeVocals: try bool("remove_vocals"), shifts: quality.shifts, overlap: quality.overlap,
                           numOverlap: numOverlap)
-    }
-
-    /// The peer address, or the last untrusted hop of X-Forwarded-For when the peer is a trusted proxy.
-    func clientAddress(_ request: Request, _ context: AppRequestContext) -> String {
-        let peer = context.remoteAddress?.ipAddress ?? "unknown"
-        guard configuration.trustedProxies.contains(peer) else { return peer }
-        return forwardedClient(peer: peer, header: request.headers[values: .xForwardedFor].joined(separator: ","),
-                               trusted: Set(configuration.trustedProxies))
     }
 }
 

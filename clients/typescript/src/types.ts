@@ -6,7 +6,9 @@ export type ErrorCode =
   | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist"
   | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model"
   | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found"
-  | "not_found" | "separation_failed" | "unavailable" | "internal_error";
+  | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch"
+  | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type"
+  | "separation_failed" | "unavailable" | "internal_error";
 
 export type JobStatus =
   | "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
