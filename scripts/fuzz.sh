@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of every parser of outside bytes:
-#   multipart   request bodies, header parameters, Range, X-Forwarded-For (StemifyServer)
+#   multipart   request bodies, header parameters, Range, X-Forwarded-For, tus headers (StemifyServer)
 #   checkpoint  torch zip, restricted unpickler, safetensors + JSON header, DiffQ, model build (StemifyEngine)
 #   config      a RoFormer's YAML configuration and state dict (.ckpt), then the network built on them
 #   wav         the WAV reader (StemifyCore)
