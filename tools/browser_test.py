@@ -185,6 +185,40 @@ def main():
         if overflow > 360:
             fail(f"the page is {overflow} px wide at a 360 px viewport")
 
+        # The client's resumable upload in a real browser against the real server: a connection
+        # that drops once (the injected fetch fails the second chunk) is resumed from the offset
+        # the server reports, and no byte is sent twice.
+        result = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            (async () => {
+              const { uploadResumable } = await import('/lib/client.js');
+              const size = 5 * 1024 * 1024 + 123;
+              const bytes = new Uint8Array(size);
+              for (let i = 0; i < size; i++) bytes[i] = (i * 7919) & 255;
+              let patches = 0, sent = 0, dropped = false;
+              const flaky = async (url, init) => {
+                if (init && init.method === 'PATCH') {
+                  patches++;
+                  if (patches === 2) { dropped = true; throw new TypeError('Failed to fetch'); }
+                  sent += init.body.size;
+                }
+                return fetch(url, init);
+              };
+              const progress = [];
+              const id = await uploadResumable(new Blob([bytes]), {
+                chunkSize: 1024 * 1024, fetch: flaky, fileName: 'noise.bin', onProgress: (stored) => progress.push(stored) });
+              const head = await fetch('/api/uploads/' + id, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+              await fetch('/api/uploads/' + id, { method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0' } });
+              done({ offset: Number(head.headers.get('Upload-Offset')), size, sent, dropped, progress });
+            })().catch(e => done({ error: String(e) }));
+        """)
+        if "error" in result:
+            fail(f"resumable upload failed in the browser: {result['error']}")
+        if not result["dropped"] or result["offset"] != result["size"] or result["sent"] != result["size"]:
+            fail(f"resumable upload: {result}")
+        if result["progress"] != sorted(result["progress"]) or result["progress"][-1] != result["size"]:
+            fail(f"upload progress not monotone up to the size: {result['progress']}")
+
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         if errors:
             fail(f"console errors: {errors}")

@@ -27,8 +27,10 @@ export interface StemSeparationOptions {
   numOverlap?: number;
 }
 
-/** A file to upload, or a YouTube link, plus options. */
-export type StemSeparationPayload = ({ file: Blob; fileName?: string } | { youtubeUrl: string }) & StemSeparationOptions;
+/** A file to upload, a finished resumable upload (`uploadResumable`), or a YouTube link, plus options. */
+export type StemSeparationPayload =
+  & ({ file: Blob; fileName?: string } | { uploadId: string } | { youtubeUrl: string })
+  & StemSeparationOptions;
 
 /** An error the API answered with: its stable code, message and HTTP status. */
 export class StemifyApiError extends Error {
@@ -44,12 +46,14 @@ export class StemifyApiError extends Error {
   }
 }
 
-async function call<T>(path: string, init: RequestInit, options: ClientOptions = {}): Promise<T> {
+/** The response to a request, or a `StemifyApiError` for a network failure or an error status. */
+async function send(path: string, init: RequestInit, options: ClientOptions = {}): Promise<Response> {
   const doFetch = options.fetch ?? fetch;
   let response: Response;
   try {
     response = await doFetch(`${options.baseUrl ?? ""}${path}`, init);
   } catch (error) {
+    if (init.signal?.aborted) throw error;
     throw new StemifyApiError("network_error", `the server cannot be reached (${String(error)})`, 0);
   }
   if (!response.ok) {
@@ -67,7 +71,11 @@ async function call<T>(path: string, init: RequestInit, options: ClientOptions =
       retry === null ? undefined : Number(retry),
     );
   }
-  return (await response.json()) as T;
+  return response;
+}
+
+async function call<T>(path: string, init: RequestInit, options: ClientOptions = {}): Promise<T> {
+  return (await (await send(path, init, options)).json()) as T;
 }
 
 /** Submits a separation; resolves as soon as the job is queued. */
@@ -79,11 +87,12 @@ export function requestStemSeparation(payload: StemSeparationPayload, options: C
   if (payload.removeVocals !== undefined) fields.remove_vocals = String(payload.removeVocals);
   if (payload.quality !== undefined) fields.quality = payload.quality;
   if (payload.numOverlap !== undefined) fields.num_overlap = String(payload.numOverlap);
-  if ("youtubeUrl" in payload) {
+  if ("youtubeUrl" in payload || "uploadId" in payload) {
+    const input = "youtubeUrl" in payload ? { youtube_url: payload.youtubeUrl } : { upload_id: payload.uploadId };
     return call<Accepted>("/api/stemify", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ ...fields, youtube_url: payload.youtubeUrl }),
+      body: JSON.stringify({ ...fields, ...input }),
     }, options);
   }
   const form = new FormData();
@@ -91,6 +100,84 @@ export function requestStemSeparation(payload: StemSeparationPayload, options: C
   const name = payload.fileName ?? ("name" in payload.file ? String((payload.file as File).name) : "audio");
   form.append("file", payload.file, name);
   return call<Accepted>("/api/stemify", { method: "POST", body: form }, options);
+}
+
+export interface ResumableUploadOptions extends ClientOptions {
+  /** Bytes per request (default 4 MiB): progress is reported after each. */
+  chunkSize?: number;
+  /** Bytes the server has stored, of `total`. */
+  onProgress?: (stored: number, total: number) => void;
+  /** Aborts the upload (the server keeps what it has until the upload expires). */
+  signal?: AbortSignal;
+  /** Network failures in a row before giving up (default 6), waiting 0.5 s, 1 s, 2 s, … between. */
+  retries?: number;
+  /** Continue an upload created earlier (after a page reload) instead of creating one. */
+  uploadId?: string;
+  /** File name sent with the upload (default the File's name). */
+  fileName?: string;
+}
+
+const tus = { "Tus-Resumable": "1.0.0" };
+
+function base64(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/**
+ * Uploads `file` with the tus 1.0 protocol (`/api/uploads`) and resolves to its upload id, for
+ * `requestStemSeparation({ uploadId, ... })`. After a dropped connection it asks the server how
+ * many bytes arrived (HEAD) and continues from there, so a large file is never sent twice.
+ */
+export async function uploadResumable(file: Blob, options: ResumableUploadOptions = {}): Promise<string> {
+  const chunkSize = options.chunkSize ?? 4 * 1024 * 1024;
+  const signal = options.signal;
+  let id = options.uploadId;
+  if (id === undefined) {
+    const name = options.fileName ?? ("name" in file ? String((file as File).name) : "audio");
+    const created = await send("/api/uploads", {
+      method: "POST",
+      headers: { ...tus, "Upload-Length": String(file.size), "Upload-Metadata": `filename ${base64(name)}` },
+      signal,
+    }, options);
+    id = (created.headers.get("Location") ?? "").split("/").pop() ?? "";
+  }
+  const path = `/api/uploads/${encodeURIComponent(id)}`;
+  const serverOffset = async () =>
+    Number((await send(path, { method: "HEAD", headers: tus, signal }, options)).headers.get("Upload-Offset"));
+  let offset = options.uploadId === undefined ? 0 : await serverOffset();
+  let failures = 0;
+  options.onProgress?.(offset, file.size);
+  while (offset < file.size) {
+    const end = Math.min(file.size, offset + chunkSize);
+    try {
+      const response = await send(path, {
+        method: "PATCH",
+        headers: { ...tus, "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream" },
+        body: file.slice(offset, end),
+        signal,
+      }, options);
+      offset = Number(response.headers.get("Upload-Offset"));
+      failures = 0;
+      options.onProgress?.(offset, file.size);
+    } catch (error) {
+      const e = error as StemifyApiError;
+      // A dropped connection, a server busy with the cut request, a damaged chunk: ask where
+      // the upload stands and go on from there. Anything else (gone, expired) is final.
+      const retryable = e.code === "network_error" || e.code === "upload_offset_mismatch" || e.code === "checksum_mismatch"
+        || e.status >= 500;
+      if (signal?.aborted || !retryable || ++failures > (options.retries ?? 6)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** (failures - 1)));
+      try {
+        offset = await serverOffset();
+        options.onProgress?.(offset, file.size);
+      } catch (headError) {
+        if ((headError as StemifyApiError).code !== "network_error") throw headError;
+      }
+    }
+  }
+  return id;
 }
 
 /** The job's status, progress, ETA, queue position and stems. */

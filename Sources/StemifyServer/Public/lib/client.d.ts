@@ -17,10 +17,12 @@ export interface StemSeparationOptions {
     /** RoFormer and SCNet models: overlapping chunks per chunk length (1–16); time grows in proportion. */
     numOverlap?: number;
 }
-/** A file to upload, or a YouTube link, plus options. */
+/** A file to upload, a finished resumable upload (`uploadResumable`), or a YouTube link, plus options. */
 export declare type StemSeparationPayload = ({
     file: Blob;
     fileName?: string;
+} | {
+    uploadId: string;
 } | {
     youtubeUrl: string;
 }) & StemSeparationOptions;
@@ -36,6 +38,26 @@ export declare class StemifyApiError extends Error {
 }
 /** Submits a separation; resolves as soon as the job is queued. */
 export declare function requestStemSeparation(payload: StemSeparationPayload, options?: ClientOptions): Promise<Accepted>;
+export interface ResumableUploadOptions extends ClientOptions {
+    /** Bytes per request (default 4 MiB): progress is reported after each. */
+    chunkSize?: number;
+    /** Bytes the server has stored, of `total`. */
+    onProgress?: (stored: number, total: number) => void;
+    /** Aborts the upload (the server keeps what it has until the upload expires). */
+    signal?: AbortSignal;
+    /** Network failures in a row before giving up (default 6), waiting 0.5 s, 1 s, 2 s, … between. */
+    retries?: number;
+    /** Continue an upload created earlier (after a page reload) instead of creating one. */
+    uploadId?: string;
+    /** File name sent with the upload (default the File's name). */
+    fileName?: string;
+}
+/**
+ * Uploads `file` with the tus 1.0 protocol (`/api/uploads`) and resolves to its upload id, for
+ * `requestStemSeparation({ uploadId, ... })`. After a dropped connection it asks the server how
+ * many bytes arrived (HEAD) and continues from there, so a large file is never sent twice.
+ */
+export declare function uploadResumable(file: Blob, options?: ResumableUploadOptions): Promise<string>;
 /** The job's status, progress, ETA, queue position and stems. */
 export declare function getJob(id: string, options?: ClientOptions): Promise<Job>;
 /** Cancels and deletes a job. */

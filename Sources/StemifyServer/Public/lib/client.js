@@ -13,13 +13,16 @@ export class StemifyApiError extends Error {
         this.name = "StemifyApiError";
     }
 }
-async function call(path, init, options = {}) {
+/** The response to a request, or a `StemifyApiError` for a network failure or an error status. */
+async function send(path, init, options = {}) {
     const doFetch = options.fetch ?? fetch;
     let response;
     try {
         response = await doFetch(`${options.baseUrl ?? ""}${path}`, init);
     }
     catch (error) {
+        if (init.signal?.aborted)
+            throw error;
         throw new StemifyApiError("network_error", `the server cannot be reached (${String(error)})`, 0);
     }
     if (!response.ok) {
@@ -33,7 +36,10 @@ async function call(path, init, options = {}) {
         const retry = response.headers.get("Retry-After");
         throw new StemifyApiError(body?.error.code ?? "internal_error", body?.error.message ?? `HTTP ${response.status}`, response.status, retry === null ? undefined : Number(retry));
     }
-    return (await response.json());
+    return response;
+}
+async function call(path, init, options = {}) {
+    return (await (await send(path, init, options)).json());
 }
 /** Submits a separation; resolves as soon as the job is queued. */
 export function requestStemSeparation(payload, options = {}) {
@@ -50,11 +56,12 @@ export function requestStemSeparation(payload, options = {}) {
         fields.quality = payload.quality;
     if (payload.numOverlap !== undefined)
         fields.num_overlap = String(payload.numOverlap);
-    if ("youtubeUrl" in payload) {
+    if ("youtubeUrl" in payload || "uploadId" in payload) {
+        const input = "youtubeUrl" in payload ? { youtube_url: payload.youtubeUrl } : { upload_id: payload.uploadId };
         return call("/api/stemify", {
             method: "POST",
             headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ ...fields, youtube_url: payload.youtubeUrl }),
+            body: JSON.stringify({ ...fields, ...input }),
         }, options);
     }
     const form = new FormData();
@@ -63,6 +70,70 @@ export function requestStemSeparation(payload, options = {}) {
     const name = payload.fileName ?? ("name" in payload.file ? String(payload.file.name) : "audio");
     form.append("file", payload.file, name);
     return call("/api/stemify", { method: "POST", body: form }, options);
+}
+const tus = { "Tus-Resumable": "1.0.0" };
+function base64(text) {
+    let binary = "";
+    for (const byte of new TextEncoder().encode(text))
+        binary += String.fromCharCode(byte);
+    return btoa(binary);
+}
+/**
+ * Uploads `file` with the tus 1.0 protocol (`/api/uploads`) and resolves to its upload id, for
+ * `requestStemSeparation({ uploadId, ... })`. After a dropped connection it asks the server how
+ * many bytes arrived (HEAD) and continues from there, so a large file is never sent twice.
+ */
+export async function uploadResumable(file, options = {}) {
+    const chunkSize = options.chunkSize ?? 4 * 1024 * 1024;
+    const signal = options.signal;
+    let id = options.uploadId;
+    if (id === undefined) {
+        const name = options.fileName ?? ("name" in file ? String(file.name) : "audio");
+        const created = await send("/api/uploads", {
+            method: "POST",
+            headers: { ...tus, "Upload-Length": String(file.size), "Upload-Metadata": `filename ${base64(name)}` },
+            signal,
+        }, options);
+        id = (created.headers.get("Location") ?? "").split("/").pop() ?? "";
+    }
+    const path = `/api/uploads/${encodeURIComponent(id)}`;
+    const serverOffset = async () => Number((await send(path, { method: "HEAD", headers: tus, signal }, options)).headers.get("Upload-Offset"));
+    let offset = options.uploadId === undefined ? 0 : await serverOffset();
+    let failures = 0;
+    options.onProgress?.(offset, file.size);
+    while (offset < file.size) {
+        const end = Math.min(file.size, offset + chunkSize);
+        try {
+            const response = await send(path, {
+                method: "PATCH",
+                headers: { ...tus, "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream" },
+                body: file.slice(offset, end),
+                signal,
+            }, options);
+            offset = Number(response.headers.get("Upload-Offset"));
+            failures = 0;
+            options.onProgress?.(offset, file.size);
+        }
+        catch (error) {
+            const e = error;
+            // A dropped connection, a server busy with the cut request, a damaged chunk: ask where
+            // the upload stands and go on from there. Anything else (gone, expired) is final.
+            const retryable = e.code === "network_error" || e.code === "upload_offset_mismatch" || e.code === "checksum_mismatch"
+                || e.status >= 500;
+            if (signal?.aborted || !retryable || ++failures > (options.retries ?? 6))
+                throw error;
+            await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** (failures - 1)));
+            try {
+                offset = await serverOffset();
+                options.onProgress?.(offset, file.size);
+            }
+            catch (headError) {
+                if (headError.code !== "network_error")
+                    throw headError;
+            }
+        }
+    }
+    return id;
 }
 /** The job's status, progress, ETA, queue position and stems. */
 export function getJob(id, options = {}) {
