@@ -129,6 +129,10 @@ def main():
         wait.until(lambda d: d.find_element(By.ID, "job-section").is_displayed())
         shot("progress")
         wait.until(lambda d: d.find_element(By.ID, "job-status").text.startswith("Done"))
+        # The page sent the file as a resumable upload, then made the job from its id.
+        tus = driver.execute_script("return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/uploads')).length")
+        if not tus:
+            fail("the page did not upload the file through /api/uploads")
         if driver.find_element(By.ID, "job-progress").get_attribute("value") != "100":
             fail("the progress bar did not reach 100")
         rows = driver.find_elements(By.CSS_SELECTOR, "#stem-list li.stem")

@@ -1,7 +1,7 @@
 // The Stemify page: submit a song or a YouTube link, watch the job, play and mix the stems.
 // Plain ES module over the committed build of the TypeScript client (clients/typescript).
 
-import { cancelJob, getJob, getLimits, getModels, requestStemSeparation, watchJob } from "/lib/client.js";
+import { cancelJob, getJob, getLimits, getModels, requestStemSeparation, uploadResumable, watchJob } from "/lib/client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -132,14 +132,31 @@ async function submit(event) {
   };
   $("submit-button").disabled = true;
   try {
-    const accepted = await requestStemSeparation(file ? { file, ...options } : { youtubeUrl, ...options });
+    // Files go up resumably: a dropped connection continues where the server's copy ends.
+    const input = file ? { uploadId: await upload(file) } : { youtubeUrl };
+    const accepted = await requestStemSeparation({ ...input, ...options });
     remember(accepted.job_id, file ? file.name : youtubeUrl);
     follow(accepted.job_id);
   } catch (error) {
     showFormError(describe(error));
   } finally {
     $("submit-button").disabled = false;
+    $("upload-status").hidden = true;
+    $("upload-progress").hidden = true;
   }
+}
+
+async function upload(file) {
+  const show = (stored, total) => {
+    const percent = total > 0 ? Math.round((stored / total) * 100) : 0;
+    $("upload-status").textContent = `Uploading · ${percent} % · ${formatBytes(stored)} of ${formatBytes(total)}`;
+    $("upload-progress").value = percent;
+    $("upload-progress").setAttribute("aria-valuetext", `${percent} percent uploaded`);
+  };
+  $("upload-status").hidden = false;
+  $("upload-progress").hidden = false;
+  show(0, file.size);
+  return uploadResumable(file, { onProgress: show });
 }
 
 // MARK: - Following a job
