@@ -23,12 +23,13 @@ if [ $# -ge 1 ]; then targets=("$1"); fi
 if [ $# -ge 2 ]; then seconds=$2; fi
 
 out=.build/fuzz
-mkdir -p "$out/crashes" "$out/modules/CStemifySystem"
-# The C shims as clang modules (SwiftPM makes these maps itself for the package build).
-cat > "$out/modules/CStemifySystem/module.modulemap" <<EOF
-module CStemifySystem { header "$PWD/Sources/CStemifySystem/include/CStemifySystem.h" export * }
-EOF
-clang -c -O1 -fsanitize=address Sources/CStemifySystem/CStemifySystem.c -I Sources/CStemifySystem/include -o "$out/CStemifySystem.o"
+mkdir -p "$out/crashes"
+# The C targets as clang modules (SwiftPM makes these maps itself for the package build).
+for c in CStemifySystem CStemifyKernels; do
+    mkdir -p "$out/modules/$c"
+    echo "module $c { header \"$PWD/Sources/$c/include/$c.h\" export * }" > "$out/modules/$c/module.modulemap"
+    clang -c -O1 -fsanitize=address Sources/$c/*.c -I Sources/$c/include -o "$out/$c.o"
+done
 
 # Yams (the engine reads model configurations with it) as a module of its own, from the
 # checkout SwiftPM resolved; its C parser with the sanitizer too.
@@ -44,6 +45,7 @@ if [ ! -f "$out/yams/Yams.o" ] || [ -n "$(find "$yams" -newer "$out/yams/Yams.o"
 fi
 
 flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem"
+       -I "$out/modules/CStemifyKernels"
        -I "$out/yams" -I "$yams/CYaml/include" -Xcc -DYAML_DECLARE_STATIC)
 [ "$(uname -m)" = x86_64 ] && flags+=(-target-cpu haswell)
 engine=$(find Sources/StemifyEngine -name '*.swift' | sort)
@@ -53,7 +55,7 @@ build() {
     if [ ! -x "$out/fuzz-$name" ] || [ -n "$(find "$@" -newer "$out/fuzz-$name" 2>/dev/null | head -1)" ]; then
         echo "building fuzz-$name"
         # gold warns about every ASan helper symbol: keep the log, show it only on failure.
-        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out/CStemifySystem.o" "$out"/yams/*.o -lopenblas -o "$out/fuzz-$name" \
+        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out/CStemifySystem.o" "$out/CStemifyKernels.o" "$out"/yams/*.o -lopenblas -o "$out/fuzz-$name" \
             > "$out/build-$name.log" 2>&1; then
             grep -v "Cannot export local symbol" "$out/build-$name.log" >&2
             exit 1

@@ -84,7 +84,7 @@ public actor ResumableUploads {
     }
 
     /// Claims the upload for one PATCH at `offset` (its current one): the caller writes through the
-    /// returned ``Chunk`` and ends with ``finish(_:checksum:)`` or ``abandon(_:)``.
+    /// returned ``Chunk`` and ends with ``finish(_:expectedDigest:)`` or ``abandon(_:)``.
     /// `checksum` names the algorithm of the request's `Upload-Checksum`, if any.
     public func begin(_ id: String, client: String, offset: Int, checksum: String? = nil) throws -> Chunk {
         let upload = try upload(id, client: client)
@@ -105,8 +105,9 @@ public actor ResumableUploads {
         return Chunk(upload: upload, handle: handle, algorithm: checksum)
     }
 
-    /// Keeps the chunk's bytes: all of them when `checksum` (algorithm, digest) matches or none
-    /// was sent; none when it does not. Returns the upload with its new offset.
+    /// Keeps the chunk's bytes: all of them when `expectedDigest` (of the algorithm named at
+    /// ``begin(_:client:offset:checksum:)``) matches or none was sent; none when it does not.
+    /// Returns the upload with its new offset.
     public func finish(_ chunk: Chunk, expectedDigest: [UInt8]?) throws -> Upload {
         defer { end(chunk) }
         try chunk.flush()
