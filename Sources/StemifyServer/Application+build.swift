@@ -15,8 +15,10 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
     router.add(middleware: ErrorMiddleware())
     let uploads = ResumableUploads(directory: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("resumable"),
                                    expiry: configuration.uploadExpirySeconds)
-    StemifyController(queue: services.queue, models: services.models, configuration: configuration, storage: services.storage,
-                      metrics: services.metrics, uploads: uploads).addRoutes(to: router)
+    let intake = SongIntake(queue: services.queue, models: services.models, configuration: configuration, storage: services.storage,
+                            metrics: services.metrics, uploads: uploads)
+    StemifyController(intake: intake).addRoutes(to: router)
+    BatchesController(intake: intake).addRoutes(to: router)
     UploadsController(uploads: uploads, queue: services.queue, configuration: configuration, metrics: services.metrics)
         .addRoutes(to: router)
     JobsController(queue: services.queue, storage: services.storage).addRoutes(to: router)

@@ -10,7 +10,7 @@ extension ErrorCode {
     package var httpStatus: HTTPResponse.Status {
         switch self {
         case .missingInput, .invalidRequest, .emptyFile, .invalidAudio, .audioTooLong, .invalidYouTubeURL,
-             .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption:
+             .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption, .invalidFilename, .invalidBatch:
             .badRequest
         case .fileTooLarge: .contentTooLarge
         case .unsupportedFormat, .invalidContentType: .unsupportedMediaType
@@ -23,7 +23,7 @@ extension ErrorCode {
         case .youtubeUnavailable: .badGateway
         case .modelUnavailable, .unavailable: .serviceUnavailable
         case .rateLimited: .tooManyRequests
-        case .jobNotFound, .stemNotFound, .notFound: .notFound
+        case .jobNotFound, .stemNotFound, .notFound, .batchNotFound: .notFound
         case .separationFailed, .internalError: .internalServerError
         }
     }

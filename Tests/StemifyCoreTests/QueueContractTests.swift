@@ -151,4 +151,42 @@ struct QueueContractTests {
         #expect(!third.allowed && third.retryAfter > 0)
         #expect(try await q.recordSubmission(client: "d", period: 3600, limit: 2).allowed)
     }
+
+    @Test("songs of a batch are counted together: all or none", arguments: backends)
+    func rateLimitCountsSongs(_ backend: String) async throws {
+        let q = try await queue(backend)
+        #expect(try await q.recordSubmission(client: "c", count: 3, period: 3600, limit: 5).allowed)
+        // Three more would make six: refused, and nothing of them counted.
+        let refused = try await q.recordSubmission(client: "c", count: 3, period: 3600, limit: 5)
+        #expect(!refused.allowed && refused.retryAfter > 3000)
+        #expect(try await q.recordSubmission(client: "c", count: 2, period: 3600, limit: 5).allowed)
+        #expect(!(try await q.recordSubmission(client: "c", period: 3600, limit: 5).allowed))
+        // No limit.
+        #expect(try await q.recordSubmission(client: "e", count: 50, period: 3600, limit: 0).allowed)
+    }
+
+    @Test("a batch keeps its songs in order and expires after its last job", arguments: backends)
+    func batches(_ backend: String) async throws {
+        let q = try await queue(backend)
+        let created = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 100).rounded())
+        let batch = Batch(id: "b1", clientAddress: "1.2.3.4", createdAt: created,
+                          songs: [Batch.Song(jobID: "s2", name: "Zwei ü.mp3"), Batch.Song(jobID: "s1", name: "https://youtu.be/x?a=1&b='2'")])
+        try await q.enqueue(job("s1"))
+        try await q.enqueue(job("s2"))
+        try await q.addBatch(batch)
+        #expect(try await q.batch(id: "b1") == batch)
+        #expect(try await q.batch(id: "b2") == nil)
+        #expect(try await q.batches(createdBefore: Date().timeIntervalSince1970).map(\.id) == ["b1"])
+        #expect(try await q.batches(createdBefore: created.timeIntervalSince1970 - 1).isEmpty)
+        // Older than the age but a job remains: kept.
+        #expect(try await q.expireBatches(olderThan: 10).isEmpty)
+        _ = try await q.cancel(id: "s1")
+        #expect(try await q.expireBatches(olderThan: 10).isEmpty)
+        _ = try await q.cancel(id: "s2")
+        // Younger than the age: kept even with no job left.
+        #expect(try await q.expireBatches(olderThan: 3600).isEmpty)
+        #expect(try await q.expireBatches(olderThan: 10) == ["b1"])
+        #expect(try await q.batch(id: "b1") == nil)
+        try await q.removeBatch(id: "b1")
+    }
 }

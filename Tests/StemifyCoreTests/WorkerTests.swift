@@ -53,10 +53,14 @@ final class InterruptedQueue: JobQueue {
     func setDedupeKey(id: String, key: String) async throws {
         try interrupt("setDedupeKey"); try await base.setDedupeKey(id: id, key: key)
     }
-    func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
-        try await base.recordSubmission(client: client, period: period, limit: limit)
+    func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+        try await base.recordSubmission(client: client, count: count, period: period, limit: limit)
     }
     func expire(olderThan age: Double) async throws -> [Job] { try await base.expire(olderThan: age) }
+    func addBatch(_ batch: Batch) async throws { try await base.addBatch(batch) }
+    func batch(id: String) async throws -> Batch? { try await base.batch(id: id) }
+    func batches(createdBefore time: Double) async throws -> [Batch] { try await base.batches(createdBefore: time) }
+    func removeBatch(id: String) async throws { try await base.removeBatch(id: id) }
 }
 
 @Suite("Worker")

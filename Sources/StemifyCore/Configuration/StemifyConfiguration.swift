@@ -47,6 +47,9 @@ public struct StemifyConfiguration: Sendable, Equatable {
     /// `upload_expiry` / `STEMIFY_UPLOAD_EXPIRY`, seconds a resumable upload (`/api/uploads`) is
     /// kept after its last byte arrived. The default is 86400.
     public var uploadExpirySeconds = 86400.0
+    /// `max_batch_size` / `STEMIFY_MAX_BATCH_SIZE`, songs in one `POST /api/batches`. The
+    /// default is 20 (an album); each song is still held to `max_file_size` and `max_duration`.
+    public var maxBatchSize = 20
     /// `result_ttl` / `RESULT_TTL`, seconds finished jobs and their stems are kept. The default is 86400.
     public var resultTTLSeconds = 86400.0
     /// `lease` / `STEMIFY_LEASE`, seconds a worker holds a job between heartbeats. The default is 60.
@@ -175,7 +178,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
         ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"),
         ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("isa", "STEMIFY_ISA"), ("queue_url", "STEMIFY_QUEUE_URL"),
-        ("result_ttl", "RESULT_TTL"), ("upload_expiry", "STEMIFY_UPLOAD_EXPIRY"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
+        ("result_ttl", "RESULT_TTL"), ("upload_expiry", "STEMIFY_UPLOAD_EXPIRY"), ("max_batch_size", "STEMIFY_MAX_BATCH_SIZE"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
         ("mp3_bitrate", "MP3_BITRATE"), ("model_download", "MODEL_DOWNLOAD"), ("model_hf_url", "MODEL_HF_URL"), ("model_mirror_url", "MODEL_MIRROR_URL"),
         ("model_legacy_url", "MODEL_LEGACY_URL"), ("max_attempts", "STEMIFY_MAX_ATTEMPTS"),
@@ -215,6 +218,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "queue_url": queueURL = value
         case "result_ttl": resultTTLSeconds = try number()
         case "upload_expiry": uploadExpirySeconds = try number()
+        case "max_batch_size": maxBatchSize = try int()
         case "lease": leaseSeconds = try number()
         case "max_attempts": maxAttempts = try int()
         case "retry_backoff": retryBackoffSeconds = try number()
@@ -254,6 +258,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         if workers < 0 { throw ConfigurationError(key: "workers", message: "must be ≥ 0") }
         if threads < 1 { throw ConfigurationError(key: "threads", message: "must be ≥ 1") }
         if lanes < 0 { throw ConfigurationError(key: "lanes", message: "must be ≥ 0 (0: automatic)") }
+        if maxBatchSize <= 0 { throw ConfigurationError(key: "max_batch_size", message: "must be positive") }
         if uploadExpirySeconds <= 0 { throw ConfigurationError(key: "upload_expiry", message: "must be positive") }
         if leaseSeconds < 1 { throw ConfigurationError(key: "lease", message: "must be ≥ 1 second") }
         if let q = queueURL, !q.hasPrefix("sqlite:") && !q.hasPrefix("postgres://") && !q.hasPrefix("postgresql://") && !q.hasPrefix("redis://") {

@@ -53,6 +53,12 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case tusVersionUnsupported = "tus_version_unsupported"
     /// A chunk's `Content-Type` is not `application/offset+octet-stream`.
     case invalidContentType = "invalid_content_type"
+    /// A file name with a path in it (`/`, `\\`, `..`), a control character, or over 255 bytes.
+    case invalidFilename = "invalid_filename"
+    /// A batch with no song, or more than `max_batch_size`.
+    case invalidBatch = "invalid_batch"
+    /// No batch has this id (never created, or expired after its last job).
+    case batchNotFound = "batch_not_found"
     /// Separation failed inside the engine.
     case separationFailed = "separation_failed"
     /// The service cannot take requests now (its queue or model folder is not reachable).

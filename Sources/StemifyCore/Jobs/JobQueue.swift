@@ -33,19 +33,43 @@ public protocol JobQueue: Sendable {
     func finishedJob(dedupeKey: String) async throws -> Job?
     /// Records the dedupe key (hash of decoded audio + options) of a job.
     func setDedupeKey(id: String, key: String) async throws
-    /// Counts a submission from `client` and returns how many fell within `period` seconds,
-    /// with the oldest one's time (for Retry-After).
-    func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double)
+    /// Counts `count` songs submitted together by `client` when, with those of the last `period`
+    /// seconds, they stay within `limit` (0: no limit); otherwise counts nothing and says after
+    /// how many seconds enough of the earlier ones fall out of the window (for Retry-After).
+    func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double)
     /// Removes finished jobs older than `age` seconds; returns them so their files can go too.
     func expire(olderThan age: Double) async throws -> [Job]
+
+    /// Stores a batch (its jobs are enqueued on their own, before it).
+    func addBatch(_ batch: Batch) async throws
+    /// The batch, or nil.
+    func batch(id: String) async throws -> Batch?
+    /// Batches created before `time` (epoch seconds), for ``expireBatches(olderThan:)``.
+    func batches(createdBefore time: Double) async throws -> [Batch]
+    /// Removes a batch record (not its jobs).
+    func removeBatch(id: String) async throws
 }
 
 extension JobQueue {
+    /// One song.
+    public func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+        try await recordSubmission(client: client, count: 1, period: period, limit: limit)
+    }
+
     /// Waits up to `timeout` seconds for new work; backends that can be told about it (LISTEN)
     /// return sooner.
     public func waitForWork(timeout: Double) async {
         try? await Task.sleep(for: .seconds(timeout))
     }
+}
+
+/// The rate-limit decision of both SQL backends: `times` are the client's submissions within
+/// the window, oldest first. When `count` more would pass `limit`, the wait is until the one
+/// whose leaving makes room for all of them.
+func admission(times: [Double], count: Int, period: Double, limit: Int, now: Double) -> (allowed: Bool, retryAfter: Double) {
+    guard limit > 0, times.count + count > limit else { return (true, 0) }
+    let freeing = min(times.count + count - limit, times.count) - 1
+    return (false, max(1, freeing >= 0 ? times[freeing] + period - now : period))
 }
 
 /// A `jobs` row in the column types both backends store (JSON text, epoch seconds).

@@ -91,7 +91,7 @@ public final class PostgresJobQueue: JobQueue {
 
     /// Versioned migrations, applied once under an advisory lock so that processes starting
     /// together do not race. A shipped migration is never edited; changes are new versions.
-    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION")]
+    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION")]
 
     private func migrate() async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -252,22 +252,24 @@ public final class PostgresJobQueue: JobQueue {
         try await client.query("UPDATE jobs SET dedupe_key = \(key) WHERE id = \(id)", logger: logger)
     }
 
-    public func recordSubmission(client name: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+    public func recordSubmission(client name: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
         try await client.withTransaction(logger: logger) { connection in
             // One client's submissions are counted one at a time across all API machines.
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(name)))", logger: self.logger)
             try await connection.query("DELETE FROM submissions WHERE at < \(unescaped: Self.now) - \(period)", logger: self.logger)
-            var count = 0
-            var retryAfter = 0.0
-            for try await (n, wait) in try await connection.query("""
-                SELECT COUNT(*)::INTEGER, COALESCE(MIN(at) + \(period) - \(unescaped: Self.now), 0)
-                FROM submissions WHERE client = \(name)
-                """, logger: self.logger).decode((Int, Double).self) {
-                (count, retryAfter) = (n, wait)
+            var now = 0.0
+            for try await t in try await connection.query("SELECT \(unescaped: Self.now)", logger: self.logger).decode(Double.self) { now = t }
+            var times: [Double] = []
+            for try await t in try await connection.query("SELECT at FROM submissions WHERE client = \(name) ORDER BY at",
+                                                          logger: self.logger).decode(Double.self) {
+                times.append(t)
             }
-            if limit > 0 && count >= limit { return (false, max(1, retryAfter)) }
-            try await connection.query("INSERT INTO submissions (client, at) VALUES (\(name), \(unescaped: Self.now))", logger: self.logger)
-            return (true, 0)
+            let decision = admission(times: times, count: count, period: period, limit: limit, now: now)
+            if decision.allowed {
+                try await connection.query(
+                    "INSERT INTO submissions (client, at) SELECT \(name), \(now) FROM generate_series(1, \(count))", logger: self.logger)
+            }
+            return decision
         }
     }
 
@@ -276,6 +278,33 @@ public final class PostgresJobQueue: JobQueue {
             DELETE FROM jobs WHERE status IN \(unescaped: Self.finished) AND finished_at < \(unescaped: Self.now) - \(age)
             RETURNING \(unescaped: JobRow.columns)
             """).map { try $0.job() }
+    }
+
+    public func addBatch(_ batch: Batch) async throws {
+        let (songs, created) = (try batch.songsJSON(), batch.createdAt.timeIntervalSince1970)
+        try await client.query(
+            "INSERT INTO batches (id, client, created_at, songs) VALUES (\(batch.id), \(batch.clientAddress), \(created), \(songs))",
+            logger: logger)
+    }
+
+    public func batch(id: String) async throws -> Batch? {
+        try await batches("SELECT id, client, created_at, songs FROM batches WHERE id = \(id)").first
+    }
+
+    public func batches(createdBefore time: Double) async throws -> [Batch] {
+        try await batches("SELECT id, client, created_at, songs FROM batches WHERE created_at < \(time)")
+    }
+
+    public func removeBatch(id: String) async throws {
+        try await client.query("DELETE FROM batches WHERE id = \(id)", logger: logger)
+    }
+
+    private func batches(_ query: PostgresQuery) async throws -> [Batch] {
+        var out: [Batch] = []
+        for try await r in try await client.query(query, logger: logger).decode((String, String, Double, String).self) {
+            out.append(try Batch(id: r.0, client: r.1, createdAt: r.2, songs: r.3))
+        }
+        return out
     }
 
     public func waitForWork(timeout: Double) async {

@@ -35,6 +35,7 @@ public final class SQLiteJobQueue: JobQueue {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in try db.execute(sql: JobRow.schema(real: "REAL")) }
+        m.registerMigration("v2") { db in try db.execute(sql: Batch.schema(real: "REAL")) }
         return m
     }
 
@@ -168,16 +169,16 @@ public final class SQLiteJobQueue: JobQueue {
         try await db.write { db in try db.execute(sql: "UPDATE jobs SET dedupe_key = ? WHERE id = ?", arguments: [key, id]) }
     }
 
-    public func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+    public func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
         let now = clock()
         return try await db.write { db in
             try db.execute(sql: "DELETE FROM submissions WHERE at < ?", arguments: [now - period])
             let times = try Double.fetchAll(db, sql: "SELECT at FROM submissions WHERE client = ? ORDER BY at", arguments: [client])
-            if limit > 0 && times.count >= limit {
-                return (false, max(1, times[0] + period - now))
+            let decision = admission(times: times, count: count, period: period, limit: limit, now: now)
+            if decision.allowed {
+                for _ in 0..<count { try db.execute(sql: "INSERT INTO submissions (client, at) VALUES (?, ?)", arguments: [client, now]) }
             }
-            try db.execute(sql: "INSERT INTO submissions (client, at) VALUES (?, ?)", arguments: [client, now])
-            return (true, 0)
+            return decision
         }
     }
 
@@ -189,6 +190,34 @@ public final class SQLiteJobQueue: JobQueue {
             try db.execute(sql: "DELETE FROM jobs WHERE status IN \(JobRow.sqlList(JobRow.finished)) AND finished_at < ?", arguments: [cutoff])
             return try rows.map { try Self.job($0) }
         }
+    }
+
+    public func addBatch(_ batch: Batch) async throws {
+        let songs = try batch.songsJSON()
+        try await db.write { db in
+            try db.execute(sql: "INSERT INTO batches (id, client, created_at, songs) VALUES (?, ?, ?, ?)",
+                           arguments: [batch.id, batch.clientAddress, batch.createdAt.timeIntervalSince1970, songs])
+        }
+    }
+
+    public func batch(id: String) async throws -> Batch? {
+        try await db.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ?", arguments: [id]).map { try Self.batch($0) }
+        }
+    }
+
+    public func batches(createdBefore time: Double) async throws -> [Batch] {
+        try await db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM batches WHERE created_at < ?", arguments: [time]).map { try Self.batch($0) }
+        }
+    }
+
+    public func removeBatch(id: String) async throws {
+        try await db.write { db in try db.execute(sql: "DELETE FROM batches WHERE id = ?", arguments: [id]) }
+    }
+
+    private static func batch(_ row: Row) throws -> Batch {
+        try Batch(id: row["id"], client: row["client"], createdAt: row["created_at"], songs: row["songs"])
     }
 
     private static func job(_ row: Row) throws -> Job {

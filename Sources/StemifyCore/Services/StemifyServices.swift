@@ -76,6 +76,9 @@ struct JanitorService: Service {
                         await storage.removeAll(job)
                         logger.info("job expired", metadata: ["job.id": "\(job.id)"])
                     }
+                    for id in try await queue.expireBatches(olderThan: ttl) {
+                        logger.info("batch expired", metadata: ["batch.id": "\(id)"])
+                    }
                 } catch {
                     logger.warning("expiry failed", metadata: ["error": "\(error)"])
                 }

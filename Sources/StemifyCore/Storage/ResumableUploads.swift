@@ -122,10 +122,11 @@ public actor ResumableUploads {
     }
 
     /// A chunk cut short (the connection dropped): its bytes stay, so the client resumes after
-    /// them, unless it declared a checksum they can no longer be checked against.
-    public func abandon(_ chunk: Chunk) {
+    /// them, unless it declared a checksum they can no longer be checked against. A `refused`
+    /// chunk (it went past the declared length) keeps none, however many of its buffers fit.
+    public func abandon(_ chunk: Chunk, refused: Bool = false) {
         try? chunk.flush()
-        if chunk.isChecksummed { chunk.truncate() }
+        if refused || chunk.isChecksummed { chunk.truncate() }
         end(chunk)
     }
 
@@ -151,12 +152,28 @@ public actor ResumableUploads {
         }
         do {
             try? FileManager.default.removeItem(at: destination)
+            try FileManager.default.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
             try FileManager.default.moveItem(at: dataPath(id), to: destination)
         } catch {
             throw StemifyError(.internalError, "cannot store the upload", detail: "moving upload \(id): \(error)")
         }
         try? FileManager.default.removeItem(at: recordPath(id))
         return upload
+    }
+
+    /// Returns a taken upload whose job was not made after all (another song of its batch
+    /// failed): the same id resumes or becomes a job again, its expiry counted from now.
+    public func putBack(_ upload: Upload, from source: URL) {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try JSONEncoder().encode(upload).write(to: recordPath(upload.id), options: .atomic)
+            try? FileManager.default.removeItem(at: dataPath(upload.id))
+            try FileManager.default.moveItem(at: source, to: dataPath(upload.id))
+            try FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: dataPath(upload.id).path)
+        } catch {
+            // Nothing the client can do differently: the id is then unknown and it uploads again.
+            remove(upload.id)
+        }
     }
 
     private func remove(_ id: String) {

@@ -74,6 +74,7 @@ struct UploadsController: Sendable {
             }
             metadata = parsed
         }
+        if let filename = metadata["filename"] { try checkFilename(filename) }
         guard length <= configuration.maxFileSize else {
             throw StemifyError(.fileTooLarge, "the upload exceeds \(configuration.maxFileSize / (1024 * 1024)) MB")
         }
@@ -135,7 +136,7 @@ struct UploadsController: Sendable {
         } catch let error as StemifyError where error.code == .checksumMismatch {
             throw error
         } catch let error as StemifyError {
-            await uploads.abandon(chunk)
+            await uploads.abandon(chunk, refused: error.code == .fileTooLarge)
             throw error
         } catch {
             // The body stream failed: the client went away. What arrived is kept for its resume.

@@ -253,19 +253,47 @@ public final class RedisJobQueue: JobQueue {
         return 1
         """
 
-    /// ARGV: prefix, client, period, limit. Returns {allowed (0/1), retry after}.
+    /// ARGV: prefix, client, count, period, limit. Returns {allowed (0/1), retry after}.
     private static let recordSubmission = prelude + """
         local k = P .. ':submissions:' .. ARGV[2]
-        local period, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+        local count, period, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
         local t = now()
         redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. num(t - period))
-        if limit > 0 and redis.call('ZCARD', k) >= limit then
-          local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
-          return {0, num(math.max(1, tonumber(oldest[2]) + period - t))}
+        local n = redis.call('ZCARD', k)
+        if limit > 0 and n + count > limit then
+          local freeing = math.min(n + count - limit, n) - 1
+          if freeing < 0 then return {0, num(period)} end
+          local entry = redis.call('ZRANGE', k, freeing, freeing, 'WITHSCORES')
+          return {0, num(math.max(1, tonumber(entry[2]) + period - t))}
         end
-        redis.call('ZADD', k, num(t), num(t) .. ':' .. redis.call('INCR', P .. ':submission-seq'))
+        for _ = 1, count do
+          redis.call('ZADD', k, num(t), num(t) .. ':' .. redis.call('INCR', P .. ':submission-seq'))
+        end
         redis.call('PEXPIRE', k, math.ceil(period * 1000) + 1000)
         return {1, '0'}
+        """
+
+    /// ARGV: prefix, id, client, created at, songs JSON.
+    private static let addBatch = prelude + """
+        redis.call('HSET', P .. ':batch:' .. ARGV[2], 'id', ARGV[2], 'client', ARGV[3], 'created_at', ARGV[4], 'songs', ARGV[5])
+        redis.call('ZADD', P .. ':batches', ARGV[4], ARGV[2])
+        return 1
+        """
+
+    /// ARGV: prefix, time. The hashes of batches created before it.
+    private static let batchesBefore = prelude + """
+        local out = {}
+        for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':batches', '-inf', '(' .. ARGV[2])) do
+          table.insert(out, redis.call('HGETALL', P .. ':batch:' .. id))
+        end
+        return out
+        """
+
+    /// ARGV: prefix, id.
+    private static let removeBatch = prelude + """
+        redis.call('DEL', P .. ':batch:' .. ARGV[2])
+        redis.call('ZREM', P .. ':batches', ARGV[2])
+        return 1
         """
 
     /// ARGV: prefix, age. The rows of the jobs removed.
@@ -349,13 +377,30 @@ public final class RedisJobQueue: JobQueue {
         _ = try await script(Self.setDedupeKey, [id, key])
     }
 
-    public func recordSubmission(client: String, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
-        let reply = try await script(Self.recordSubmission, [client, Self.text(period), String(limit)]).elements
+    public func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
+        let reply = try await script(Self.recordSubmission, [client, String(count), Self.text(period), String(limit)]).elements
         return (reply.first?.int == 1, reply.last?.string.flatMap(Double.init) ?? 0)
     }
 
     public func expire(olderThan age: Double) async throws -> [Job] {
         try await script(Self.expire, [Self.text(age)]).elements.compactMap { try Self.row($0)?.job() }
+    }
+
+    public func addBatch(_ batch: Batch) async throws {
+        _ = try await script(Self.addBatch, [batch.id, batch.clientAddress, Self.text(batch.createdAt.timeIntervalSince1970),
+                                             try batch.songsJSON()])
+    }
+
+    public func batch(id: String) async throws -> Batch? {
+        try Self.batch(try await pool.run(["HGETALL", "\(prefix):batch:\(id)"]))
+    }
+
+    public func batches(createdBefore time: Double) async throws -> [Batch] {
+        try await script(Self.batchesBefore, [Self.text(time)]).elements.compactMap { try Self.batch($0) }
+    }
+
+    public func removeBatch(id: String) async throws {
+        _ = try await script(Self.removeBatch, [id])
     }
 
     public func waitForWork(timeout: Double) async {
@@ -367,14 +412,29 @@ public final class RedisJobQueue: JobQueue {
     /// Exact decimal text of a double (Lua reads it back to the same value).
     private static func text(_ x: Double) -> String { "\(x)" }
 
-    /// A job hash (`HGETALL`'s flat field/value list) as a row; nil for a missing job.
-    private static func row(_ reply: RESPValue) throws -> JobRow? {
+    /// `HGETALL`'s flat field/value list as a dictionary; nil for a missing key.
+    private static func hash(_ reply: RESPValue) -> [String: String]? {
         let flat = reply.elements
         guard flat.count >= 2 else { return nil }
         var h: [String: String] = [:]
         for i in stride(from: 0, to: flat.count - 1, by: 2) {
             if let k = flat[i].string, let v = flat[i + 1].string { h[k] = v }
         }
+        return h
+    }
+
+    /// A batch hash; nil for a missing batch.
+    private static func batch(_ reply: RESPValue) throws -> Batch? {
+        guard let h = hash(reply) else { return nil }
+        guard let id = h["id"], let client = h["client"], let created = h["created_at"].flatMap(Double.init), let songs = h["songs"] else {
+            throw StemifyError(.internalError, "a stored batch cannot be read", detail: "Redis batch hash with fields \(h.keys.sorted())")
+        }
+        return try Batch(id: id, client: client, createdAt: created, songs: songs)
+    }
+
+    /// A job hash as a row; nil for a missing job.
+    private static func row(_ reply: RESPValue) throws -> JobRow? {
+        guard let h = hash(reply) else { return nil }
         guard let id = h["id"], let status = h["status"], let options = h["options"], let kind = h["input_kind"],
               let value = h["input_value"], let client = h["client"], let created = h["created_at"].flatMap(Double.init) else {
             throw StemifyError(.internalError, "a stored job cannot be read", detail: "Redis job hash with fields \(h.keys.sorted())")

@@ -1,0 +1,256 @@
+import Foundation
+import Logging
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import AsyncHTTPClient
+import _NIOFileSystem
+import StemifyCore
+
+/// `/api/batches`: several songs with shared options, one job each; the batch's status, its
+/// event stream, cancelling what has not finished, and one ZIP of every finished song's stems.
+struct BatchesController: Sendable {
+    let intake: SongIntake
+    var queue: any JobQueue { intake.queue }
+    var storage: any JobStorage { intake.storage }
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.post("/api/batches", use: submit)
+        router.get("/api/batches/:id", use: status)
+        router.get("/api/batches/:id/events", use: events)
+        router.delete("/api/batches/:id", use: cancel)
+        router.get("/api/batches/:id/stems.zip", use: zip)
+    }
+
+    /// The batch as the API shows it.
+    struct BatchResponse: Encodable, Equatable {
+        struct Song: Encodable, Equatable {
+            var jobId: String
+            var name: String
+            /// The job's status, or `deleted` once it was cancelled or expired.
+            var status: String
+            var job: JobsController.JobResponse?
+            enum CodingKeys: String, CodingKey { case jobId = "job_id", name, status, job }
+        }
+        var batchId: String
+        /// `queued` (nothing started), `running`, or `finished` (every song done, failed or deleted).
+        var status: String
+        var progress: Double
+        var etaSeconds: Double?
+        var createdAt: String
+        var counts: [String: Int]
+        var songs: [Song]
+        var statusUrl: String
+        var eventsUrl: String
+        var zipUrl: String
+
+        enum CodingKeys: String, CodingKey {
+            case batchId = "batch_id", status, progress, etaSeconds = "eta_seconds", createdAt = "created_at", counts, songs,
+                 statusUrl = "status_url", eventsUrl = "events_url", zipUrl = "zip_url"
+        }
+
+        var isFinished: Bool { status == "finished" }
+    }
+
+    func response(_ batch: Batch) async throws -> BatchResponse {
+        var songs: [BatchResponse.Song] = []
+        var done = 0.0
+        var counts: [String: Int] = [:]
+        var jobETA: Double?
+        for song in batch.songs {
+            let job = try await queue.job(id: song.jobID)
+            var view: JobsController.JobResponse?
+            if let job { view = JobsController.JobResponse(job, position: try await queue.position(id: job.id), storage: storage) }
+            let status = job?.status.rawValue ?? "deleted"
+            counts[status, default: 0] += 1
+            if let job, !job.status.isTerminal {
+                done += job.progress
+                if let eta = job.etaSeconds { jobETA = max(jobETA ?? 0, eta) }
+            } else {
+                done += 1
+            }
+            songs.append(.init(jobId: song.jobID, name: song.name, status: status, job: view))
+        }
+        let progress = batch.songs.isEmpty ? 1 : done / Double(batch.songs.count)
+        let open = songs.filter { !["done", "failed", "cancelled", "deleted"].contains($0.status) }
+        let status = open.isEmpty ? "finished" : open.count == songs.count && open.allSatisfy { $0.status == "queued" } ? "queued" : "running"
+        // The songs run one after another or side by side depending on the workers: the time
+        // so far, stretched to the whole batch, and never less than its slowest running song.
+        var eta: Double?
+        if status != "finished", progress > 0.01 {
+            let elapsed = Date().timeIntervalSince(batch.createdAt)
+            eta = max(elapsed * (1 - progress) / progress, jobETA ?? 0).rounded()
+        } else if status == "finished" {
+            eta = 0
+        }
+        let id = batch.id
+        return BatchResponse(
+            batchId: id, status: status, progress: (progress * 1000).rounded() / 1000, etaSeconds: eta,
+            createdAt: ISO8601DateFormatter().string(from: batch.createdAt), counts: counts, songs: songs,
+            statusUrl: "/api/batches/\(id)", eventsUrl: "/api/batches/\(id)/events", zipUrl: "/api/batches/\(id)/stems.zip")
+    }
+
+    func load(_ context: AppRequestContext) async throws -> Batch {
+        let id = try context.parameters.require("id")
+        guard let batch = try await queue.batch(id: id) else {
+            throw StemifyError(.batchNotFound, "no batch '\(id.prefix(64))' (it may have expired)")
+        }
+        return batch
+    }
+
+    /// Multipart with repeated `file` parts, `upload_id` and `youtube_url` fields, or JSON whose
+    /// `upload_id` / `youtube_url` are arrays; the options apply to every song. All songs are
+    /// checked before any is queued: one bad song refuses the batch and names it.
+    @Sendable func submit(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let limit = intake.configuration.maxBatchSize
+        let tooMany = StemifyError(.invalidBatch, "a batch holds at most \(limit) songs")
+        do {
+            let form = try await intake.readForm(request, maxSongs: limit, tooMany: tooMany)
+            var accepted = false
+            defer { if !accepted { intake.discard(form.songs) } }
+            let options = try intake.parseOptions(form.fields)
+            guard !form.songs.isEmpty else {
+                throw StemifyError(.invalidBatch, "send at least one song: 'file' parts, 'upload_id' or 'youtube_url' fields")
+            }
+            let client = clientAddress(request, context, trustedProxies: intake.configuration.trustedProxies)
+            let songs = try await intake.check(form.songs, options: options, client: client)
+            if let refusal = try await intake.admit(songs, client: client) { return refusal }
+            let jobs = try await intake.accept(songs, options: options, client: client)
+            let batch = Batch(id: intake.newJobID(), clientAddress: client, createdAt: Date(),
+                              songs: songs.map { Batch.Song(jobID: $0.jobID, name: $0.name) })
+            try await intake.enqueue(jobs)
+            do {
+                try await queue.addBatch(batch)
+            } catch {
+                for job in jobs {
+                    _ = try? await queue.cancel(id: job.id)
+                    await storage.removeAll(job)
+                }
+                throw error
+            }
+            accepted = true
+            context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(jobs.count)", "client": "\(client)"])
+            return try jsonResponse(try await response(batch), status: .accepted, headers: [.location: "/api/batches/\(batch.id)"])
+        } catch let error as StemifyError {
+            intake.metrics.recordRejection(code: error.code)
+            throw error
+        }
+    }
+
+    @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try jsonResponse(try await response(try await load(context)), headers: [.cacheControl: "no-store"])
+    }
+
+    /// Server-Sent Events: the batch whenever any of its songs changes, until all are finished.
+    @Sendable func events(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let batch = try await load(context)
+        let controller = self
+        let body = ResponseBody { writer in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var last: BatchResponse?
+            var idle = 0
+            while true {
+                var current = try await controller.response(batch)
+                // The ETA moves every second; a change of it alone is not news.
+                current.etaSeconds = current.etaSeconds.map { ($0 / 5).rounded() * 5 }
+                if current != last {
+                    let json = String(decoding: try encoder.encode(current), as: UTF8.self)
+                    try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
+                    last = current
+                    idle = 0
+                } else {
+                    idle += 1
+                    if idle % 30 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                }
+                if current.isFinished { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
+    }
+
+    /// Cancels every song that has not finished (and removes its files); finished songs and the
+    /// batch stay, so their stems can still be fetched.
+    @Sendable func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let batch = try await load(context)
+        for song in batch.songs {
+            guard let job = try await queue.job(id: song.jobID), !job.status.isTerminal,
+                  let cancelled = try await queue.cancel(id: job.id) else { continue }
+            await storage.removeAll(cancelled)
+        }
+        return try jsonResponse(try await response(batch))
+    }
+
+    /// Every stem of every finished song, `NN name/stem.ext`, streamed as it is read: no copy of
+    /// the archive is made, on disk or in memory.
+    @Sendable func zip(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let batch = try await load(context)
+        var entries: [(name: String, stem: StemFile)] = []
+        var folders = Set<String>()
+        for (index, song) in batch.songs.enumerated() {
+            guard let job = try await queue.job(id: song.jobID), job.status == .done else { continue }
+            var folder = String(format: "%02d ", index + 1) + zipFolderName(song.name)
+            while !folders.insert(folder).inserted { folder += "_" }
+            for stem in job.stems { entries.append(("\(folder)/\(stem.name).\(stem.format)", stem)) }
+        }
+        guard !entries.isEmpty else {
+            throw StemifyError(.stemNotFound, "no song of batch '\(batch.id)' has finished yet")
+        }
+        let (storage, logger, files) = (self.storage, context.logger, entries)
+        let body = ResponseBody { writer in
+            var zip = ZipStream()
+            for (name, stem) in files {
+                try await writer.write(ByteBuffer(bytes: zip.begin(name)))
+                do {
+                    try await Self.forEachChunk(of: stem.file, storage: storage) { chunk in
+                        try chunk.withUnsafeReadableBytes { try zip.append($0) }
+                        try await writer.write(chunk)
+                    }
+                } catch {
+                    // Headers are gone: the client sees a truncated archive, which every unzip reports.
+                    logger.error("batch archive failed", metadata: ["batch.id": "\(batch.id)", "entry": "\(name)", "error": "\(error)"])
+                    throw error
+                }
+                try await writer.write(ByteBuffer(bytes: zip.end()))
+            }
+            try await writer.write(ByteBuffer(bytes: zip.finish()))
+            try await writer.finish(nil)
+        }
+        let filename = "stemify-\(batch.id.prefix(8)).zip"
+        return Response(status: .ok, headers: [
+            .contentType: "application/zip", .cacheControl: "no-store",
+            .contentDisposition: "attachment; filename=\"\(filename)\"",
+        ], body: body)
+    }
+
+    /// Reads a kept stem in 1 MiB chunks, from the folder or the bucket.
+    static func forEachChunk(of location: String, storage: any JobStorage, _ body: (ByteBuffer) async throws -> Void) async throws {
+        if let objects = storage as? ObjectStorage, let key = objects.key(location) {
+            let answer = try await objects.client.get(key)
+            guard answer.status == .ok else {
+                throw StemifyError(.unavailable, "the stem storage is unavailable", detail: "GET \(key): \(answer.status)")
+            }
+            for try await chunk in answer.body { try await body(chunk) }
+            return
+        }
+        try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(location)) { handle in
+            for try await chunk in handle.readChunks(chunkLength: .mebibytes(1)) { try await body(chunk) }
+        }
+    }
+}
+
+/// A song's name as a folder: its file name without the extension (or the link), with
+/// anything a file system or an unzip could take for a path or a device turned into `_`.
+package func zipFolderName(_ name: String) -> String {
+    var base = name
+    if let dot = base.lastIndex(of: "."), dot != base.startIndex, !base.hasPrefix("http") { base = String(base[..<dot]) }
+    let cleaned = String(base.unicodeScalars.map { s -> Character in
+        s.value < 0x20 || s.value == 0x7F || "/\\:*?\"<>|".unicodeScalars.contains(s) ? "_" : Character(s)
+    })
+    let trimmed = cleaned.trimmingCharacters(in: CharacterSet(charactersIn: ". ")).prefix(80)
+    return trimmed.isEmpty ? "song" : String(trimmed)
+}
+
