@@ -65,6 +65,8 @@ struct ClientTypesTests {
             ("JobMetrics", schemas + ["Job", "properties", "metrics"]),
             ("Model", schemas + ["Model"]),
             ("Limits", schemas + ["Limits"]),
+            ("Batch", schemas + ["Batch"]),
+            ("BatchSong", schemas + ["BatchSong"]),
         ]
         for (name, path) in mapping {
             let s = try schema(doc, path)

@@ -41,6 +41,7 @@ struct ServiceController: Sendable {
 
     struct Limits: Encodable {
         var maxFileSize: Int
+        var maxBatchSize: Int
         var maxDurationSeconds: Double
         var rateLimit: Int
         var rateLimitPeriodSeconds: Double
@@ -49,14 +50,14 @@ struct ServiceController: Sendable {
         /// File name extensions of the containers ffprobe is allowed to open, for a check in the browser.
         var acceptedExtensions = ["mp3", "wav", "flac", "ogg", "opus", "oga", "m4a", "aac", "mp4", "aif", "aiff", "webm"]
         enum CodingKeys: String, CodingKey {
-            case maxFileSize = "max_file_size", maxDurationSeconds = "max_duration_seconds", rateLimit = "rate_limit",
+            case maxFileSize = "max_file_size", maxBatchSize = "max_batch_size", maxDurationSeconds = "max_duration_seconds", rateLimit = "rate_limit",
                  rateLimitPeriodSeconds = "rate_limit_period_seconds", outputFormats = "output_formats", qualities,
                  acceptedExtensions = "accepted_extensions"
         }
     }
 
     @Sendable func limits(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try jsonResponse(Limits(maxFileSize: configuration.maxFileSize, maxDurationSeconds: configuration.maxDurationSeconds,
+        try jsonResponse(Limits(maxFileSize: configuration.maxFileSize, maxBatchSize: configuration.maxBatchSize, maxDurationSeconds: configuration.maxDurationSeconds,
                                 rateLimit: configuration.rateLimit, rateLimitPeriodSeconds: configuration.rateLimitPeriodSeconds))
     }
 

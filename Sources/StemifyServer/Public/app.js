@@ -1,7 +1,11 @@
-// The Stemify page: submit a song or a YouTube link, watch the job, play and mix the stems.
-// Plain ES module over the committed build of the TypeScript client (clients/typescript).
+// The Stemify page: submit songs or YouTube links (several make a batch), watch the jobs, play
+// and mix the stems. Plain ES module over the committed build of the TypeScript client
+// (clients/typescript).
 
-import { cancelJob, getJob, getLimits, getModels, requestStemSeparation, uploadResumable, watchJob } from "/lib/client.js";
+import {
+  batchZipUrl, cancelBatch, cancelJob, getLimits, getModels, requestBatch, requestStemSeparation, uploadResumable, watchBatch,
+  watchJob,
+} from "/lib/client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -72,9 +76,9 @@ let currentJob;
 
 const recentKey = "stemify.recentJobs";
 const recent = () => JSON.parse(localStorage.getItem(recentKey) ?? "[]");
-function remember(id, label) {
+function remember(id, label, kind = "job") {
   const list = recent().filter((j) => j.id !== id);
-  list.unshift({ id, label, at: Date.now() });
+  list.unshift({ id, label, kind, at: Date.now() });
   localStorage.setItem(recentKey, JSON.stringify(list.slice(0, 20)));
   renderRecent();
 }
@@ -93,7 +97,7 @@ function renderRecent() {
     button.type = "button";
     button.className = "secondary";
     button.textContent = `${job.label} · ${new Date(job.at).toLocaleString()}`;
-    button.addEventListener("click", () => follow(job.id));
+    button.addEventListener("click", () => (job.kind === "batch" ? followBatch(job.id) : follow(job.id)));
     item.append(button);
     list.append(item);
   }
@@ -110,36 +114,54 @@ function checkFile(file) {
   return null;
 }
 
+/** The first problem among the chosen files, naming the file when there are several. */
+function checkFiles(list) {
+  const files = [...list];
+  for (const file of files) {
+    const problem = checkFile(file);
+    if (problem) return files.length > 1 ? `${file.name}: ${problem}` : problem;
+  }
+  return null;
+}
+
 function showFormError(text) {
   $("form-error").textContent = text ?? "";
   $("form-error").hidden = !text;
 }
 
-async function submit(event) {
-  event.preventDefault();
-  showFormError(null);
-  const file = $("file-input").files[0];
-  const youtubeUrl = $("youtube-input").value.trim();
-  if (!file && !youtubeUrl) return showFormError(messages.missing_input);
-  if (file) {
-    const problem = checkFile(file);
-    if (problem) return showFormError(problem);
-  }
+function formOptions() {
   const chunked = !$("overlap-field").hidden;
-  const options = {
+  return {
     model: $("model-select").value,
     ...(chunked ? { numOverlap: Number($("overlap-select").value) } : { quality: $("quality-select").value }),
     outputFormat: $("format-select").value,
     normalize: $("normalize-input").checked,
     removeVocals: $("karaoke-input").checked,
   };
+}
+
+async function submit(event) {
+  event.preventDefault();
+  showFormError(null);
+  const files = [...$("file-input").files];
+  const links = $("youtube-input").value.split(/\s+/).map((l) => l.trim()).filter(Boolean);
+  if (files.length + links.length === 0) return showFormError(messages.missing_input);
+  const problem = checkFiles(files);
+  if (problem) return showFormError(problem);
+  if (limits && files.length + links.length > limits.max_batch_size) {
+    return showFormError(`${messages.invalid_batch} (at most ${limits.max_batch_size})`);
+  }
   $("submit-button").disabled = true;
   try {
-    // Files go up resumably: a dropped connection continues where the server's copy ends.
-    const input = file ? { uploadId: await upload(file) } : { youtubeUrl };
-    const accepted = await requestStemSeparation({ ...input, ...options });
-    remember(accepted.job_id, file ? file.name : youtubeUrl);
-    follow(accepted.job_id);
+    if (files.length + links.length === 1) {
+      // Files go up resumably: a dropped connection continues where the server's copy ends.
+      const input = files.length ? { uploadId: await upload(files[0], showUpload) } : { youtubeUrl: links[0] };
+      const accepted = await requestStemSeparation({ ...input, ...formOptions() });
+      remember(accepted.job_id, files.length ? files[0].name : links[0]);
+      follow(accepted.job_id);
+    } else {
+      await submitBatch(files, links);
+    }
   } catch (error) {
     showFormError(describe(error));
   } finally {
@@ -149,17 +171,46 @@ async function submit(event) {
   }
 }
 
-async function upload(file) {
-  const show = (stored, total) => {
-    const percent = total > 0 ? Math.round((stored / total) * 100) : 0;
-    $("upload-status").textContent = `Uploading · ${percent} % · ${formatBytes(stored)} of ${formatBytes(total)}`;
-    $("upload-progress").value = percent;
-    $("upload-progress").setAttribute("aria-valuetext", `${percent} percent uploaded`);
-  };
+function showUpload(stored, total) {
+  const percent = total > 0 ? Math.round((stored / total) * 100) : 0;
   $("upload-status").hidden = false;
   $("upload-progress").hidden = false;
-  show(0, file.size);
-  return uploadResumable(file, { onProgress: show });
+  $("upload-status").textContent = `Uploading · ${percent} % · ${formatBytes(stored)} of ${formatBytes(total)}`;
+  $("upload-progress").value = percent;
+  $("upload-progress").setAttribute("aria-valuetext", `${percent} percent uploaded`);
+}
+
+function upload(file, onProgress) {
+  onProgress(0, file.size);
+  return uploadResumable(file, { onProgress });
+}
+
+/** Several songs: each file goes up resumably, with its own row, then one batch is made of them. */
+async function submitBatch(files, links) {
+  stopBatchWatching();
+  $("batch-section").hidden = false;
+  $("batch-error").hidden = true;
+  $("batch-zip").hidden = true;
+  $("batch-cancel-button").hidden = true;
+  $("batch-list").replaceChildren();
+  const rows = [...files.map((f) => f.name), ...links].map((name, index) => songRow(`pending-${index}`, name));
+  const songs = [];
+  for (const [index, file] of files.entries()) {
+    const row = rows[index];
+    const uploadId = await upload(file, (stored, total) => {
+      const percent = total > 0 ? Math.round((stored / total) * 100) : 0;
+      row.status.textContent = `Uploading · ${percent} %`;
+      row.progress.value = percent;
+    });
+    row.status.textContent = "Uploaded";
+    songs.push({ uploadId });
+  }
+  for (const youtubeUrl of links) songs.push({ youtubeUrl });
+  $("batch-status").textContent = "Checking the songs…";
+  const batch = await requestBatch(songs, formOptions());
+  const label = `${songs.length} songs: ${[...files.map((f) => f.name), ...links].slice(0, 2).join(", ")}…`;
+  remember(batch.batch_id, label, "batch");
+  followBatch(batch.batch_id, batch);
 }
 
 // MARK: - Following a job
@@ -213,6 +264,92 @@ async function cancelCurrent() {
   forget(id);
   $("job-status").textContent = stageNames.cancelled;
   $("cancel-button").hidden = true;
+}
+
+// MARK: - Following a batch
+
+let stopBatchWatching = () => {};
+let currentBatch;
+
+/** A row of the batch list (made once per song, updated in place so focus stays put). */
+function songRow(key, name) {
+  let item = document.querySelector(`#batch-list li[data-key="${CSS.escape(key)}"]`);
+  if (!item) {
+    item = document.createElement("li");
+    item.dataset.key = key;
+    const title = document.createElement("span");
+    title.className = "song-name";
+    title.textContent = name;
+    const status = document.createElement("span");
+    status.className = "song-status";
+    const progress = document.createElement("progress");
+    progress.max = 100;
+    progress.value = 0;
+    progress.setAttribute("aria-label", `Progress of ${name}`);
+    const open = button("Open in mixer", `Open ${name} in the mixer`);
+    open.className = "secondary open";
+    open.hidden = true;
+    item.append(title, status, open, progress);
+    $("batch-list").append(item);
+  }
+  return { item, status: item.querySelector(".song-status"), progress: item.querySelector("progress"), open: item.querySelector("button.open") };
+}
+
+function renderBatch(batch) {
+  currentBatch = batch;
+  $("batch-section").hidden = false;
+  const percent = Math.round(batch.progress * 100);
+  const finished = batch.songs.filter((s) => ["done", "failed", "cancelled", "deleted"].includes(s.status)).length;
+  let text = `${finished} of ${batch.songs.length} songs finished · ${percent} %`;
+  if (batch.eta_seconds != null && batch.status !== "finished") text += ` · about ${formatDuration(batch.eta_seconds)} left`;
+  $("batch-status").textContent = text;
+  $("batch-progress").value = percent;
+  $("batch-progress").setAttribute("aria-valuetext", `${percent} percent`);
+  // Rows made while uploading are replaced by the songs' own.
+  for (const pending of document.querySelectorAll('#batch-list li[data-key^="pending-"]')) pending.remove();
+  for (const song of batch.songs) {
+    const row = songRow(song.job_id, song.name);
+    row.item.dataset.status = song.status;
+    const job = song.job;
+    const songPercent = job ? Math.round(job.progress * 100) : 100;
+    row.progress.value = songPercent;
+    row.status.textContent = song.status === "failed" && job?.error
+      ? describe({ code: job.error.code, message: job.error.message })
+      : song.status === "deleted" ? "Cancelled" : `${stageNames[song.status] ?? song.status} · ${songPercent} %`;
+    row.open.hidden = song.status !== "done";
+    row.open.onclick = () => follow(song.job_id);
+  }
+  const done = batch.counts.done ?? 0;
+  $("batch-zip").hidden = done === 0;
+  $("batch-zip").href = batchZipUrl(batch.batch_id);
+  $("batch-zip").textContent = `Download all stems (ZIP, ${done} song${done === 1 ? "" : "s"})`;
+  $("batch-cancel-button").hidden = batch.status === "finished";
+}
+
+function followBatch(id, first) {
+  stopBatchWatching();
+  $("batch-section").hidden = false;
+  $("batch-error").hidden = true;
+  if (first) renderBatch(first);
+  else $("batch-status").textContent = "Loading…";
+  stopBatchWatching = watchBatch(id, renderBatch, {
+    onError: (error) => {
+      $("batch-error").hidden = false;
+      $("batch-error").textContent = describe(error);
+      forget(id);
+    },
+  });
+}
+
+async function cancelCurrentBatch() {
+  if (!currentBatch) return;
+  stopBatchWatching();
+  try {
+    renderBatch(await cancelBatch(currentBatch.batch_id));
+  } catch (error) {
+    $("batch-error").hidden = false;
+    $("batch-error").textContent = describe(error);
+  }
 }
 
 // MARK: - The mixer
@@ -434,14 +571,12 @@ function showOverlapChoices(model) {
 async function start() {
   $("submit-form").addEventListener("submit", submit);
   $("cancel-button").addEventListener("click", cancelCurrent);
+  $("batch-cancel-button").addEventListener("click", cancelCurrentBatch);
   $("play-button").addEventListener("click", togglePlay);
   $("seek-input").addEventListener("input", seek);
   $("download-all-button").addEventListener("click", downloadAll);
   $("karaoke-button").addEventListener("click", karaoke);
-  $("file-input").addEventListener("change", () => {
-    const file = $("file-input").files[0];
-    showFormError(file ? checkFile(file) : null);
-  });
+  $("file-input").addEventListener("change", () => showFormError(checkFiles($("file-input").files)));
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
@@ -450,7 +585,7 @@ async function start() {
     zone.classList.remove("dragging");
     if (e.dataTransfer?.files.length) {
       $("file-input").files = e.dataTransfer.files;
-      showFormError(checkFile(e.dataTransfer.files[0]));
+      showFormError(checkFiles(e.dataTransfer.files));
     }
   });
   document.addEventListener("keydown", (e) => {
@@ -465,7 +600,7 @@ async function start() {
     const [serverLimits, models] = await Promise.all([getLimits(), getModels()]);
     limits = serverLimits;
     $("file-input").accept = limits.accepted_extensions.map((e) => `.${e}`).join(",") + ",audio/*";
-    $("limits-text").textContent = `Up to ${formatBytes(limits.max_file_size)} and ${formatDuration(limits.max_duration_seconds)} of audio.`;
+    $("limits-text").textContent = `Up to ${formatBytes(limits.max_file_size)} and ${formatDuration(limits.max_duration_seconds)} of audio each, ${limits.max_batch_size} songs at once.`;
     const select = $("model-select");
     // Quality against time: Demucs first (fast), then the RoFormers (best vocals, much slower).
     const groups = [["demucs", "Demucs: fast, four or six stems"], ["bs_roformer", "BS-RoFormer: best quality, slow"],

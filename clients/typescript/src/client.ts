@@ -2,10 +2,11 @@
 // No dependencies: `fetch`, `FormData` and `EventSource` from the browser (or any runtime that
 // has them). The names match the mock service it replaces.
 
-import type { Accepted, ErrorBody, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
+import type { Accepted, Batch, ErrorBody, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
 
 export type {
-  Accepted, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality, Stem,
+  Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality,
+  Stem,
 } from "./types.js";
 
 /** Where the API is and how to reach it. */
@@ -78,8 +79,8 @@ async function call<T>(path: string, init: RequestInit, options: ClientOptions =
   return (await (await send(path, init, options)).json()) as T;
 }
 
-/** Submits a separation; resolves as soon as the job is queued. */
-export function requestStemSeparation(payload: StemSeparationPayload, options: ClientOptions = {}): Promise<Accepted> {
+/** The options as form fields. */
+function optionFields(payload: StemSeparationOptions): Record<string, string> {
   const fields: Record<string, string> = {};
   if (payload.model !== undefined) fields.model = payload.model;
   if (payload.outputFormat !== undefined) fields.output_format = payload.outputFormat;
@@ -87,6 +88,16 @@ export function requestStemSeparation(payload: StemSeparationPayload, options: C
   if (payload.removeVocals !== undefined) fields.remove_vocals = String(payload.removeVocals);
   if (payload.quality !== undefined) fields.quality = payload.quality;
   if (payload.numOverlap !== undefined) fields.num_overlap = String(payload.numOverlap);
+  return fields;
+}
+
+function fileName(file: Blob, name?: string): string {
+  return name ?? ("name" in file ? String((file as File).name) : "audio");
+}
+
+/** Submits a separation; resolves as soon as the job is queued. */
+export function requestStemSeparation(payload: StemSeparationPayload, options: ClientOptions = {}): Promise<Accepted> {
+  const fields = optionFields(payload);
   if ("youtubeUrl" in payload || "uploadId" in payload) {
     const input = "youtubeUrl" in payload ? { youtube_url: payload.youtubeUrl } : { upload_id: payload.uploadId };
     return call<Accepted>("/api/stemify", {
@@ -97,9 +108,52 @@ export function requestStemSeparation(payload: StemSeparationPayload, options: C
   }
   const form = new FormData();
   for (const [key, value] of Object.entries(fields)) form.append(key, value);
-  const name = payload.fileName ?? ("name" in payload.file ? String((payload.file as File).name) : "audio");
-  form.append("file", payload.file, name);
+  form.append("file", payload.file, fileName(payload.file, payload.fileName));
   return call<Accepted>("/api/stemify", { method: "POST", body: form }, options);
+}
+
+/** One song of a batch: a file, a finished resumable upload, or a YouTube link. */
+export type BatchSongInput = { file: Blob; fileName?: string } | { uploadId: string } | { youtubeUrl: string };
+
+/**
+ * Submits several songs with shared options (`POST /api/batches`); resolves when every song is
+ * queued. One song failing its checks refuses the whole batch (the error names it); resumable
+ * uploads of a refused batch can be sent again.
+ */
+export function requestBatch(songs: BatchSongInput[], payload: StemSeparationOptions = {}, options: ClientOptions = {}): Promise<Batch> {
+  const fields = optionFields(payload);
+  if (songs.every((song) => !("file" in song))) {
+    const uploadIds = songs.flatMap((song) => ("uploadId" in song ? [song.uploadId] : []));
+    const links = songs.flatMap((song) => ("youtubeUrl" in song ? [song.youtubeUrl] : []));
+    return call<Batch>("/api/batches", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...fields, upload_id: uploadIds, youtube_url: links }),
+    }, options);
+  }
+  const form = new FormData();
+  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  for (const song of songs) {
+    if ("file" in song) form.append("file", song.file, fileName(song.file, song.fileName));
+    else if ("uploadId" in song) form.append("upload_id", song.uploadId);
+    else form.append("youtube_url", song.youtubeUrl);
+  }
+  return call<Batch>("/api/batches", { method: "POST", body: form }, options);
+}
+
+/** Each song's job, and the batch's progress and ETA. */
+export function getBatch(id: string, options: ClientOptions = {}): Promise<Batch> {
+  return call<Batch>(`/api/batches/${encodeURIComponent(id)}`, {}, options);
+}
+
+/** Cancels every song of the batch that has not finished; resolves to the batch afterwards. */
+export function cancelBatch(id: string, options: ClientOptions = {}): Promise<Batch> {
+  return call<Batch>(`/api/batches/${encodeURIComponent(id)}`, { method: "DELETE" }, options);
+}
+
+/** Where every stem of every finished song downloads as one ZIP. */
+export function batchZipUrl(id: string, options: ClientOptions = {}): string {
+  return `${options.baseUrl ?? ""}/api/batches/${encodeURIComponent(id)}/stems.zip`;
 }
 
 export interface ResumableUploadOptions extends ClientOptions {
@@ -135,7 +189,7 @@ export async function uploadResumable(file: Blob, options: ResumableUploadOption
   const signal = options.signal;
   let id = options.uploadId;
   if (id === undefined) {
-    const name = options.fileName ?? ("name" in file ? String((file as File).name) : "audio");
+    const name = fileName(file, options.fileName);
     const created = await send("/api/uploads", {
       method: "POST",
       headers: { ...tus, "Upload-Length": String(file.size), "Upload-Metadata": `filename ${base64(name)}` },
@@ -210,11 +264,17 @@ export interface WatchOptions extends ClientOptions {
 const terminal = new Set(["done", "failed", "cancelled"]);
 
 /**
- * Calls `onUpdate` with the job each time it changes, until it is done, failed or cancelled:
- * over the event stream (`/api/jobs/{id}/events`), falling back to polling when the stream
- * cannot be opened or breaks. Returns a function that stops watching.
+ * Follows a resource over its event stream, falling back to polling `get` when the stream cannot
+ * be opened or breaks, until `finished` says so or it is gone (`goneCode`).
  */
-export function watchJob(id: string, onUpdate: (job: Job) => void, options: WatchOptions = {}): () => void {
+function watch<T>(
+  eventsPath: string,
+  get: () => Promise<T>,
+  finished: (value: T) => boolean,
+  goneCode: ErrorCode,
+  onUpdate: (value: T) => void,
+  options: WatchOptions,
+): () => void {
   let stopped = false;
   let source: EventSource | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -223,18 +283,18 @@ export function watchJob(id: string, onUpdate: (job: Job) => void, options: Watc
     source?.close();
     if (timer !== undefined) clearTimeout(timer);
   };
-  const deliver = (job: Job) => {
+  const deliver = (value: T) => {
     if (stopped) return;
-    onUpdate(job);
-    if (terminal.has(job.status)) stop();
+    onUpdate(value);
+    if (finished(value)) stop();
   };
   const poll = async () => {
     if (stopped) return;
     try {
-      deliver(await getJob(id, options));
+      deliver(await get());
     } catch (error) {
       const e = error as StemifyApiError;
-      if (e.code === "job_not_found") {
+      if (e.code === goneCode) {
         options.onError?.(e);
         stop();
         return;
@@ -246,13 +306,32 @@ export function watchJob(id: string, onUpdate: (job: Job) => void, options: Watc
     void poll();
     return stop;
   }
-  source = new EventSource(`${options.baseUrl ?? ""}/api/jobs/${encodeURIComponent(id)}/events`);
-  source.addEventListener("status", (event) => deliver(JSON.parse((event as MessageEvent<string>).data) as Job));
+  source = new EventSource(`${options.baseUrl ?? ""}${eventsPath}`);
+  source.addEventListener("status", (event) => deliver(JSON.parse((event as MessageEvent<string>).data) as T));
   source.onerror = () => {
-    // The stream ended (a finished job closes it) or broke: polling takes over from here.
+    // The stream ended (a finished job or batch closes it) or broke: polling takes over.
     source?.close();
     source = undefined;
     if (!stopped) void poll();
   };
   return stop;
+}
+
+/**
+ * Calls `onUpdate` with the job each time it changes, until it is done, failed or cancelled:
+ * over the event stream (`/api/jobs/{id}/events`), falling back to polling when the stream
+ * cannot be opened or breaks. Returns a function that stops watching.
+ */
+export function watchJob(id: string, onUpdate: (job: Job) => void, options: WatchOptions = {}): () => void {
+  return watch(`/api/jobs/${encodeURIComponent(id)}/events`, () => getJob(id, options), (job) => terminal.has(job.status),
+    "job_not_found", onUpdate, options);
+}
+
+/**
+ * Calls `onUpdate` with the batch each time one of its songs changes, until every song has
+ * finished (`/api/batches/{id}/events`, polling as the fallback). Returns a function that stops.
+ */
+export function watchBatch(id: string, onUpdate: (batch: Batch) => void, options: WatchOptions = {}): () => void {
+  return watch(`/api/batches/${encodeURIComponent(id)}/events`, () => getBatch(id, options),
+    (batch) => batch.status === "finished", "batch_not_found", onUpdate, options);
 }

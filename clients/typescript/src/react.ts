@@ -4,11 +4,17 @@
 
 import { useCallback, useEffect, useRef, useState } from "react";
 import {
+  cancelBatch as cancelWholeBatch,
   cancelJob as cancel,
+  requestBatch as submitBatch,
   requestStemSeparation as request,
+  watchBatch,
   watchJob,
+  type Batch,
+  type BatchSongInput,
   type ClientOptions,
   type Job,
+  type StemSeparationOptions,
   type StemSeparationPayload,
 } from "./client.js";
 
@@ -20,6 +26,14 @@ export interface UseStemSeparation {
   /** Follows a job (for example one from an earlier visit) until it ends. */
   pollJobStatus: (id: string) => void;
   cancelJob: (id: string) => Promise<void>;
+  /** Every batch this hook started or watched, by id, as last seen. */
+  batches: Record<string, Batch>;
+  /** Submits several songs with shared options and follows the batch; resolves with its id. */
+  requestBatch: (songs: BatchSongInput[], payload?: StemSeparationOptions) => Promise<string>;
+  /** Follows a batch until every song has finished. */
+  pollBatchStatus: (id: string) => void;
+  /** Cancels the songs of the batch that have not finished. */
+  cancelBatch: (id: string) => Promise<void>;
 }
 
 export function useStemSeparation(options: ClientOptions = {}): UseStemSeparation {
@@ -59,5 +73,39 @@ export function useStemSeparation(options: ClientOptions = {}): UseStemSeparatio
     });
   }, [options.baseUrl]);
 
-  return { jobs, requestStemSeparation, pollJobStatus, cancelJob };
+  const [batches, setBatches] = useState<Record<string, Batch>>({});
+  const batchWatchers = useRef<Map<string, () => void>>(new Map());
+
+  useEffect(() => () => {
+    for (const stop of batchWatchers.current.values()) stop();
+    batchWatchers.current.clear();
+  }, []);
+
+  const pollBatchStatus = useCallback((id: string) => {
+    if (batchWatchers.current.has(id)) return;
+    const stop = watchBatch(id, (batch) => setBatches((all) => ({ ...all, [id]: batch })), {
+      ...options,
+      onError: () => setBatches((all) => {
+        const { [id]: _gone, ...rest } = all;
+        return rest;
+      }),
+    });
+    batchWatchers.current.set(id, stop);
+  }, [options.baseUrl]);
+
+  const requestBatch = useCallback(async (songs: BatchSongInput[], payload: StemSeparationOptions = {}) => {
+    const batch = await submitBatch(songs, payload, options);
+    setBatches((all) => ({ ...all, [batch.batch_id]: batch }));
+    pollBatchStatus(batch.batch_id);
+    return batch.batch_id;
+  }, [pollBatchStatus]);
+
+  const cancelBatch = useCallback(async (id: string) => {
+    batchWatchers.current.get(id)?.();
+    batchWatchers.current.delete(id);
+    const batch = await cancelWholeBatch(id, options);
+    setBatches((all) => ({ ...all, [id]: batch }));
+  }, [options.baseUrl]);
+
+  return { jobs, requestStemSeparation, pollJobStatus, cancelJob, batches, requestBatch, pollBatchStatus, cancelBatch };
 }

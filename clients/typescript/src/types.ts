@@ -67,6 +67,32 @@ export interface Job {
   events_url: string;
 }
 
+/** `components.schemas.BatchSong` */
+export interface BatchSong {
+  job_id: string;
+  /** The file name or link as sent. */
+  name: string;
+  /** The job's status, or "deleted" once it was cancelled or expired. */
+  status: JobStatus | "deleted";
+  job?: Job | null;
+}
+
+/** `components.schemas.Batch` */
+export interface Batch {
+  batch_id: string;
+  /** "finished": every song done, failed or deleted. */
+  status: "queued" | "running" | "finished";
+  progress: number;
+  eta_seconds?: number | null;
+  created_at: string;
+  /** Songs per job status (and "deleted"). */
+  counts: Record<string, number>;
+  songs: BatchSong[];
+  status_url: string;
+  events_url: string;
+  zip_url: string;
+}
+
 /** `components.schemas.Model` */
 export interface Model {
   name: string;
@@ -87,6 +113,7 @@ export interface Model {
 /** `components.schemas.Limits` */
 export interface Limits {
   max_file_size: number;
+  max_batch_size: number;
   max_duration_seconds: number;
   rate_limit: number;
   rate_limit_period_seconds: number;

@@ -1,5 +1,5 @@
-import type { Accepted, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
-export type { Accepted, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality, Stem, } from "./types.js";
+import type { Accepted, Batch, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
+export type { Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality, Stem, } from "./types.js";
 /** Where the API is and how to reach it. */
 export interface ClientOptions {
     /** Origin of the Stemify server; "" (the default) is the page's own. */
@@ -38,6 +38,27 @@ export declare class StemifyApiError extends Error {
 }
 /** Submits a separation; resolves as soon as the job is queued. */
 export declare function requestStemSeparation(payload: StemSeparationPayload, options?: ClientOptions): Promise<Accepted>;
+/** One song of a batch: a file, a finished resumable upload, or a YouTube link. */
+export declare type BatchSongInput = {
+    file: Blob;
+    fileName?: string;
+} | {
+    uploadId: string;
+} | {
+    youtubeUrl: string;
+};
+/**
+ * Submits several songs with shared options (`POST /api/batches`); resolves when every song is
+ * queued. One song failing its checks refuses the whole batch (the error names it); resumable
+ * uploads of a refused batch can be sent again.
+ */
+export declare function requestBatch(songs: BatchSongInput[], payload?: StemSeparationOptions, options?: ClientOptions): Promise<Batch>;
+/** Each song's job, and the batch's progress and ETA. */
+export declare function getBatch(id: string, options?: ClientOptions): Promise<Batch>;
+/** Cancels every song of the batch that has not finished; resolves to the batch afterwards. */
+export declare function cancelBatch(id: string, options?: ClientOptions): Promise<Batch>;
+/** Where every stem of every finished song downloads as one ZIP. */
+export declare function batchZipUrl(id: string, options?: ClientOptions): string;
 export interface ResumableUploadOptions extends ClientOptions {
     /** Bytes per request (default 4 MiB): progress is reported after each. */
     chunkSize?: number;
@@ -78,3 +99,8 @@ export interface WatchOptions extends ClientOptions {
  * cannot be opened or breaks. Returns a function that stops watching.
  */
 export declare function watchJob(id: string, onUpdate: (job: Job) => void, options?: WatchOptions): () => void;
+/**
+ * Calls `onUpdate` with the batch each time one of its songs changes, until every song has
+ * finished (`/api/batches/{id}/events`, polling as the fallback). Returns a function that stops.
+ */
+export declare function watchBatch(id: string, onUpdate: (batch: Batch) => void, options?: WatchOptions): () => void;

@@ -41,8 +41,8 @@ async function send(path, init, options = {}) {
 async function call(path, init, options = {}) {
     return (await (await send(path, init, options)).json());
 }
-/** Submits a separation; resolves as soon as the job is queued. */
-export function requestStemSeparation(payload, options = {}) {
+/** The options as form fields. */
+function optionFields(payload) {
     const fields = {};
     if (payload.model !== undefined)
         fields.model = payload.model;
@@ -56,6 +56,14 @@ export function requestStemSeparation(payload, options = {}) {
         fields.quality = payload.quality;
     if (payload.numOverlap !== undefined)
         fields.num_overlap = String(payload.numOverlap);
+    return fields;
+}
+function fileName(file, name) {
+    return name ?? ("name" in file ? String(file.name) : "audio");
+}
+/** Submits a separation; resolves as soon as the job is queued. */
+export function requestStemSeparation(payload, options = {}) {
+    const fields = optionFields(payload);
     if ("youtubeUrl" in payload || "uploadId" in payload) {
         const input = "youtubeUrl" in payload ? { youtube_url: payload.youtubeUrl } : { upload_id: payload.uploadId };
         return call("/api/stemify", {
@@ -67,9 +75,49 @@ export function requestStemSeparation(payload, options = {}) {
     const form = new FormData();
     for (const [key, value] of Object.entries(fields))
         form.append(key, value);
-    const name = payload.fileName ?? ("name" in payload.file ? String(payload.file.name) : "audio");
-    form.append("file", payload.file, name);
+    form.append("file", payload.file, fileName(payload.file, payload.fileName));
     return call("/api/stemify", { method: "POST", body: form }, options);
+}
+/**
+ * Submits several songs with shared options (`POST /api/batches`); resolves when every song is
+ * queued. One song failing its checks refuses the whole batch (the error names it); resumable
+ * uploads of a refused batch can be sent again.
+ */
+export function requestBatch(songs, payload = {}, options = {}) {
+    const fields = optionFields(payload);
+    if (songs.every((song) => !("file" in song))) {
+        const uploadIds = songs.flatMap((song) => ("uploadId" in song ? [song.uploadId] : []));
+        const links = songs.flatMap((song) => ("youtubeUrl" in song ? [song.youtubeUrl] : []));
+        return call("/api/batches", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ ...fields, upload_id: uploadIds, youtube_url: links }),
+        }, options);
+    }
+    const form = new FormData();
+    for (const [key, value] of Object.entries(fields))
+        form.append(key, value);
+    for (const song of songs) {
+        if ("file" in song)
+            form.append("file", song.file, fileName(song.file, song.fileName));
+        else if ("uploadId" in song)
+            form.append("upload_id", song.uploadId);
+        else
+            form.append("youtube_url", song.youtubeUrl);
+    }
+    return call("/api/batches", { method: "POST", body: form }, options);
+}
+/** Each song's job, and the batch's progress and ETA. */
+export function getBatch(id, options = {}) {
+    return call(`/api/batches/${encodeURIComponent(id)}`, {}, options);
+}
+/** Cancels every song of the batch that has not finished; resolves to the batch afterwards. */
+export function cancelBatch(id, options = {}) {
+    return call(`/api/batches/${encodeURIComponent(id)}`, { method: "DELETE" }, options);
+}
+/** Where every stem of every finished song downloads as one ZIP. */
+export function batchZipUrl(id, options = {}) {
+    return `${options.baseUrl ?? ""}/api/batches/${encodeURIComponent(id)}/stems.zip`;
 }
 const tus = { "Tus-Resumable": "1.0.0" };
 function base64(text) {
@@ -88,7 +136,7 @@ export async function uploadResumable(file, options = {}) {
     const signal = options.signal;
     let id = options.uploadId;
     if (id === undefined) {
-        const name = options.fileName ?? ("name" in file ? String(file.name) : "audio");
+        const name = fileName(file, options.fileName);
         const created = await send("/api/uploads", {
             method: "POST",
             headers: { ...tus, "Upload-Length": String(file.size), "Upload-Metadata": `filename ${base64(name)}` },
@@ -153,11 +201,10 @@ export function getLimits(options = {}) {
 }
 const terminal = new Set(["done", "failed", "cancelled"]);
 /**
- * Calls `onUpdate` with the job each time it changes, until it is done, failed or cancelled:
- * over the event stream (`/api/jobs/{id}/events`), falling back to polling when the stream
- * cannot be opened or breaks. Returns a function that stops watching.
+ * Follows a resource over its event stream, falling back to polling `get` when the stream cannot
+ * be opened or breaks, until `finished` says so or it is gone (`goneCode`).
  */
-export function watchJob(id, onUpdate, options = {}) {
+function watch(eventsPath, get, finished, goneCode, onUpdate, options) {
     let stopped = false;
     let source;
     let timer;
@@ -167,22 +214,22 @@ export function watchJob(id, onUpdate, options = {}) {
         if (timer !== undefined)
             clearTimeout(timer);
     };
-    const deliver = (job) => {
+    const deliver = (value) => {
         if (stopped)
             return;
-        onUpdate(job);
-        if (terminal.has(job.status))
+        onUpdate(value);
+        if (finished(value))
             stop();
     };
     const poll = async () => {
         if (stopped)
             return;
         try {
-            deliver(await getJob(id, options));
+            deliver(await get());
         }
         catch (error) {
             const e = error;
-            if (e.code === "job_not_found") {
+            if (e.code === goneCode) {
                 options.onError?.(e);
                 stop();
                 return;
@@ -195,14 +242,29 @@ export function watchJob(id, onUpdate, options = {}) {
         void poll();
         return stop;
     }
-    source = new EventSource(`${options.baseUrl ?? ""}/api/jobs/${encodeURIComponent(id)}/events`);
+    source = new EventSource(`${options.baseUrl ?? ""}${eventsPath}`);
     source.addEventListener("status", (event) => deliver(JSON.parse(event.data)));
     source.onerror = () => {
-        // The stream ended (a finished job closes it) or broke: polling takes over from here.
+        // The stream ended (a finished job or batch closes it) or broke: polling takes over.
         source?.close();
         source = undefined;
         if (!stopped)
             void poll();
     };
     return stop;
+}
+/**
+ * Calls `onUpdate` with the job each time it changes, until it is done, failed or cancelled:
+ * over the event stream (`/api/jobs/{id}/events`), falling back to polling when the stream
+ * cannot be opened or breaks. Returns a function that stops watching.
+ */
+export function watchJob(id, onUpdate, options = {}) {
+    return watch(`/api/jobs/${encodeURIComponent(id)}/events`, () => getJob(id, options), (job) => terminal.has(job.status), "job_not_found", onUpdate, options);
+}
+/**
+ * Calls `onUpdate` with the batch each time one of its songs changes, until every song has
+ * finished (`/api/batches/{id}/events`, polling as the fallback). Returns a function that stops.
+ */
+export function watchBatch(id, onUpdate, options = {}) {
+    return watch(`/api/batches/${encodeURIComponent(id)}/events`, () => getBatch(id, options), (batch) => batch.status === "finished", "batch_not_found", onUpdate, options);
 }

@@ -2,7 +2,7 @@
 // React is a peer: this file only needs its types (a small declaration in react-shim.d.ts
 // type-checks it offline).
 import { useCallback, useEffect, useRef, useState } from "react";
-import { cancelJob as cancel, requestStemSeparation as request, watchJob, } from "./client.js";
+import { cancelBatch as cancelWholeBatch, cancelJob as cancel, requestBatch as submitBatch, requestStemSeparation as request, watchBatch, watchJob, } from "./client.js";
 export function useStemSeparation(options = {}) {
     const [jobs, setJobs] = useState({});
     const watchers = useRef(new Map());
@@ -37,5 +37,36 @@ export function useStemSeparation(options = {}) {
             return rest;
         });
     }, [options.baseUrl]);
-    return { jobs, requestStemSeparation, pollJobStatus, cancelJob };
+    const [batches, setBatches] = useState({});
+    const batchWatchers = useRef(new Map());
+    useEffect(() => () => {
+        for (const stop of batchWatchers.current.values())
+            stop();
+        batchWatchers.current.clear();
+    }, []);
+    const pollBatchStatus = useCallback((id) => {
+        if (batchWatchers.current.has(id))
+            return;
+        const stop = watchBatch(id, (batch) => setBatches((all) => ({ ...all, [id]: batch })), {
+            ...options,
+            onError: () => setBatches((all) => {
+                const { [id]: _gone, ...rest } = all;
+                return rest;
+            }),
+        });
+        batchWatchers.current.set(id, stop);
+    }, [options.baseUrl]);
+    const requestBatch = useCallback(async (songs, payload = {}) => {
+        const batch = await submitBatch(songs, payload, options);
+        setBatches((all) => ({ ...all, [batch.batch_id]: batch }));
+        pollBatchStatus(batch.batch_id);
+        return batch.batch_id;
+    }, [pollBatchStatus]);
+    const cancelBatch = useCallback(async (id) => {
+        batchWatchers.current.get(id)?.();
+        batchWatchers.current.delete(id);
+        const batch = await cancelWholeBatch(id, options);
+        setBatches((all) => ({ ...all, [id]: batch }));
+    }, [options.baseUrl]);
+    return { jobs, requestStemSeparation, pollJobStatus, cancelJob, batches, requestBatch, pollBatchStatus, cancelBatch };
 }

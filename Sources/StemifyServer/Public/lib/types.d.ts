@@ -1,4 +1,4 @@
-export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "separation_failed" | "unavailable" | "internal_error";
+export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "invalid_filename" | "invalid_batch" | "batch_not_found" | "separation_failed" | "unavailable" | "internal_error";
 export declare type JobStatus = "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
 export declare type OutputFormat = "wav" | "mp3" | "flac";
 export declare type Quality = "fast" | "balanced" | "best";
@@ -46,6 +46,30 @@ export interface Job {
     status_url: string;
     events_url: string;
 }
+/** `components.schemas.BatchSong` */
+export interface BatchSong {
+    job_id: string;
+    /** The file name or link as sent. */
+    name: string;
+    /** The job's status, or "deleted" once it was cancelled or expired. */
+    status: JobStatus | "deleted";
+    job?: Job | null;
+}
+/** `components.schemas.Batch` */
+export interface Batch {
+    batch_id: string;
+    /** "finished": every song done, failed or deleted. */
+    status: "queued" | "running" | "finished";
+    progress: number;
+    eta_seconds?: number | null;
+    created_at: string;
+    /** Songs per job status (and "deleted"). */
+    counts: Record<string, number>;
+    songs: BatchSong[];
+    status_url: string;
+    events_url: string;
+    zip_url: string;
+}
 /** `components.schemas.Model` */
 export interface Model {
     name: string;
@@ -65,6 +89,7 @@ export interface Model {
 /** `components.schemas.Limits` */
 export interface Limits {
     max_file_size: number;
+    max_batch_size: number;
     max_duration_seconds: number;
     rate_limit: number;
     rate_limit_period_seconds: number;
