@@ -45,14 +45,22 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as StemifyError {
+        } catch {
+            return Self.response(for: error, request: request, context: context)
+        }
+    }
+
+    /// The response for anything a route threw, logged as its kind deserves.
+    static func response(for error: any Error, request: Request, context: Context) -> Response {
+        switch error {
+        case let error as StemifyError:
             if error.code.httpStatus.code >= 500 || error.detail != nil {
                 context.logger.log(level: error.code.httpStatus.code >= 500 ? .error : .info, "request failed", metadata: [
                     "error.code": "\(error.code)", "error.detail": "\(error.detail ?? "")", "path": "\(request.uri.path)",
                 ])
             }
             return errorResponse(error)
-        } catch let error as HTTPError {
+        case let error as HTTPError:
             let code: ErrorCode = switch error.status.code {
             case 404: .notFound
             case 413: .fileTooLarge
@@ -61,7 +69,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             let message = code == .notFound ? "no such resource" : code == .internalError ? "internal error; see the server log" : "the request is not valid"
             return errorResponse(StemifyError(code, message))
-        } catch {
+        default:
             context.logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             return errorResponse(StemifyError(.internalError, "internal error; see the server log"))
         }

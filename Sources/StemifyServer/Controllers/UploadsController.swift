@@ -18,11 +18,29 @@ struct UploadsController: Sendable {
     static let version = "1.0.0"
 
     func addRoutes(to router: Router<AppRequestContext>) {
-        router.on("/api/uploads", method: .options, use: options)
-        router.post("/api/uploads", use: create)
-        router.head("/api/uploads/:id", use: head)
-        router.patch("/api/uploads/:id", use: patch)
-        router.delete("/api/uploads/:id", use: terminate)
+        router.group("/api/uploads")
+            .add(middleware: TusResumableHeader())
+            .on("", method: .options, use: options)
+            .post("", use: create)
+            .head(":id", use: head)
+            .patch(":id", use: patch)
+            .delete(":id", use: terminate)
+    }
+
+    /// tus asks for `Tus-Resumable` on every response, errors included: they are rendered
+    /// here, inside the group, so the header can be added to them too.
+    struct TusResumableHeader: RouterMiddleware {
+        func handle(_ request: Request, context: AppRequestContext,
+                    next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
+            var response: Response
+            do {
+                response = try await next(request, context)
+            } catch {
+                response = ErrorMiddleware<AppRequestContext>.response(for: error, request: request, context: context)
+            }
+            response.headers[.tusResumable] = UploadsController.version
+            return response
+        }
     }
 
     /// Headers every tus response carries.
