@@ -55,11 +55,14 @@ public final class PostgresJobQueue: JobQueue {
         }
         do {
             // The pool would keep retrying an unreachable server; a process starting against a
-            // wrong URL should say so within seconds.
+            // wrong URL should say so within seconds. Once the server answered, the migration
+            // may take as long as it takes (a busy machine, another process holding the lock).
+            let answered = AnsweredFlag()
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.migrate() }
+                group.addTask { try await self.migrate { answered.value.store(true, ordering: .relaxed) } }
                 group.addTask {
                     try await Task.sleep(for: .seconds(15))
+                    while answered.value.load(ordering: .relaxed) { try await Task.sleep(for: .seconds(60)) }
                     throw ConfigurationError(key: "queue_url", message: "no PostgreSQL answered at \(configuration.host ?? url) within 15 s")
                 }
                 try await group.next()
@@ -93,8 +96,9 @@ public final class PostgresJobQueue: JobQueue {
     /// together do not race. A shipped migration is never edited; changes are new versions.
     static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION")]
 
-    private func migrate() async throws {
+    private func migrate(connected: @Sendable () -> Void = {}) async throws {
         try await client.withTransaction(logger: logger) { connection in
+            connected()
             try await connection.query("SELECT pg_advisory_xact_lock(727001)", logger: logger)
             try await connection.query("CREATE TABLE IF NOT EXISTS stemify_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())", logger: logger)
             var applied = 0
@@ -362,4 +366,9 @@ final class WakeUps: Sendable {
         }
         c?.resume()
     }
+}
+
+/// Set once the database answered during start-up.
+private final class AnsweredFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }

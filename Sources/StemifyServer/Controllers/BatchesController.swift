@@ -150,7 +150,7 @@ struct BatchesController: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var last: BatchResponse?
-            var idle = 0
+            var lastWrite = ContinuousClock.now
             while true {
                 var current = try await controller.response(batch)
                 // The ETA moves every second; a change of it alone is not news.
@@ -159,10 +159,11 @@ struct BatchesController: Sendable {
                     let json = String(decoding: try encoder.encode(current), as: UTF8.self)
                     try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
                     last = current
-                    idle = 0
-                } else {
-                    idle += 1
-                    if idle % 30 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                    lastWrite = .now
+                } else if ContinuousClock.now - lastWrite > .seconds(10) {
+                    // As the job stream: a comment after 10 s of silence.
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    lastWrite = .now
                 }
                 if current.isFinished { break }
                 try await Task.sleep(for: .milliseconds(500))

@@ -95,7 +95,7 @@ struct JobsController: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var last: JobResponse?
-            var idle = 0
+            var lastWrite = ContinuousClock.now
             while true {
                 guard let job = try await queue.job(id: id) else {
                     try await writer.write(ByteBuffer(string: "event: deleted\ndata: {\"job_id\":\"\(id)\"}\n\n"))
@@ -106,11 +106,12 @@ struct JobsController: Sendable {
                     let json = String(decoding: try encoder.encode(current), as: UTF8.self)
                     try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
                     last = current
-                    idle = 0
-                } else {
-                    idle += 1
-                    // A comment line every ~15 s keeps proxies from closing the stream.
-                    if idle % 60 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+                    lastWrite = .now
+                } else if ContinuousClock.now - lastWrite > .seconds(10) {
+                    // A comment line after 10 s of silence keeps proxies (and clients' read
+                    // timeouts) from closing the stream, however slow each round is.
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    lastWrite = .now
                 }
                 if job.status.isTerminal { break }
                 try await Task.sleep(for: .milliseconds(250))

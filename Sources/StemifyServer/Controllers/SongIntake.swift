@@ -173,6 +173,7 @@ struct SongIntake: Sendable {
     func check(_ songs: [Song], options: JobOptions, client: String) async throws -> [Song] {
         let youtube = YouTube(configuration: configuration)
         var checked = songs
+        var uploadIDs = Set<String>()
         for (index, song) in songs.enumerated() {
             switch song.source {
             case let .file(_, bytes):
@@ -180,6 +181,9 @@ struct SongIntake: Sendable {
             case let .youtube(url):
                 _ = try youtube.videoID(url)
             case let .upload(id):
+                guard uploadIDs.insert(id).inserted else {
+                    throw StemifyError(.invalidBatch, "the upload '\(id.prefix(64))' is named twice")
+                }
                 let upload = try await uploads.upload(id, client: client)
                 guard upload.isComplete else {
                     throw StemifyError(.uploadIncomplete, "the upload has \(upload.offset) of \(upload.length) bytes; finish it first")
@@ -256,8 +260,9 @@ struct SongIntake: Sendable {
                     try FFmpeg.validateDecodes(path, probe: probe)
                 } }
             case let .youtube(url):
+                // yt-dlp is a Python process per link: as many at a time as decodes.
                 let youtube = YouTube(configuration: configuration)
-                _ = try await onThread { try youtube.checkMetadata(url) }
+                _ = try await validation.run { try await onThread { try youtube.checkMetadata(url) } }
             }
         } catch let error as StemifyError where count > 1 {
             // Which song of the batch, by its position and the client's own name for it.
