@@ -127,6 +127,24 @@ class CuttingProxy(threading.Thread):
             self.close(src, dst)
 
 
+def downloaded_zip(folder, before, timeout=60):
+    """The ZIP that appeared in `folder` since `before` (its listing), once complete."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        new = [p for p in set(folder.iterdir()) - before if p.suffix == ".zip"]
+        if new:
+            return new[0]
+        time.sleep(0.2)
+    fail(f"no ZIP was downloaded: {list(folder.iterdir())}")
+
+
+def zip_names(path):
+    with zipfile.ZipFile(path) as z:
+        if z.testzip() is not None:
+            fail(f"{path.name} has a damaged entry")
+        return sorted(z.namelist())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
@@ -251,6 +269,12 @@ def main():
             time.sleep(0.2)
         if not (downloads / "drums.wav").exists() or (downloads / "drums.wav").stat().st_size < 1000:
             fail(f"the drums stem was not downloaded: {list(downloads.iterdir())}")
+        # "Download all stems" is one ZIP from the server.
+        before = set(downloads.iterdir())
+        driver.find_element(By.ID, "download-all-button").click()
+        names = zip_names(downloaded_zip(downloads, before))
+        if names != sorted(f"song/{n}.wav" for n in ("drums", "bass", "other", "vocals", "instrumental")):
+            fail(f"the job's ZIP holds {names}")
         shot("downloaded")
 
         driver.refresh()
@@ -337,18 +361,7 @@ def main():
             fail(f"batch songs: {statuses}")
         before = set(downloads.iterdir())
         driver.find_element(By.ID, "batch-zip").click()
-        deadline = time.time() + 60
-        archive = None
-        while time.time() < deadline and archive is None:
-            new = [p for p in set(downloads.iterdir()) - before if p.suffix == ".zip"]
-            archive = new[0] if new else None
-            time.sleep(0.2)
-        if archive is None:
-            fail(f"the batch ZIP was not downloaded: {list(downloads.iterdir())}")
-        with zipfile.ZipFile(archive) as z:
-            if z.testzip() is not None:
-                fail("the batch ZIP has a damaged entry")
-            names = sorted(z.namelist())
+        names = zip_names(downloaded_zip(downloads, before))
         expected = sorted(f"{i + 1:02d} {p.stem}/{stem}.wav" for i, p in enumerate(songs) for stem in ("drums", "bass", "other", "vocals"))
         if names != expected:
             fail(f"batch ZIP entries: {names}")

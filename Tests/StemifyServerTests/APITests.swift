@@ -417,7 +417,7 @@ struct APITests {
     func openAPI() async throws {
         try await withServer(testConfiguration()) { client in
             let doc = String(buffer: try await client.execute(uri: "/openapi.yaml", method: .get).body)
-            for path in ["/api/stemify:", "/api/jobs/{id}:", "/api/jobs/{id}/events:", "/api/jobs/{id}/stems/{file}:",
+            for path in ["/api/stemify:", "/api/jobs/{id}:", "/api/jobs/{id}/events:", "/api/jobs/{id}/stems.zip:", "/api/jobs/{id}/stems/{file}:",
                          "/api/models:", "/api/limits:", "/healthz:", "/readyz:", "/metrics:", "/api/uploads:", "/api/uploads/{id}:",
                          "/api/batches:", "/api/batches/{id}:", "/api/batches/{id}/events:", "/api/batches/{id}/stems.zip:"] {
                 #expect(doc.contains("  \(path)\n"), "missing \(path)")

@@ -253,6 +253,11 @@ struct BatchTests {
             // The finished song's stems are still in the archive.
             let zip = try await client.execute(uri: "/api/batches/\(batch)/stems.zip", method: .get)
             #expect(try await unzip([UInt8](zip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "01 short/\($0).wav" })
+            // The finished song on its own: its stems as one ZIP; a cancelled one has none.
+            let songZip = try await client.execute(uri: "/api/jobs/\(ids[0])/stems.zip", method: .get)
+            #expect(songZip.status == .ok && songZip.headers[.contentType] == "application/zip")
+            #expect(try await unzip([UInt8](songZip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "short/\($0).wav" })
+            #expect(try await client.execute(uri: "/api/jobs/\(ids[1])/stems.zip", method: .get).status == .notFound)
             // Nothing left to run: the worker is idle.
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains("stemify_queue_depth 0"), "\(metrics)")

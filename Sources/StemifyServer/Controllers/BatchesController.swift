@@ -3,9 +3,6 @@ import Logging
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import NIOHTTP1
-import AsyncHTTPClient
-import _NIOFileSystem
 import StemifyCore
 
 /// `/api/batches`: several songs with shared options, one job each; the batch's status, its
@@ -185,73 +182,20 @@ struct BatchesController: Sendable {
         return try jsonResponse(try await response(batch))
     }
 
-    /// Every stem of every finished song, `NN name/stem.ext`, streamed as it is read: no copy of
-    /// the archive is made, on disk or in memory.
+    /// Every stem of every finished song, `NN name/stem.ext`, streamed as it is read.
     @Sendable func zip(_ request: Request, context: AppRequestContext) async throws -> Response {
         let batch = try await load(context)
-        var entries: [(name: String, stem: StemFile)] = []
+        var entries: [StemArchive.Entry] = []
         var folders = Set<String>()
         for (index, song) in batch.songs.enumerated() {
             guard let job = try await queue.job(id: song.jobID), job.status == .done else { continue }
             var folder = String(format: "%02d ", index + 1) + zipFolderName(song.name)
             while !folders.insert(folder).inserted { folder += "_" }
-            for stem in job.stems { entries.append(("\(folder)/\(stem.name).\(stem.format)", stem)) }
+            for stem in job.stems { entries.append(.init(name: "\(folder)/\(stem.name).\(stem.format)", stem: stem)) }
         }
         guard !entries.isEmpty else {
             throw StemifyError(.stemNotFound, "no song of batch '\(batch.id)' has finished yet")
         }
-        let (storage, logger, files) = (self.storage, context.logger, entries)
-        let body = ResponseBody { writer in
-            var zip = ZipStream()
-            for (name, stem) in files {
-                try await writer.write(ByteBuffer(bytes: zip.begin(name)))
-                do {
-                    try await Self.forEachChunk(of: stem.file, storage: storage) { chunk in
-                        try chunk.withUnsafeReadableBytes { try zip.append($0) }
-                        try await writer.write(chunk)
-                    }
-                } catch {
-                    // Headers are gone: the client sees a truncated archive, which every unzip reports.
-                    logger.error("batch archive failed", metadata: ["batch.id": "\(batch.id)", "entry": "\(name)", "error": "\(error)"])
-                    throw error
-                }
-                try await writer.write(ByteBuffer(bytes: zip.end()))
-            }
-            try await writer.write(ByteBuffer(bytes: zip.finish()))
-            try await writer.finish(nil)
-        }
-        let filename = "stemify-\(batch.id.prefix(8)).zip"
-        return Response(status: .ok, headers: [
-            .contentType: "application/zip", .cacheControl: "no-store",
-            .contentDisposition: "attachment; filename=\"\(filename)\"",
-        ], body: body)
-    }
-
-    /// Reads a kept stem in 1 MiB chunks, from the folder or the bucket.
-    static func forEachChunk(of location: String, storage: any JobStorage, _ body: (ByteBuffer) async throws -> Void) async throws {
-        if let objects = storage as? ObjectStorage, let key = objects.key(location) {
-            let answer = try await objects.client.get(key)
-            guard answer.status == .ok else {
-                throw StemifyError(.unavailable, "the stem storage is unavailable", detail: "GET \(key): \(answer.status)")
-            }
-            for try await chunk in answer.body { try await body(chunk) }
-            return
-        }
-        try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(location)) { handle in
-            for try await chunk in handle.readChunks(chunkLength: .mebibytes(1)) { try await body(chunk) }
-        }
+        return StemArchive(storage: storage).response(entries, filename: "stemify-\(batch.id.prefix(8)).zip", logger: context.logger)
     }
 }
-
-/// A song's name as a folder: its file name without the extension (or the link), with
-/// anything a file system or an unzip could take for a path or a device turned into `_`.
-package func zipFolderName(_ name: String) -> String {
-    var base = name
-    if let dot = base.lastIndex(of: "."), dot != base.startIndex, !base.hasPrefix("http") { base = String(base[..<dot]) }
-    let cleaned = String(base.unicodeScalars.map { s -> Character in
-        s.value < 0x20 || s.value == 0x7F || "/\\:*?\"<>|".unicodeScalars.contains(s) ? "_" : Character(s)
-    })
-    let trimmed = cleaned.trimmingCharacters(in: CharacterSet(charactersIn: ". ")).prefix(80)
-    return trimmed.isEmpty ? "song" : String(trimmed)
-}
-

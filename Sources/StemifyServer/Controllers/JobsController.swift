@@ -16,6 +16,7 @@ struct JobsController: Sendable {
         router.get("/api/jobs/:id", use: status)
         router.get("/api/jobs/:id/events", use: events)
         router.delete("/api/jobs/:id", use: cancel)
+        router.get("/api/jobs/:id/stems.zip", use: zip)
         router.get("/api/jobs/:id/stems/:file", use: stem)
         router.head("/api/jobs/:id/stems/:file", use: stem)
     }
@@ -46,10 +47,12 @@ struct JobsController: Sendable {
         var metrics: JobMetrics?
         var statusUrl: String
         var eventsUrl: String
+        var zipUrl: String
 
         enum CodingKeys: String, CodingKey {
             case jobId = "job_id", status, stage, progress, etaSeconds = "eta_seconds", queuePosition = "queue_position", model,
-                 createdAt = "created_at", error, stems, metrics, statusUrl = "status_url", eventsUrl = "events_url"
+                 createdAt = "created_at", error, stems, metrics, statusUrl = "status_url", eventsUrl = "events_url",
+                 zipUrl = "zip_url"
         }
 
         /// - Parameter storage: gives each stem's direct URL (presigned or CDN) when it has one;
@@ -71,6 +74,7 @@ struct JobsController: Sendable {
             metrics = job.metrics
             statusUrl = "/api/jobs/\(job.id)"
             eventsUrl = "/api/jobs/\(job.id)/events"
+            zipUrl = "/api/jobs/\(job.id)/stems.zip"
         }
     }
 
@@ -130,6 +134,20 @@ struct JobsController: Sendable {
         // A running worker notices at its next heartbeat and removes what it writes meanwhile.
         await storage.removeAll(job)
         return try jsonResponse(["job_id": id, "status": "deleted"])
+    }
+
+    /// Every stem of a finished job as one ZIP (`name/stem.ext`), streamed as it is read.
+    @Sendable func zip(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (job, _) = try await load(context)
+        guard job.status == .done, !job.stems.isEmpty else {
+            throw StemifyError(.stemNotFound, "job '\(job.id)' has no stems yet")
+        }
+        let folder = switch job.input {
+        case let .upload(_, filename): zipFolderName(filename)
+        case let .youtube(url): zipFolderName(url)
+        }
+        let entries = job.stems.map { StemArchive.Entry(name: "\(folder)/\($0.name).\($0.format)", stem: $0) }
+        return StemArchive(storage: storage).response(entries, filename: "stemify-\(job.id.prefix(8)).zip", logger: context.logger)
     }
 
     /// A stem file, with ETag, Range, Cache-Control and Content-Disposition for CDNs and players.

@@ -529,8 +529,13 @@ function seek() {
   syncing = false;
 }
 
+/** Every stem at once, as the ZIP the server streams. */
 function downloadAll() {
-  for (const link of document.querySelectorAll("#stem-list a.download")) link.click();
+  if (!currentJob?.zip_url) return;
+  const link = document.createElement("a");
+  link.href = currentJob.zip_url;
+  link.download = "";
+  link.click();
 }
 
 function karaoke() {

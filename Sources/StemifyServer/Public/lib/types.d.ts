@@ -45,6 +45,8 @@ export interface Job {
     metrics?: JobMetrics | null;
     status_url: string;
     events_url: string;
+    /** Every stem as one ZIP, once the job is done. */
+    zip_url: string;
 }
 /** `components.schemas.BatchSong` */
 export interface BatchSong {
