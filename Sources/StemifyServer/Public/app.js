@@ -124,6 +124,12 @@ function checkFiles(list) {
   return null;
 }
 
+/** An error from the server in a section's alert line. */
+function showError(id, error) {
+  $(id).hidden = false;
+  $(id).textContent = describe(error);
+}
+
 function showFormError(text) {
   $("form-error").textContent = text ?? "";
   $("form-error").hidden = !text;
@@ -245,8 +251,7 @@ function follow(id) {
   $("job-status").textContent = "Loading…";
   stopWatching = watchJob(id, renderJob, {
     onError: (error) => {
-      $("job-error").hidden = false;
-      $("job-error").textContent = describe(error);
+      showError("job-error", error);
       forget(id);
     },
   });
@@ -334,8 +339,7 @@ function followBatch(id, first) {
   else $("batch-status").textContent = "Loading…";
   stopBatchWatching = watchBatch(id, renderBatch, {
     onError: (error) => {
-      $("batch-error").hidden = false;
-      $("batch-error").textContent = describe(error);
+      showError("batch-error", error);
       forget(id);
     },
   });
@@ -347,8 +351,7 @@ async function cancelCurrentBatch() {
   try {
     renderBatch(await cancelBatch(currentBatch.batch_id));
   } catch (error) {
-    $("batch-error").hidden = false;
-    $("batch-error").textContent = describe(error);
+    showError("batch-error", error);
   }
 }
 
