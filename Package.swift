@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "StemifyServerTests",
             dependencies: [
-                "StemifyServer", "StemifyCore", "StemifyTestSupport",
+                "StemifyServer", "StemifyCore", "StemifyEngine", "StemifyTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -10,7 +10,8 @@ extension ErrorCode {
     package var httpStatus: HTTPResponse.Status {
         switch self {
         case .missingInput, .invalidRequest, .emptyFile, .invalidAudio, .audioTooLong, .invalidYouTubeURL,
-             .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption, .invalidFilename, .invalidBatch:
+             .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption, .invalidFilename, .invalidBatch,
+             .invalidMix:
             .badRequest
         case .fileTooLarge: .contentTooLarge
         case .unsupportedFormat, .invalidContentType: .unsupportedMediaType

@@ -21,6 +21,8 @@ public enum FFmpeg {
         /// Seconds, when known.
         public var duration: Double?
         public var audioStreams: Int
+        /// Channels of the first audio stream.
+        public var channels: Int = 2
     }
 
     /// Identifies the container and audio streams.
@@ -30,7 +32,7 @@ public enum FFmpeg {
     public static func probe(_ path: String) throws -> Probe {
         let result = try Subprocess.run("ffprobe", [
             "-v", "error", "-protocol_whitelist", "file", "-format_whitelist", formatWhitelist,
-            "-show_entries", "format=format_name,duration:stream=codec_type", "-of", "json", "file:\(path)",
+            "-show_entries", "format=format_name,duration:stream=codec_type,channels", "-of", "json", "file:\(path)",
         ])
         guard result.status == 0,
               let json = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any],
@@ -44,10 +46,10 @@ public enum FFmpeg {
                                detail: "format_name \(name)")
         }
         let streams = (json["streams"] as? [[String: Any]]) ?? []
-        let audio = streams.filter { $0["codec_type"] as? String == "audio" }.count
-        guard audio > 0 else { throw StemifyError(.unsupportedFormat, "the file has no audio stream") }
+        let audio = streams.filter { $0["codec_type"] as? String == "audio" }
+        guard let first = audio.first else { throw StemifyError(.unsupportedFormat, "the file has no audio stream") }
         let duration = (format["duration"] as? String).flatMap(Double.init)
-        return Probe(format: name, duration: duration, audioStreams: audio)
+        return Probe(format: name, duration: duration, audioStreams: audio.count, channels: first["channels"] as? Int ?? 2)
     }
 
     /// Decodes the first audio stream to a 44.1 kHz stereo Float32 WAV at `output`, which
@@ -96,19 +98,60 @@ public enum FFmpeg {
         case wav, mp3, flac
     }
 
+    /// Codec and muxer of an output format: 16-bit WAV and FLAC, mp3 at `mp3Bitrate` kbit/s.
+    static func encoder(_ format: Format, mp3Bitrate: Int) -> [String] {
+        switch format {
+        case .mp3: ["-c:a", "libmp3lame", "-b:a", "\(mp3Bitrate)k", "-f", "mp3"]
+        case .flac: ["-c:a", "flac", "-sample_fmt", "s16", "-f", "flac"]
+        case .wav: ["-c:a", "pcm_s16le", "-f", "wav"]
+        }
+    }
+
     /// Encodes a float WAV at `input` to `output` in `format`.
     public static func encode(wav input: String, to output: String, format: Format, mp3Bitrate: Int = 320) throws {
-        var args = ["-nostdin", "-hide_banner", "-v", "error", "-protocol_whitelist", "file", "-f", "wav", "-i", "file:\(input)"]
-        switch format {
-        case .mp3: args += ["-c:a", "libmp3lame", "-b:a", "\(mp3Bitrate)k", "-f", "mp3"]
-        case .flac: args += ["-c:a", "flac", "-sample_fmt", "s16", "-f", "flac"]
-        case .wav: args += ["-c:a", "pcm_s16le", "-f", "wav"]
-        }
-        args += ["-y", "file:\(output)"]
+        let args = ["-nostdin", "-hide_banner", "-v", "error", "-protocol_whitelist", "file", "-f", "wav", "-i", "file:\(input)"]
+            + encoder(format, mp3Bitrate: mp3Bitrate) + ["-y", "file:\(output)"]
         let result = try Subprocess.run("ffmpeg", args)
         guard result.status == 0 else {
             throw StemifyError(.internalError, "encoding \(format.rawValue) failed",
                                detail: "ffmpeg: \(result.stderrText)")
+        }
+    }
+
+    /// One input of ``mix(_:to:format:mp3Bitrate:)``: a file of ours (a stem) and the 2×C
+    /// matrix taking its C channels (1 or 2) to the mix's left and right.
+    public struct MixInput: Sendable {
+        public var path: String
+        public var probe: Probe
+        public var left: [Double]
+        public var right: [Double]
+
+        public init(path: String, probe: Probe, left: [Double], right: [Double]) {
+            (self.path, self.probe, self.left, self.right) = (path, probe, left, right)
+        }
+    }
+
+    /// Sums the inputs, each through its matrix, into one stereo file in `format`. One ffmpeg
+    /// process streams it all (no decoded copy of any stem on disk or in memory); inputs of
+    /// different lengths are padded with silence to the longest.
+    public static func mix(_ inputs: [MixInput], to output: String, format: Format, mp3Bitrate: Int = 320) throws {
+        precondition(!inputs.isEmpty)
+        var args = ["-nostdin", "-hide_banner", "-v", "error", "-xerror", "-protocol_whitelist", "file", "-format_whitelist", formatWhitelist]
+        var graph: [String] = []
+        for (k, input) in inputs.enumerated() {
+            args += ["-f", allowedDemuxers[input.probe.format]!, "-i", "file:\(input.path)"]
+            func row(_ gains: [Double]) -> String {
+                gains.enumerated().map { String(format: "%.9f*c%d", $0.element, $0.offset) }.joined(separator: "+")
+            }
+            graph.append("[\(k):a:0]pan=stereo|c0=\(row(input.left))|c1=\(row(input.right))[m\(k)]")
+        }
+        let labels = inputs.indices.map { "[m\($0)]" }.joined()
+        graph.append("\(labels)amix=inputs=\(inputs.count):normalize=0:duration=longest[out]")
+        args += ["-filter_complex", graph.joined(separator: ";"), "-map", "[out]"]
+            + encoder(format, mp3Bitrate: mp3Bitrate) + ["-y", "file:\(output)"]
+        let result = try Subprocess.run("ffmpeg", args)
+        guard result.status == 0 else {
+            throw StemifyError(.internalError, "rendering the mix failed", detail: "ffmpeg: \(result.stderrText)")
         }
     }
 }

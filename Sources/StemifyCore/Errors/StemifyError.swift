@@ -59,6 +59,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case invalidBatch = "invalid_batch"
     /// No batch has this id (never created, or expired after its last job).
     case batchNotFound = "batch_not_found"
+    /// A mix export naming a stem the job lacks, a volume or pan out of range, or an unknown format.
+    case invalidMix = "invalid_mix"
     /// Separation failed inside the engine.
     case separationFailed = "separation_failed"
     /// The service cannot take requests now (its queue or model folder is not reachable).

@@ -62,13 +62,16 @@ public struct StemFile: Codable, Sendable, Equatable {
     public var format: String
     public var bytes: Int
     public var duration: Double
+    /// Where its ``WaveformPeaks`` are kept; nil for stems made before peaks were.
+    public var peaks: String?
 
-    public init(name: String, file: String, format: String, bytes: Int, duration: Double) {
+    public init(name: String, file: String, format: String, bytes: Int, duration: Double, peaks: String? = nil) {
         self.name = name
         self.file = file
         self.format = format
         self.bytes = bytes
         self.duration = duration
+        self.peaks = peaks
     }
 }
 

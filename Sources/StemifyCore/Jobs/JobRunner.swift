@@ -249,6 +249,7 @@ public final class JobRunner: Sendable {
         for stem in cached.stems {
             var copy = stem
             copy.file = try await storage.copyStem(stem.file, job: job.id)
+            if let peaks = stem.peaks { copy.peaks = await storage.exists(peaks) ? try await storage.copyStem(peaks, job: job.id) : nil }
             copies.append(copy)
         }
         return copies
@@ -264,7 +265,8 @@ public final class JobRunner: Sendable {
         let separation = SeparationOptions(shifts: job.options.shifts, overlap: job.options.overlap, seed: seed,
                                            overlapCount: job.options.numOverlap)
         let output = StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
-                                       instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate)
+                                       instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate,
+                                       peaks: true)
         let checkpoint = storage.checkpointPath(job.id)
         if let handle = FileHandle(forReadingAtPath: checkpoint.path) {
             // The separator reads the whole checkpoint; the log line needs only its header.
@@ -291,10 +293,13 @@ public final class JobRunner: Sendable {
     /// Keeps the stems in the storage, as the job records them.
     private func publish(_ files: [URL], job: Job, seconds: Double) async throws -> [StemFile] {
         let sizes = files.map { (try? FileManager.default.attributesOfItem(atPath: $0.path)[.size] as? Int) ?? 0 }
-        let locations = try await storage.keepStems(files, job: job.id)
-        return zip(files, zip(locations, sizes)).map { url, kept in
-            StemFile(name: url.deletingPathExtension().lastPathComponent, file: kept.0,
-                     format: job.options.outputFormat.rawValue, bytes: kept.1, duration: seconds)
+        let peaks = files.map(WaveformPeaks.file(for:)).filter { FileManager.default.fileExists(atPath: $0.path) }
+        let locations = try await storage.keepStems(files + peaks, job: job.id)
+        let kept = Dictionary(uniqueKeysWithValues: zip(peaks, locations.dropFirst(files.count)))
+        return files.indices.map { k in
+            StemFile(name: files[k].deletingPathExtension().lastPathComponent, file: locations[k],
+                     format: job.options.outputFormat.rawValue, bytes: sizes[k], duration: seconds,
+                     peaks: kept[WaveformPeaks.file(for: files[k])])
         }
     }
 

@@ -44,9 +44,12 @@ public struct StemOutputOptions: Sendable {
     public var instrumental = false
     /// mp3 bit rate in kbit/s.
     public var mp3Bitrate = 320
+    /// Also write each stem's ``WaveformPeaks`` beside it (`NAME.peaks.json`).
+    public var peaks = false
 
     public init(format: FFmpeg.Format = .wav, encoding: WAVEncoding = .int16, clipMode: ClipMode = .rescale, normalize: Bool = false,
-                twoStems: String? = nil, otherMethod: OtherMethod = .add, instrumental: Bool = false, mp3Bitrate: Int = 320) {
+                twoStems: String? = nil, otherMethod: OtherMethod = .add, instrumental: Bool = false, mp3Bitrate: Int = 320,
+                peaks: Bool = false) {
         self.format = format
         self.encoding = encoding
         self.clipMode = clipMode
@@ -55,6 +58,7 @@ public struct StemOutputOptions: Sendable {
         self.otherMethod = otherMethod
         self.instrumental = instrumental
         self.mp3Bitrate = mp3Bitrate
+        self.peaks = peaks
     }
 }
 
@@ -286,6 +290,7 @@ private struct ScratchStem {
                                    encoding: options.format == .wav ? options.encoding : .float32)
         // Parity: `wav / max(1.01 * wav.abs().max(), 1)`.
         let divisor: Float = sharedDivisor ?? (options.clipMode == .rescale ? max(1.01 * peak, 1) : 1)
+        var peaks = options.peaks ? PeakAccumulator(sampleRate: sampleRate) : nil
         try handle.seek(toOffset: 0)
         let block = 1 << 16
         while let data = try handle.read(upToCount: block * channels * 4), !data.isEmpty {
@@ -300,6 +305,7 @@ private struct ScratchStem {
                     }
                 }
             }
+            peaks?.add(planar)
             try writer.write(planar)
         }
         try writer.finish()
@@ -310,5 +316,8 @@ private struct ScratchStem {
         }
         _ = try? FileManager.default.removeItem(at: final)
         try FileManager.default.moveItem(at: tmp, to: final)
+        if var peaks {
+            try JSONEncoder().encode(peaks.finish()).write(to: WaveformPeaks.file(for: final), options: .atomic)
+        }
     }
 }

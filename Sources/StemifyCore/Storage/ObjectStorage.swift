@@ -205,12 +205,22 @@ public final class ObjectStorage: JobStorage, @unchecked Sendable {
 
 /// The headers a stem is stored and served with, one definition for the bucket and the API.
 public enum StemHeaders {
-    public static let contentTypes = ["mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"]
+    public static let contentTypes = ["mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "json": "application/json"]
     /// A job's stems never change once written.
     public static let cacheControl = "public, max-age=86400, immutable"
 
     public static func contentType(_ format: String) -> String { contentTypes[format] ?? "application/octet-stream" }
-    public static func disposition(_ filename: String) -> String { "attachment; filename=\"\(filename)\"" }
+    /// An attachment named `filename`; a name beyond printable ASCII also goes as RFC 6266's
+    /// `filename*` (UTF-8), with an ASCII stand-in for old clients.
+    public static func disposition(_ filename: String) -> String {
+        let plain = String(String.UnicodeScalarView(filename.unicodeScalars.map {
+            $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" ? $0 : "_"
+        }))
+        guard plain != filename else { return "attachment; filename=\"\(filename)\"" }
+        let token = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$&+-.^_`|~")
+        let encoded = filename.addingPercentEncoding(withAllowedCharacters: token) ?? plain
+        return "attachment; filename=\"\(plain)\"; filename*=UTF-8''\(encoded)"
+    }
 
     static func of(filename: String) -> [(String, String)] {
         let format = URL(fileURLWithPath: filename).pathExtension

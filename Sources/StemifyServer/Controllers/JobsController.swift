@@ -19,6 +19,7 @@ struct JobsController: Sendable {
         router.get("/api/jobs/:id/stems.zip", use: zip)
         router.get("/api/jobs/:id/stems/:file", use: stem)
         router.head("/api/jobs/:id/stems/:file", use: stem)
+        router.get("/api/jobs/:id/peaks/:name", use: peaks)
     }
 
     /// The job as the API shows it.
@@ -33,6 +34,11 @@ struct JobsController: Sendable {
             var format: String
             var bytes: Int
             var duration: Double
+            var peaksUrl: String?
+
+            enum CodingKeys: String, CodingKey {
+                case name, url, format, bytes, duration, peaksUrl = "peaks_url"
+            }
         }
         var jobId: String
         var status: String
@@ -67,9 +73,10 @@ struct JobsController: Sendable {
             model = job.options.model
             createdAt = ISO8601DateFormatter().string(from: job.createdAt)
             error = job.errorCode.map { ErrorBody(code: $0.rawValue, message: job.errorMessage ?? "") }
-            stems = job.stems.map {
-                let url = storage.directURL($0.file) ?? "/api/jobs/\(job.id)/stems/\($0.name).\($0.format)"
-                return Stem(name: $0.name, url: url, format: $0.format, bytes: $0.bytes, duration: $0.duration)
+            stems = job.stems.map { stem in
+                let url = storage.directURL(stem.file) ?? "/api/jobs/\(job.id)/stems/\(stem.name).\(stem.format)"
+                return Stem(name: stem.name, url: url, format: stem.format, bytes: stem.bytes, duration: stem.duration,
+                            peaksUrl: stem.peaks == nil ? nil : "/api/jobs/\(job.id)/peaks/\(stem.name)")
             }
             metrics = job.metrics
             statusUrl = "/api/jobs/\(job.id)"
@@ -142,10 +149,7 @@ struct JobsController: Sendable {
         guard job.status == .done, !job.stems.isEmpty else {
             throw StemifyError(.stemNotFound, "job '\(job.id)' has no stems yet")
         }
-        let folder = switch job.input {
-        case let .upload(_, filename): zipFolderName(filename)
-        case let .youtube(url): zipFolderName(url)
-        }
+        let folder = zipFolderName(job)
         let entries = job.stems.map { StemArchive.Entry(name: "\(folder)/\($0.name).\($0.format)", stem: $0) }
         return StemArchive(storage: storage).response(entries, filename: "stemify-\(job.id.prefix(8)).zip", logger: context.logger)
     }
@@ -156,14 +160,30 @@ struct JobsController: Sendable {
         let file = try context.parameters.require("file")
         let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no stem '\(file)'")
         guard let stem = job.stems.first(where: { "\($0.name).\($0.format)" == file }) else { throw missing }
-        var headers: HTTPFields = [
+        return try await serve(stem.file, request: request, context: context, missing: missing, headers: [
             .acceptRanges: "bytes", .contentType: StemHeaders.contentType(stem.format),
             .cacheControl: StemHeaders.cacheControl, .contentDisposition: StemHeaders.disposition(file),
-        ]
-        if let objects = storage as? ObjectStorage, let key = objects.key(stem.file) {
+        ])
+    }
+
+    /// A stem's ``WaveformPeaks`` (JSON), written with the stem.
+    @Sendable func peaks(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (job, _) = try await load(context)
+        let name = try context.parameters.require("name")
+        let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no peaks for '\(name)'")
+        guard let location = job.stems.first(where: { $0.name == name })?.peaks else { throw missing }
+        return try await serve(location, request: request, context: context, missing: missing, headers: [
+            .contentType: "application/json", .cacheControl: StemHeaders.cacheControl,
+        ])
+    }
+
+    /// A kept file from the folder or the bucket, with ETag and Range.
+    func serve(_ location: String, request: Request, context: AppRequestContext, missing: StemifyError, headers: HTTPFields) async throws -> Response {
+        var headers = headers
+        if let objects = storage as? ObjectStorage, let key = objects.key(location) {
             return try await proxy(objects.client, key: key, request: request, headers: headers, missing: missing)
         }
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: stem.file), let size = attributes[.size] as? Int
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: location), let size = attributes[.size] as? Int
         else { throw missing }
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         let etag = "\"\(String(size, radix: 16))-\(String(Int(modified * 1000), radix: 16))\""
@@ -180,11 +200,11 @@ struct JobsController: Sendable {
             headers[.contentRange] = "bytes \(r.lowerBound)-\(r.upperBound)/\(size)"
             headers[.contentLength] = "\(r.count)"
             return Response(status: .partialContent, headers: headers,
-                            body: try await io.loadFile(path: stem.file, range: r, context: context))
+                            body: try await io.loadFile(path: location, range: r, context: context))
         }
         headers[.contentLength] = "\(size)"
         if request.method == .head { return Response(status: .ok, headers: headers) }
-        return Response(status: .ok, headers: headers, body: try await io.loadFile(path: stem.file, context: context))
+        return Response(status: .ok, headers: headers, body: try await io.loadFile(path: location, context: context))
     }
 
     /// A stem in the bucket, streamed through: Range and If-None-Match go to the store, whose

@@ -42,7 +42,7 @@ struct StemArchive: Sendable {
         }
         return Response(status: .ok, headers: [
             .contentType: "application/zip", .cacheControl: "no-store",
-            .contentDisposition: "attachment; filename=\"\(filename)\"",
+            .contentDisposition: StemHeaders.disposition(filename),
         ], body: body)
     }
 
@@ -59,6 +59,14 @@ struct StemArchive: Sendable {
         try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(location)) { handle in
             for try await chunk in handle.readChunks(chunkLength: .mebibytes(1)) { try await body(chunk) }
         }
+    }
+}
+
+/// A job's song (its file name or link) as a folder or file name.
+package func zipFolderName(_ job: Job) -> String {
+    switch job.input {
+    case let .upload(_, filename): zipFolderName(filename)
+    case let .youtube(url): zipFolderName(url)
     }
 }
 

@@ -38,6 +38,7 @@ const messages = {
   invalid_filename: "Rename the file: its name must not contain slashes or control characters.",
   invalid_batch: "Choose at least one song, and no more than the server allows at once.",
   batch_not_found: "That batch has expired; start a new one.",
+  invalid_mix: "The mix could not be exported with these settings.",
   separation_failed: "The separation failed.",
   invalid_request: "The request could not be read; try again.",
   not_found: "That page or file does not exist.",

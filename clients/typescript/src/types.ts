@@ -8,7 +8,7 @@ export type ErrorCode =
   | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found"
   | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch"
   | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type"
-  | "invalid_filename" | "invalid_batch" | "batch_not_found"
+  | "invalid_filename" | "invalid_batch" | "batch_not_found" | "invalid_mix"
   | "separation_failed" | "unavailable" | "internal_error";
 
 export type JobStatus =

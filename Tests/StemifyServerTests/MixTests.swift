@@ -1,0 +1,162 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import StemifyCore
+import StemifyEngine
+import StemifyServer
+import StemifyTestSupport
+import Testing
+
+/// Reads a WAV the API served as planar channels.
+func planar(_ bytes: ByteBuffer) throws -> [[Float]] {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-mix-\(UUID().uuidString).wav")
+    defer { try? FileManager.default.removeItem(at: file) }
+    try Data(bytes.readableBytesView).write(to: file)
+    let source = try WAVFileSource(path: file.path)
+    let x = try source.read(from: 0, count: source.frameCount)
+    return (0..<source.channelCount).map { c in Array(x.data[(c * source.frameCount)..<((c + 1) * source.frameCount)]) }
+}
+
+/// Signal-to-noise ratio of `actual` against `expected`, in dB.
+func snr(_ expected: [[Float]], _ actual: [[Float]]) -> Double {
+    var (signal, noise) = (0.0, 0.0)
+    for (e, a) in zip(expected, actual) {
+        for (x, y) in zip(e, a) { signal += Double(x) * Double(x); noise += Double(x - y) * Double(x - y) }
+    }
+    return 10 * log10(signal / max(noise, 1e-30))
+}
+
+/// Waveform peaks and mix export against a live server with real workers.
+@Suite("Mixer API", .serialized)
+struct MixTests {
+    /// A finished job of a 3 s stereo song (WAV stems, karaoke on); returns its id and stems.
+    func finishedJob(_ client: any TestClientProtocol) async throws -> (String, [[String: Any]]) {
+        let (headers, body) = multipartParts(BatchTests.options + [("remove_vocals", nil, Data("true".utf8)),
+                                                                  ("file", "Café song.wav", Data(UploadTests().wav(seconds: 3)))])
+        let accepted = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+        #expect(accepted.status == .accepted, "\(String(buffer: accepted.body))")
+        let id = try #require(json(accepted.body)["job_id"] as? String)
+        _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+        let job = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)
+        #expect(job["status"] as? String == "done")
+        return (id, try #require(job["stems"] as? [[String: Any]]))
+    }
+
+    func post(_ client: any TestClientProtocol, _ id: String, _ body: String) async throws -> TestResponse {
+        try await client.execute(uri: "/api/jobs/\(id)/mix", method: .post, headers: [.contentType: "application/json"],
+                                 body: ByteBuffer(string: body))
+    }
+
+    @Test("each stem's peaks are the loudest sample of every 1/50 s of the stem the API serves; a mix export is the stems through the page's gain and equal-power pan (≥ 60 dB)",
+          arguments: ["folder", "S3"])
+    func peaksAndMix(_ storage: String) async throws {
+        var configuration = testConfiguration()
+        if storage == "S3" {
+            let (endpoint, url) = try freshBucket()
+            configuration.storageURL = url
+            configuration.storageEndpoint = endpoint
+            configuration.storageAccessKey = "test"
+            configuration.storageSecretKey = "test"
+        }
+        try await withServer(configuration) { client in
+            let (id, stems) = try await finishedJob(client)
+            var audio: [String: [[Float]]] = [:]
+            for stem in stems {
+                let name = try #require(stem["name"] as? String)
+                let served = try await client.execute(uri: "/api/jobs/\(id)/stems/\(name).wav", method: .get)
+                audio[name] = try planar(served.body)
+                let peaksURL = try #require(stem["peaks_url"] as? String)
+                let response = try await client.execute(uri: peaksURL, method: .get)
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/json")
+                let peaks = json(response.body)
+                let values = try #require(peaks["peaks"] as? [Int])
+                let per = try #require(peaks["samples_per_peak"] as? Int)
+                let channels = try #require(audio[name])
+                #expect(peaks["sample_rate"] as? Int == 44100 && per == 882 && peaks["scale"] as? Int == 1000)
+                #expect(peaks["frames"] as? Int == channels[0].count)
+                #expect(values.count == (channels[0].count + per - 1) / per)
+                // The served stem is 16-bit: its peak may differ from the float one by a rounding step.
+                for (k, value) in values.enumerated() {
+                    let window = (k * per)..<min((k + 1) * per, channels[0].count)
+                    let loudest = channels.map { c in window.map { abs(c[$0]) }.max() ?? 0 }.max() ?? 0
+                    #expect(abs(Double(value) - Double(loudest) * 1000) <= 1, "\(name) peak \(k): \(value) vs \(loudest)")
+                }
+            }
+            #expect(try await client.execute(uri: "/api/jobs/\(id)/peaks/nothing", method: .get).status == .notFound)
+
+            // Vocals muted, drums at half, bass panned left, other panned right; instrumental off.
+            let settings: [String: (volume: Double, pan: Double, muted: Bool)] = [
+                "vocals": (1, 0, true), "drums": (0.5, 0, false), "bass": (1, -0.6, false), "other": (0.8, 0.3, false),
+                "instrumental": (1, 0, true),
+            ]
+            let body = "{\"format\":\"wav\",\"stems\":{" + settings.map { name, s in
+                "\"\(name)\":{\"volume\":\(s.volume),\"pan\":\(s.pan),\"muted\":\(s.muted)}"
+            }.joined(separator: ",") + "}}"
+            let mix = try await post(client, id, body)
+            #expect(mix.status == .ok, "\(String(buffer: mix.body))")
+            #expect(mix.headers[.contentType] == "audio/wav")
+            #expect(mix.headers[.contentDisposition]?.contains("filename*=UTF-8''Caf%C3%A9%20song%20%28mix%29.wav") == true,
+                    "\(mix.headers[.contentDisposition] ?? "")")
+            let rendered = try planar(mix.body)
+            // Web Audio's StereoPannerNode on a stereo input, from the spec (not the server's code).
+            let frames = audio["drums"]![0].count
+            var expected = [[Float]](repeating: [Float](repeating: 0, count: frames), count: 2)
+            for (name, s) in settings where !s.muted {
+                let (l, r) = (audio[name]![0], audio[name]![1])
+                let x = s.pan <= 0 ? s.pan + 1 : s.pan
+                let (gl, gr) = (Float(cos(x * .pi / 2)), Float(sin(x * .pi / 2)))
+                let v = Float(s.volume)
+                for i in 0..<frames {
+                    if s.pan <= 0 {
+                        expected[0][i] += v * (l[i] + r[i] * gl)
+                        expected[1][i] += v * (r[i] * gr)
+                    } else {
+                        expected[0][i] += v * (l[i] * gl)
+                        expected[1][i] += v * (r[i] + l[i] * gr)
+                    }
+                }
+            }
+            #expect(rendered.count == 2 && rendered[0].count == frames)
+            let ratio = snr(expected, rendered)
+            #expect(ratio >= 60, "mix vs the stems at their settings: \(ratio) dB")
+            // Breaking one setting (vocals left in) is far from the mix: the comparison can fail.
+            var withVocals = expected
+            for c in 0..<2 { for i in 0..<frames { withVocals[c][i] += audio["vocals"]![c][i] } }
+            #expect(snr(withVocals, rendered) < 30)
+
+            let mp3 = try await post(client, id, "{\"format\":\"mp3\"}")
+            #expect(mp3.status == .ok && mp3.headers[.contentType] == "audio/mpeg")
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-mix-\(UUID().uuidString).mp3")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try Data(mp3.body.readableBytesView).write(to: file)
+            #expect(abs(try probeDuration(file) - 3) < 0.1)
+        }
+    }
+
+    @Test("bad mix requests get invalid_mix, job_not_found or stem_not_found")
+    func hostile() async throws {
+        try await withServer(testConfiguration { $0.workers = 0 }) { client in
+            let (headers, body) = multipartParts(BatchTests.options + [("file", "a.wav", Data(UploadTests().wav(seconds: 1)))])
+            let queued = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body).body)["job_id"] as? String)
+            let notDone = try await post(client, queued, "{}")
+            #expect(notDone.status == .notFound && errorCode(notDone.body) == "stem_not_found")
+            let unknown = try await post(client, "nope", "{}")
+            #expect(unknown.status == .notFound && errorCode(unknown.body) == "job_not_found")
+        }
+        try await withServer(testConfiguration()) { client in
+            let (id, _) = try await finishedJob(client)
+            for bad in ["not json", "[1]", "{\"stems\":[]}", "{\"format\":\"ogg\"}", "{\"format\":3}",
+                        "{\"stems\":{\"kazoo\":{}}}", "{\"stems\":{\"drums\":{\"volume\":2.5}}}",
+                        "{\"stems\":{\"drums\":{\"volume\":-0.1}}}", "{\"stems\":{\"bass\":{\"pan\":-1.5}}}",
+                        "{\"stems\":{\"bass\":{\"muted\":\"yes\"}}}", String(repeating: " ", count: 70_000) + "{}"] {
+                let r = try await post(client, id, bad)
+                #expect(r.status == .badRequest && errorCode(r.body) == "invalid_mix", "\(bad.prefix(40)): \(String(buffer: r.body))")
+                #expect(!String(buffer: r.body).contains("/tmp"))
+            }
+            #expect(try await post(client, id, "{}").status == .ok)
+        }
+    }
+}
