@@ -67,6 +67,9 @@ struct ClientTypesTests {
             ("Limits", schemas + ["Limits"]),
             ("Batch", schemas + ["Batch"]),
             ("BatchSong", schemas + ["BatchSong"]),
+            ("Peaks", schemas + ["Peaks"]),
+            ("MixRequest", schemas + ["MixRequest"]),
+            ("StemMix", schemas + ["MixRequest", "properties", "stems", "additionalProperties"]),
         ]
         for (name, path) in mapping {
             let s = try schema(doc, path)

@@ -2,11 +2,11 @@
 // No dependencies: `fetch`, `FormData` and `EventSource` from the browser (or any runtime that
 // has them). The names match the mock service it replaces.
 
-import type { Accepted, Batch, ErrorBody, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
+import type { Accepted, Batch, ErrorBody, ErrorCode, Job, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
 
 export type {
-  Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality,
-  Stem,
+  Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat,
+  Peaks, Quality, Stem, StemMix,
 } from "./types.js";
 
 /** Where the API is and how to reach it. */
@@ -242,6 +242,19 @@ export function getJob(id: string, options: ClientOptions = {}): Promise<Job> {
 /** Cancels and deletes a job. */
 export async function cancelJob(id: string, options: ClientOptions = {}): Promise<void> {
   await call<unknown>(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }, options);
+}
+
+/** A stem's waveform peaks, from its `peaks_url`. */
+export function getPeaks(peaksUrl: string, options: ClientOptions = {}): Promise<Peaks> {
+  return call<Peaks>(peaksUrl, {}, options);
+}
+
+/** A finished job's stems mixed at the given volumes, pans and mutes, rendered by the server. */
+export async function exportMix(jobId: string, mix: MixRequest, options: ClientOptions = {}): Promise<Blob> {
+  const response = await send(`/api/jobs/${encodeURIComponent(jobId)}/mix`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(mix),
+  }, options);
+  return response.blob();
 }
 
 /** The models the server offers. */

@@ -33,6 +33,33 @@ export interface Stem {
   format: OutputFormat;
   bytes: number;
   duration: number;
+  /** The stem's waveform peaks (same origin); null for stems made before peaks were written. */
+  peaks_url?: string | null;
+}
+
+/** `components.schemas.Peaks`: the loudest sample of any channel per window, in 1/scale of full scale. */
+export interface Peaks {
+  sample_rate: number;
+  samples_per_peak: number;
+  frames: number;
+  scale: number;
+  peaks: number[];
+}
+
+/** `components.schemas.MixRequest.properties.stems.additionalProperties`: one stem in an exported mix. */
+export interface StemMix {
+  /** Linear gain 0–2 (default 1). */
+  volume?: number;
+  /** −1 left … 1 right, Web Audio's equal-power law (default 0). */
+  pan?: number;
+  muted?: boolean;
+}
+
+/** `components.schemas.MixRequest` */
+export interface MixRequest {
+  format?: OutputFormat;
+  /** By stem name; stems left out play at volume 1, centred. */
+  stems?: Record<string, StemMix>;
 }
 
 /** `components.schemas.Job.properties.error` */

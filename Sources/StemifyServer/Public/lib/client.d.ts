@@ -1,5 +1,5 @@
-import type { Accepted, Batch, ErrorCode, Job, Limits, Model, OutputFormat, Quality } from "./types.js";
-export type { Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, Model, OutputFormat, Quality, Stem, } from "./types.js";
+import type { Accepted, Batch, ErrorCode, Job, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
+export type { Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality, Stem, StemMix, } from "./types.js";
 /** Where the API is and how to reach it. */
 export interface ClientOptions {
     /** Origin of the Stemify server; "" (the default) is the page's own. */
@@ -83,6 +83,10 @@ export declare function uploadResumable(file: Blob, options?: ResumableUploadOpt
 export declare function getJob(id: string, options?: ClientOptions): Promise<Job>;
 /** Cancels and deletes a job. */
 export declare function cancelJob(id: string, options?: ClientOptions): Promise<void>;
+/** A stem's waveform peaks, from its `peaks_url`. */
+export declare function getPeaks(peaksUrl: string, options?: ClientOptions): Promise<Peaks>;
+/** A finished job's stems mixed at the given volumes, pans and mutes, rendered by the server. */
+export declare function exportMix(jobId: string, mix: MixRequest, options?: ClientOptions): Promise<Blob>;
 /** The models the server offers. */
 export declare function getModels(options?: ClientOptions): Promise<Model[]>;
 /** The server's limits (upload size, duration, rate, formats). */

@@ -191,6 +191,17 @@ export function getJob(id, options = {}) {
 export async function cancelJob(id, options = {}) {
     await call(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }, options);
 }
+/** A stem's waveform peaks, from its `peaks_url`. */
+export function getPeaks(peaksUrl, options = {}) {
+    return call(peaksUrl, {}, options);
+}
+/** A finished job's stems mixed at the given volumes, pans and mutes, rendered by the server. */
+export async function exportMix(jobId, mix, options = {}) {
+    const response = await send(`/api/jobs/${encodeURIComponent(jobId)}/mix`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(mix),
+    }, options);
+    return response.blob();
+}
 /** The models the server offers. */
 export async function getModels(options = {}) {
     return (await call("/api/models", {}, options)).models;

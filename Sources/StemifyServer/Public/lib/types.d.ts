@@ -1,4 +1,4 @@
-export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "invalid_filename" | "invalid_batch" | "batch_not_found" | "separation_failed" | "unavailable" | "internal_error";
+export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "invalid_filename" | "invalid_batch" | "batch_not_found" | "invalid_mix" | "separation_failed" | "unavailable" | "internal_error";
 export declare type JobStatus = "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
 export declare type OutputFormat = "wav" | "mp3" | "flac";
 export declare type Quality = "fast" | "balanced" | "best";
@@ -16,6 +16,30 @@ export interface Stem {
     format: OutputFormat;
     bytes: number;
     duration: number;
+    /** The stem's waveform peaks (same origin); null for stems made before peaks were written. */
+    peaks_url?: string | null;
+}
+/** `components.schemas.Peaks`: the loudest sample of any channel per window, in 1/scale of full scale. */
+export interface Peaks {
+    sample_rate: number;
+    samples_per_peak: number;
+    frames: number;
+    scale: number;
+    peaks: number[];
+}
+/** `components.schemas.MixRequest.properties.stems.additionalProperties`: one stem in an exported mix. */
+export interface StemMix {
+    /** Linear gain 0–2 (default 1). */
+    volume?: number;
+    /** −1 left … 1 right, Web Audio's equal-power law (default 0). */
+    pan?: number;
+    muted?: boolean;
+}
+/** `components.schemas.MixRequest` */
+export interface MixRequest {
+    format?: OutputFormat;
+    /** By stem name; stems left out play at volume 1, centred. */
+    stems?: Record<string, StemMix>;
 }
 /** `components.schemas.Job.properties.error` */
 export interface JobError {
