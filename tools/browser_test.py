@@ -14,6 +14,8 @@ step go to the artifacts folder.
 Needs Debian's chromium and chromium-driver and PyPI selenium (scripts/install-deps.sh).
 """
 import argparse
+import array
+import io
 import math
 import os
 import shutil
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -129,15 +132,93 @@ class CuttingProxy(threading.Thread):
             self.close(src, dst)
 
 
-def downloaded_zip(folder, before, timeout=60):
-    """The ZIP that appeared in `folder` since `before` (its listing), once complete."""
+def downloaded(folder, before, suffix, timeout=60):
+    """The file ending in `suffix` that appeared in `folder` since `before` (its listing), once complete."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        new = [p for p in set(folder.iterdir()) - before if p.suffix == ".zip"]
+        new = [p for p in set(folder.iterdir()) - before if p.suffix == suffix]
         if new:
             return new[0]
         time.sleep(0.2)
-    fail(f"no ZIP was downloaded: {list(folder.iterdir())}")
+    fail(f"no {suffix} file was downloaded: {list(folder.iterdir())}")
+
+
+def wav_channels(data):
+    """A 16-bit WAV's samples as one list of floats per channel."""
+    with wave.open(io.BytesIO(data)) as w:
+        if w.getsampwidth() != 2:
+            fail(f"expected 16-bit WAV, got {8 * w.getsampwidth()}-bit")
+        count = w.getnchannels()
+        samples = array.array("h")
+        samples.frombytes(w.readframes(w.getnframes()))
+    return [[v / 32768 for v in samples[c::count]] for c in range(count)]
+
+
+def mixed(stems):
+    """Stereo stems, each (channels, volume, pan), through a gain and Web Audio's
+    StereoPannerNode as its specification defines it for a stereo input, summed."""
+    n = len(stems[0][0][0])
+    out = [[0.0] * n, [0.0] * n]
+    for (left, right), volume, pan in stems:
+        x = pan + 1 if pan <= 0 else pan
+        gl, gr = math.cos(x * math.pi / 2), math.sin(x * math.pi / 2)
+        for i in range(n):
+            if pan <= 0:
+                out[0][i] += volume * (left[i] + right[i] * gl)
+                out[1][i] += volume * right[i] * gr
+            else:
+                out[0][i] += volume * left[i] * gl
+                out[1][i] += volume * (right[i] + left[i] * gr)
+    return out
+
+
+def snr(expected, actual):
+    if len(actual) != len(expected) or len(actual[0]) != len(expected[0]):
+        fail(f"the mix has {len(actual)}×{len(actual[0])} samples, the stems {len(expected)}×{len(expected[0])}")
+    signal = sum(x * x for c in expected for x in c)
+    noise = sum((x - y) ** 2 for e, a in zip(expected, actual) for x, y in zip(e, a))
+    return 10 * math.log10(signal / max(noise, 1e-30))
+
+
+def position(driver):
+    return float(driver.find_element(By.ID, "ruler").get_attribute("aria-valuenow"))
+
+
+def audible(rows):
+    return [r.get_attribute("data-audible") == "true" for r in rows]
+
+
+def click_at(driver, element, fraction):
+    """A click at `fraction` of the element's width (Selenium offsets count from its centre)."""
+    width = element.size["width"]
+    ActionChains(driver).move_to_element_with_offset(element, int(width * (fraction - 0.5)), 0).click().perform()
+
+
+def drag_on(driver, element, start, end):
+    width = element.size["width"]
+    steps = 5
+    chain = ActionChains(driver).move_to_element_with_offset(element, int(width * (start - 0.5)), 0).click_and_hold()
+    for _ in range(steps):
+        chain = chain.move_by_offset(int(width * (end - start) / steps), 0)
+    chain.release().perform()
+
+
+def press(driver, key):
+    """A key with the focus on the page (not in a control)."""
+    ActionChains(driver).send_keys(key).perform()
+
+
+def sample_positions(driver, seconds):
+    """The playhead's position every 50 ms for `seconds`."""
+    return driver.execute_async_script("""
+        const [seconds, done] = [arguments[0], arguments[arguments.length - 1]];
+        const out = [];
+        const started = performance.now();
+        const timer = setInterval(() => {
+          out.push(Number(document.getElementById('ruler').getAttribute('aria-valuenow')));
+          if (performance.now() - started > seconds * 1000) { clearInterval(timer); done(out); }
+        }, 50);
+    """, seconds)
 
 
 def zip_names(path):
@@ -163,7 +244,7 @@ def main():
     write_wav(song, seconds=20.0)
 
     env = dict(os.environ, DEMUCS_MODEL_PATH=str(ROOT / "Tests" / "Fixtures" / "repo"), MODEL_DOWNLOAD="false",
-               RATE_LIMIT="0", STEMIFY_WORKERS="1", STEMIFY_THREADS="2", LOG_LEVEL="warning")
+               RATE_LIMIT="0", MAX_DURATION="900", STEMIFY_WORKERS="1", STEMIFY_THREADS="2", LOG_LEVEL="warning")
     server = subprocess.Popen([str(args.stemify), "serve", "--port", str(args.port), "--data-dir", str(base / "data")],
                               env=env, stdout=open(base / "server.log", "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{args.port}/"
@@ -187,7 +268,10 @@ def main():
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
     step = [0]
 
-    def shot(name):
+    def shot(name, at=None):
+        """A screenshot, scrolled to the element with id `at` when given."""
+        if at:
+            driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", at)
         step[0] += 1
         driver.save_screenshot(str(args.artifacts / f"{step[0]:02d}-{name}.png"))
 
@@ -238,28 +322,129 @@ def main():
         wait.until(lambda d: all(c.get_attribute("data-drawn") == "true" for c in d.find_elements(By.CSS_SELECTOR, "#stem-list canvas")))
         peaks = [float(c.get_attribute("data-peak")) for c in driver.find_elements(By.CSS_SELECTOR, "#stem-list canvas")]
         if len(peaks) != len(names) or not all(p > 0 for p in peaks):
-            fail(f"waveforms not drawn from audio: peaks {peaks}")
-        shot("done")
+            fail(f"waveforms not drawn from the server's peaks: {peaks}")
+        # The instrumental is the other stems summed: it starts muted so the song is not doubled.
+        if audible(rows) != [True, True, True, True, False]:
+            fail(f"stems heard at first: {audible(rows)}")
+        shot("done", at="mixer-section")
 
+        ruler = driver.find_element(By.ID, "ruler")
         driver.find_element(By.ID, "play-button").click()
-        wait.until(lambda d: int(d.find_element(By.ID, "seek-input").get_attribute("value")) > 0)
+        wait.until(lambda d: position(d) > 0.2)
         if driver.find_element(By.ID, "play-button").text != "Pause":
             fail("the play button did not turn into pause")
-        shot("playing")
+        shot("playing", at="mixer-section")
+        driver.find_element(By.ID, "play-button").click()
 
+        # Seek: a click at three quarters of a waveform puts the playhead (on every lane) there.
+        wave = rows[1].find_element(By.CSS_SELECTOR, ".wave")
+        click_at(driver, wave, 0.75)
+        duration = float(ruler.get_attribute("aria-valuemax"))
+        if abs(position(driver) - 0.75 * duration) > 0.3:
+            fail(f"clicking at 75 % of a {duration} s waveform went to {position(driver)} s")
+        lefts = [float(h.value_of_css_property("left").rstrip("px")) / h.find_element(By.XPATH, "..").size["width"]
+                 for h in driver.find_elements(By.CSS_SELECTOR, "#stem-list .playhead")]
+        if len(lefts) != 5 or any(abs(x - 0.75) > 0.02 for x in lefts):
+            fail(f"the playheads are not at 75 %: {lefts}")
+        shot("seeked", at="mixer-section")
+
+        # A–B loop by dragging on the ruler from 30 % to 40 % of the song; Home goes to A; while
+        # playing, the position jumps back from B to A and never runs past B.
+        drag_on(driver, ruler, 0.30, 0.40)
+        section = driver.find_element(By.ID, "mixer-section")
+        a, b = float(section.get_attribute("data-loop-a") or -1), float(section.get_attribute("data-loop-b") or -1)
+        if abs(a - 0.3 * duration) > 0.3 or abs(b - 0.4 * duration) > 0.3 or section.get_attribute("data-loop") != "true":
+            fail(f"the dragged loop is {a}–{b} (on: {section.get_attribute('data-loop')})")
+        press(driver, Keys.HOME)
+        if abs(position(driver) - a) > 0.05:
+            fail(f"Home with a loop went to {position(driver)}, not A = {a}")
+        press(driver, Keys.SPACE)
+        trace = sample_positions(driver, 2.5 * (b - a) + 1)
+        press(driver, Keys.SPACE)
+        jumps = [(x, y) for x, y in zip(trace, trace[1:]) if y < x - 0.5]
+        if not jumps or min(trace) < a - 0.05 or max(trace) > b + 0.3:
+            fail(f"the loop {a:.2f}–{b:.2f} s did not repeat: positions {min(trace):.2f}–{max(trace):.2f}, jumps {jumps}")
+        print(f"loop {a:.2f}–{b:.2f} s: {len(jumps)} jump(s) back to A, from {[round(x, 2) for x, _ in jumps]} s")
+        shot("loop", at="mixer-section")
+        # The keyboard marks a loop too: A and B at the playhead; Escape clears it.
+        press(driver, Keys.ESCAPE)
+        click_at(driver, wave, 0.10)
+        press(driver, "a")
+        click_at(driver, wave, 0.175)
+        press(driver, "b")
+        a, b = float(section.get_attribute("data-loop-a") or -1), float(section.get_attribute("data-loop-b") or -1)
+        if abs(a - 0.1 * duration) > 0.3 or abs(b - 0.175 * duration) > 0.3:
+            fail(f"keys A and B marked {a}–{b}")
+        press(driver, Keys.ESCAPE)
+        if section.get_attribute("data-loop-a") != "":
+            fail("Escape did not clear the loop")
+
+        # Speed 75 % (five presses of '['): the song advances at 0.75× real time, pitch kept.
+        for _ in range(5):
+            press(driver, "[")
+        if driver.find_element(By.ID, "speed-text").text != "75 %":
+            fail(f"speed shows {driver.find_element(By.ID, 'speed-text').text}")
+        press(driver, Keys.HOME)
+        press(driver, Keys.SPACE)
+        rate = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const now = () => Number(document.getElementById('ruler').getAttribute('aria-valuenow'));
+            const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+            (async () => {
+              await wait(500);
+              const [p0, t0] = [now(), performance.now()];
+              await wait(4000);
+              done((now() - p0) / ((performance.now() - t0) / 1000));
+            })();
+        """)
+        press(driver, Keys.SPACE)
+        print(f"speed 75 %: the position advanced {rate:.3f} s per second")
+        if not 0.67 <= rate <= 0.83:
+            fail(f"at 75 % the position advanced {rate:.3f} s per second")
+        shot("speed-75", at="mixer-section")
+        for _ in range(5):
+            press(driver, "]")
+
+        # Mute, karaoke, minus one.
         mute = rows[3].find_element(By.CSS_SELECTOR, "button.mute")
         mute.click()
-        if mute.get_attribute("aria-pressed") != "true" or rows[3].get_attribute("data-audible") != "false":
+        if mute.get_attribute("aria-pressed") != "true" or audible(rows)[3]:
             fail("muting the vocals did not mute them")
         driver.find_element(By.ID, "karaoke-button").click()
-        audible = [r.get_attribute("data-audible") for r in rows]
-        if audible != ["false", "false", "false", "false", "true"]:
-            fail(f"karaoke mode should leave only the instrumental audible: {audible}")
-        shot("muted")
+        if audible(rows) != [False, False, False, False, True]:
+            fail(f"karaoke mode should leave only the instrumental audible: {audible(rows)}")
+        shot("karaoke", at="mixer-section")
+        driver.find_element(By.ID, "karaoke-button").click()
+        if audible(rows) != [True, True, True, True, False]:
+            fail(f"karaoke off should bring back the four stems: {audible(rows)}")
+        rows[3].find_element(By.CSS_SELECTOR, "button.minus-one").click()
+        if audible(rows) != [True, True, True, False, False]:
+            fail(f"minus one (vocals) should leave drums, bass and other: {audible(rows)}")
 
-        # Keyboard: Space toggles playback when focus is not in a control. On a slow machine
-        # the song may already have ended (the button reads Play again), so the check is the
-        # toggle, not a fixed state.
+        # Export: vocals out (minus one), drums at 50 %, bass panned 60 % left. The WAV the page
+        # downloads equals the stems at those settings through Web Audio's pan law (>= 60 dB),
+        # and putting the vocals back makes it far off: they are not in it.
+        driver.execute_script("""
+            const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('input')); };
+            set('volume-drums', 50); set('pan-bass', -60);
+        """)
+        Select(driver.find_element(By.ID, "export-format")).select_by_value("wav")
+        before = set(downloads.iterdir())
+        driver.find_element(By.ID, "export-button").click()
+        exported = downloaded(downloads, before, ".wav")
+        job_id = rows[0].find_element(By.CSS_SELECTOR, "a.download").get_attribute("href").split("/api/jobs/")[1].split("/")[0]
+        stems = {n: wav_channels(urllib.request.urlopen(f"{url}api/jobs/{job_id}/stems/{n}.wav").read())
+                 for n in ("drums", "bass", "other", "vocals")}
+        mix = wav_channels(exported.read_bytes())
+        expected = mixed([(stems["drums"], 0.5, 0.0), (stems["bass"], 1.0, -0.6), (stems["other"], 1.0, 0.0)])
+        with_vocals = mixed([(stems["drums"], 0.5, 0.0), (stems["bass"], 1.0, -0.6), (stems["other"], 1.0, 0.0), (stems["vocals"], 1.0, 0.0)])
+        ratio, leak = snr(expected, mix), snr(with_vocals, mix)
+        print(f"exported mix: {ratio:.1f} dB against drums 50 % + bass panned -60 % + other; {leak:.1f} dB against the same with vocals")
+        if ratio < 60 or leak > 30:
+            fail(f"the exported mix is {ratio:.1f} dB from the expected one and {leak:.1f} dB from it with vocals")
+        shot("exported", at="mixer-section")
+
+        # Keyboard: Space toggles playback when focus is not in a control.
         driver.find_element(By.TAG_NAME, "h1").click()
         before = driver.find_element(By.ID, "play-button").text
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.SPACE)
@@ -274,10 +459,15 @@ def main():
         # "Download all stems" is one ZIP from the server.
         before = set(downloads.iterdir())
         driver.find_element(By.ID, "download-all-button").click()
-        names = zip_names(downloaded_zip(downloads, before))
+        names = zip_names(downloaded(downloads, before, ".zip"))
         if names != sorted(f"song/{n}.wav" for n in ("drums", "bass", "other", "vocals", "instrumental")):
             fail(f"the job's ZIP holds {names}")
-        shot("downloaded")
+        shot("downloaded", at="mixer-section")
+        # The dark theme follows the system.
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        time.sleep(0.3)
+        shot("mixer-dark", at="mixer-section")
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
         driver.refresh()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent-list li")) == 1)
@@ -364,13 +554,46 @@ def main():
             fail(f"batch songs: {statuses}")
         before = set(downloads.iterdir())
         driver.find_element(By.ID, "batch-zip").click()
-        names = zip_names(downloaded_zip(downloads, before))
+        names = zip_names(downloaded(downloads, before, ".zip"))
         expected = sorted(f"{i + 1:02d} {p.stem}/{stem}.wav" for i, p in enumerate(songs) for stem in ("drums", "bass", "other", "vocals"))
         if names != expected:
             fail(f"batch ZIP entries: {names}")
         driver.find_elements(By.CSS_SELECTOR, "#batch-list button.open")[1].click()
         wait.until(lambda d: d.find_element(By.ID, "mixer-section").is_displayed())
-        shot("batch-song-in-mixer")
+        shot("batch-song-in-mixer", at="mixer-section")
+
+        # A 10-minute song: the mixer draws every lane from the server's peaks, without
+        # downloading or decoding a stem; the time it takes is reported, not asserted.
+        long_song = base / "ten minutes.mp3"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=220:duration=600",
+                        "-f", "lavfi", "-i", "anoisesrc=amplitude=0.05:duration=600", "-filter_complex", "amix=inputs=2",
+                        "-ac", "2", "-ar", "44100", "-b:a", "128k", str(long_song)], check=True)
+        driver.get(url)
+        wait.until(lambda d: any(o.get_attribute("value") == "ht_small"
+                                 for o in d.find_elements(By.CSS_SELECTOR, "#model-select option")))
+        Select(driver.find_element(By.ID, "model-select")).select_by_value("ht_small")
+        Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
+        Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
+        driver.find_element(By.ID, "file-input").send_keys(str(long_song))
+        driver.find_element(By.ID, "submit-button").click()
+        started = time.time()
+        WebDriverWait(driver, 900).until(lambda d: d.find_element(By.ID, "job-status").text.startswith("Done"))
+        separated = time.time() - started
+        wait.until(lambda d: d.find_element(By.ID, "mixer-section").get_attribute("data-draw-ms"))
+        draw_ms = int(driver.find_element(By.ID, "mixer-section").get_attribute("data-draw-ms"))
+        peak_bytes = driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/peaks/')).reduce((s, e) => s + e.encodedBodySize, 0)")
+        print(f"10-minute song: separated in {separated:.0f} s; the mixer fetched {peak_bytes / 1024:.0f} kB of peaks "
+              f"and drew its 4 lanes in {draw_ms} ms")
+        shot("long-song", at="mixer-section")
+        driver.find_element(By.TAG_NAME, "h1").click()
+        press(driver, "+")
+        press(driver, "+")
+        zoomed = driver.find_element(By.ID, "zoom-text").text
+        if zoomed != "150 s shown" or not driver.find_element(By.ID, "scroll-input").is_enabled():
+            fail(f"zooming in twice on a 600 s song shows '{zoomed}'")
+        driver.execute_script("const s = document.getElementById('scroll-input'); s.value = 500; s.dispatchEvent(new Event('input'));")
+        shot("long-song-zoomed", at="mixer-section")
 
         # The drop itself shows as failed upload requests (the cut one, and Chrome's own resend
         # of it refused with 409 while the server still held the first); nothing else may fail.

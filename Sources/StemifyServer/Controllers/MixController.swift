@@ -89,13 +89,17 @@ struct MixController: Sendable {
 
     /// A stem as a local file: its own path in a folder store, a download from the bucket otherwise.
     private func localCopy(_ stem: StemFile, in folder: URL) async throws -> String {
-        guard let objects = storage as? ObjectStorage, let key = objects.key(stem.file) else { return stem.file }
+        let gone = StemifyError(.stemNotFound, "the stem '\(stem.name)' is no longer stored")
+        guard let objects = storage as? ObjectStorage, let key = objects.key(stem.file) else {
+            guard FileManager.default.fileExists(atPath: stem.file) else { throw gone }
+            return stem.file
+        }
         let local = folder.appendingPathComponent("\(stem.name).\(stem.format)")
         let found: Bool
         do { found = try await objects.client.download(key, to: local) } catch {
             throw StemifyError(.unavailable, "the stem storage is unavailable; try again shortly", detail: "\(error)")
         }
-        guard found else { throw StemifyError(.stemNotFound, "the stem '\(stem.name)' is no longer stored") }
+        guard found else { throw gone }
         return local.path
     }
 }

@@ -20,6 +20,7 @@ struct ServiceController: Sendable {
         router.get("/openapi.yaml") { _, _ in try resource("openapi.yaml", type: "application/yaml") }
         router.get("/") { _, _ in try resource("index.html", type: "text/html; charset=utf-8") }
         router.get("/app.js") { _, _ in try resource("app.js", type: "text/javascript; charset=utf-8") }
+        router.get("/mixer.js") { _, _ in try resource("mixer.js", type: "text/javascript; charset=utf-8") }
         router.get("/style.css") { _, _ in try resource("style.css", type: "text/css; charset=utf-8") }
         router.get("/lib/:file") { _, context in
             // The committed build of clients/typescript (the page imports it as an ES module).

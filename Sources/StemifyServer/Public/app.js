@@ -2,6 +2,7 @@
 // and mix the stems. Plain ES module over the committed build of the TypeScript client
 // (clients/typescript).
 
+import { closeMixer, handleKey, openMixer, setUpMixer } from "/mixer.js";
 import {
   batchZipUrl, cancelBatch, cancelJob, getLimits, getModels, requestBatch, requestStemSeparation, uploadResumable, watchBatch,
   watchJob,
@@ -241,12 +242,12 @@ function renderJob(job) {
   $("job-error").hidden = !failed;
   if (failed) $("job-error").textContent = describe({ code: job.error?.code, message: job.error?.message });
   $("cancel-button").hidden = ["done", "failed", "cancelled"].includes(job.status);
-  if (job.status === "done") buildMixer(job);
+  if (job.status === "done") openMixer(job);
 }
 
 function follow(id) {
   stopWatching();
-  teardownMixer();
+  closeMixer();
   $("job-section").hidden = false;
   $("job-error").hidden = true;
   $("job-status").textContent = "Loading…";
@@ -278,6 +279,15 @@ let stopBatchWatching = () => {};
 let currentBatch;
 
 /** A row of the batch list (made once per song, updated in place so focus stays put). */
+function button(text, label) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  return b;
+}
+
 function songRow(key, name) {
   let item = document.querySelector(`#batch-list li[data-key="${CSS.escape(key)}"]`);
   if (!item) {
@@ -356,182 +366,7 @@ async function cancelCurrentBatch() {
   }
 }
 
-// MARK: - The mixer
-
-/** One row per stem: its audio element and controls. */
-let tracks = [];
-let syncing = false;
-
-function teardownMixer() {
-  for (const t of tracks) t.audio.pause();
-  tracks = [];
-  $("stem-list").replaceChildren();
-  $("mixer-section").hidden = true;
-}
-
-function applyMix() {
-  const soloed = tracks.filter((t) => t.solo);
-  for (const t of tracks) {
-    t.audio.muted = t.muted || (soloed.length > 0 && !t.solo);
-    t.audio.volume = t.volume;
-    t.item.dataset.audible = String(!t.audio.muted && t.volume > 0);
-  }
-  const karaoke = tracks.find((t) => t.name === "instrumental");
-  $("karaoke-button").setAttribute("aria-pressed", String(Boolean(karaoke?.solo && soloed.length === 1)));
-}
-
-function buildMixer(job) {
-  if (tracks.length && tracks[0].jobId === job.job_id) return;
-  teardownMixer();
-  $("mixer-section").hidden = false;
-  const list = $("stem-list");
-  for (const stem of job.stems) {
-    const audio = new Audio(stem.url);
-    audio.preload = "auto";
-    const track = { jobId: job.job_id, name: stem.name, audio, muted: false, solo: false, volume: 1 };
-    tracks.push(track);
-
-    const item = document.createElement("li");
-    item.className = "stem";
-    item.dataset.stem = stem.name;
-    item.dataset.audible = "true";
-    track.item = item;
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = stem.name.replace("_", " ");
-    const canvas = document.createElement("canvas");
-    canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", `Waveform of ${stem.name}`);
-    canvas.width = 600;
-    canvas.height = 56;
-    const controls = document.createElement("div");
-    controls.className = "controls";
-
-    const mute = button("Mute", `Mute ${stem.name}`);
-    mute.setAttribute("aria-pressed", "false");
-    mute.classList.add("mute");
-    mute.addEventListener("click", () => {
-      track.muted = !track.muted;
-      mute.setAttribute("aria-pressed", String(track.muted));
-      applyMix();
-    });
-    const solo = button("Solo", `Solo ${stem.name}`);
-    solo.setAttribute("aria-pressed", "false");
-    solo.addEventListener("click", () => {
-      track.solo = !track.solo;
-      solo.setAttribute("aria-pressed", String(track.solo));
-      applyMix();
-    });
-    track.soloButton = solo;
-    const volumeId = `volume-${stem.name}`;
-    const volumeLabel = document.createElement("label");
-    volumeLabel.htmlFor = volumeId;
-    volumeLabel.textContent = "Volume";
-    const volume = document.createElement("input");
-    volume.type = "range";
-    volume.id = volumeId;
-    volume.min = "0";
-    volume.max = "100";
-    volume.value = "100";
-    volume.addEventListener("input", () => {
-      track.volume = Number(volume.value) / 100;
-      applyMix();
-    });
-    const download = document.createElement("a");
-    download.href = stem.url;
-    download.download = `${stem.name}.${stem.format}`;
-    download.textContent = `Download (${formatBytes(stem.bytes)})`;
-    download.className = "download";
-    controls.append(mute, solo, volumeLabel, volume, download);
-    item.append(name, canvas, controls);
-    list.append(item);
-    drawWaveform(stem.url, canvas);
-  }
-  $("karaoke-button").hidden = !tracks.some((t) => t.name === "instrumental");
-  const master = tracks[0]?.audio;
-  if (!master) return;
-  master.addEventListener("timeupdate", () => {
-    const duration = master.duration || 0;
-    if (!syncing) $("seek-input").value = duration ? String(Math.round((master.currentTime / duration) * 1000)) : "0";
-    $("time-text").textContent = `${formatTime(master.currentTime)} / ${formatTime(duration)}`;
-    // Keep the followers within 50 ms of the first stem.
-    for (const t of tracks.slice(1)) {
-      if (!master.paused && Math.abs(t.audio.currentTime - master.currentTime) > 0.05) t.audio.currentTime = master.currentTime;
-    }
-  });
-  master.addEventListener("ended", () => {
-    for (const t of tracks) t.audio.pause();
-    $("play-button").textContent = "Play";
-  });
-}
-
-function button(text, label) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.className = "secondary";
-  b.textContent = text;
-  b.setAttribute("aria-label", label);
-  return b;
-}
-
-async function drawWaveform(url, canvas) {
-  try {
-    const data = await (await fetch(url)).arrayBuffer();
-    const context = new OfflineAudioContext(1, 1, 44100);
-    const audio = await context.decodeAudioData(data);
-    const columns = canvas.width;
-    const samples = audio.getChannelData(0);
-    const other = audio.numberOfChannels > 1 ? audio.getChannelData(1) : samples;
-    const per = Math.max(1, Math.floor(samples.length / columns));
-    const peaks = new Float32Array(columns);
-    let loudest = 0;
-    for (let x = 0; x < columns; x++) {
-      let peak = 0;
-      for (let i = x * per; i < Math.min(samples.length, (x + 1) * per); i++) {
-        peak = Math.max(peak, Math.abs(samples[i]), Math.abs(other[i]));
-      }
-      peaks[x] = peak;
-      loudest = Math.max(loudest, peak);
-    }
-    const g = canvas.getContext("2d");
-    g.clearRect(0, 0, canvas.width, canvas.height);
-    g.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--accent") || "#4b5bdc";
-    const mid = canvas.height / 2;
-    for (let x = 0; x < columns; x++) {
-      const h = loudest > 0 ? (peaks[x] / loudest) * mid : 0;
-      g.fillRect(x, mid - h, 1, Math.max(1, 2 * h));
-    }
-    canvas.dataset.drawn = "true";
-    canvas.dataset.peak = String(loudest);
-  } catch (error) {
-    canvas.dataset.drawn = "failed";
-    canvas.setAttribute("aria-label", `${canvas.getAttribute("aria-label")} (could not be drawn)`);
-  }
-}
-
-async function togglePlay() {
-  if (!tracks.length) return;
-  const master = tracks[0].audio;
-  if (master.paused) {
-    // Play after the end starts the song again, as every player does.
-    const at = master.ended ? 0 : master.currentTime;
-    for (const t of tracks) t.audio.currentTime = at;
-    await Promise.all(tracks.map((t) => t.audio.play().catch(() => {})));
-    $("play-button").textContent = "Pause";
-  } else {
-    for (const t of tracks) t.audio.pause();
-    $("play-button").textContent = "Play";
-  }
-}
-
-function seek() {
-  const master = tracks[0]?.audio;
-  if (!master || !master.duration) return;
-  syncing = true;
-  const at = (Number($("seek-input").value) / 1000) * master.duration;
-  for (const t of tracks) t.audio.currentTime = at;
-  syncing = false;
-}
+// MARK: - The mixer (mixer.js)
 
 /** Every stem at once, as the ZIP the server streams. */
 function downloadAll() {
@@ -540,17 +375,6 @@ function downloadAll() {
   link.href = currentJob.zip_url;
   link.download = "";
   link.click();
-}
-
-function karaoke() {
-  const instrumental = tracks.find((t) => t.name === "instrumental");
-  if (!instrumental) return;
-  const on = !(instrumental.solo && tracks.filter((t) => t.solo).length === 1);
-  for (const t of tracks) {
-    t.solo = on && t === instrumental;
-    t.soloButton.setAttribute("aria-pressed", String(t.solo));
-  }
-  applyMix();
 }
 
 // MARK: - Model choice
@@ -581,10 +405,8 @@ async function start() {
   $("submit-form").addEventListener("submit", submit);
   $("cancel-button").addEventListener("click", cancelCurrent);
   $("batch-cancel-button").addEventListener("click", cancelCurrentBatch);
-  $("play-button").addEventListener("click", togglePlay);
-  $("seek-input").addEventListener("input", seek);
   $("download-all-button").addEventListener("click", downloadAll);
-  $("karaoke-button").addEventListener("click", karaoke);
+  setUpMixer(describe);
   $("file-input").addEventListener("change", () => showFormError(checkFiles($("file-input").files)));
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
@@ -597,13 +419,7 @@ async function start() {
       showFormError(checkFiles(e.dataTransfer.files));
     }
   });
-  document.addEventListener("keydown", (e) => {
-    const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.target instanceof HTMLButtonElement;
-    if (e.code === "Space" && !typing && tracks.length) {
-      e.preventDefault();
-      togglePlay();
-    }
-  });
+  document.addEventListener("keydown", handleKey);
   renderRecent();
   try {
     const [serverLimits, models] = await Promise.all([getLimits(), getModels()]);

@@ -1,0 +1,598 @@
+// The mixer: every stem of a finished job on one timeline (shared playhead, click or drag to
+// seek, zoom and scroll), practice controls (A–B loop, speed with pitch kept, volume, pan, mute,
+// solo, minus one) and the export of the current mix.
+//
+// Playback streams each stem through an <audio> element (a 10-minute song starts at once, no
+// decoding of whole files) into Web Audio: element → gain → StereoPannerNode → speakers. The
+// export sends the same volumes, pans and mutes to the server, which applies the same gain and
+// pan law (POST /api/jobs/{id}/mix), so the file is what was heard.
+
+import { exportMix, getPeaks } from "/lib/client.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** Lane colours by stem; others take the accent. */
+const colours = {
+  drums: "--stem-drums", bass: "--stem-bass", other: "--stem-other", vocals: "--stem-vocals",
+  guitar: "--stem-guitar", piano: "--stem-piano", instrumental: "--stem-instrumental",
+};
+
+const minimumSpan = 4;
+const seekStep = 5;
+
+/** The open mixer, or null. */
+let mix = null;
+
+function formatTime(seconds) {
+  const s = Math.floor(seconds || 0);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function control(tag, props) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "label") element.setAttribute("aria-label", value);
+    else if (key === "pressed") element.setAttribute("aria-pressed", String(value));
+    else element[key] = value;
+  }
+  return element;
+}
+
+// MARK: - Opening and closing
+
+export function closeMixer() {
+  if (!mix) return;
+  cancelAnimationFrame(mix.frame);
+  for (const t of mix.tracks) {
+    t.audio.pause();
+    t.audio.removeAttribute("src");
+    t.audio.load();
+  }
+  mix.context?.close();
+  mix.resize.disconnect();
+  mix = null;
+  $("stem-list").replaceChildren();
+  $("mixer-section").hidden = true;
+}
+
+/** Shows the mixer for a finished job (once per job). */
+export function openMixer(job) {
+  if (mix?.job.job_id === job.job_id) return;
+  closeMixer();
+  const started = performance.now();
+  $("mixer-section").hidden = false;
+  $("mixer-section").dataset.drawMs = "";
+  const duration = Math.max(...job.stems.map((s) => s.duration), 0.01);
+  mix = {
+    job, duration, tracks: [], context: null, frame: 0,
+    view: { start: 0, span: duration },
+    loop: { a: null, b: null, on: false },
+    speed: 1, drag: null,
+    resize: new ResizeObserver(() => drawAll()),
+  };
+  const hasInstrumental = job.stems.some((s) => s.name === "instrumental");
+  for (const [index, stem] of job.stems.entries()) {
+    mix.tracks.push(buildTrack(stem, index, hasInstrumental));
+  }
+  $("karaoke-button").hidden = !hasInstrumental;
+  $("ruler").setAttribute("aria-valuemax", duration.toFixed(2));
+  fit();
+  $("speed-input").value = "100";
+  showSpeed();
+  showLoop();
+  applyMix();
+  mix.resize.observe($("ruler"));
+  const current = mix;
+  Promise.all(current.tracks.map(async (t) => {
+    try {
+      t.peaks = t.stem.peaks_url ? await getPeaks(t.stem.peaks_url) : null;
+    } catch {
+      t.peaks = null;
+    }
+    t.loudest = t.peaks ? Math.max(1, ...t.peaks.peaks) : 1;
+  })).then(() => {
+    if (mix !== current) return;
+    drawAll();
+    // How long the timeline took to appear (peaks fetched and every lane drawn), for the tests.
+    $("mixer-section").dataset.drawMs = String(Math.round(performance.now() - started));
+  });
+  tick();
+}
+
+function buildTrack(stem, index, hasInstrumental) {
+  // Same origin whatever `stem.url` is (a bucket may not allow Web Audio to read its samples).
+  const audio = new Audio(`/api/jobs/${encodeURIComponent(mix.job.job_id)}/stems/${encodeURIComponent(stem.name)}.${stem.format}`);
+  audio.preload = "auto";
+  audio.preservesPitch = true;
+  // The instrumental is the other stems summed: it starts muted so the song is not doubled.
+  const track = {
+    stem, name: stem.name, audio, index, volume: 1, pan: 0,
+    muted: hasInstrumental && stem.name === "instrumental", solo: false, peaks: undefined, loudest: 1,
+  };
+  const label = stem.name.replace("_", " ");
+  const item = control("li", { className: "stem" });
+  item.dataset.stem = stem.name;
+  item.style.setProperty("--lane", `var(${colours[stem.name] ?? "--accent"})`);
+  const head = control("div", { className: "lane-head" });
+  const name = control("span", { className: "name", textContent: label });
+  const mute = control("button", { type: "button", className: "secondary mute", textContent: "M", label: `Mute ${label}`, title: `Mute (${index + 1})`, pressed: track.muted });
+  mute.addEventListener("click", () => { track.muted = !track.muted; applyMix(); });
+  const solo = control("button", { type: "button", className: "secondary solo", textContent: "S", label: `Solo ${label}`, title: "Solo", pressed: false });
+  solo.addEventListener("click", () => { track.solo = !track.solo; applyMix(); });
+  const minus = control("button", { type: "button", className: "secondary minus-one", textContent: "−1", label: `Minus one: everything but ${label}`, title: "Minus one: everything but this stem" });
+  minus.addEventListener("click", () => minusOne(track));
+  const volume = control("input", { type: "range", min: "0", max: "150", value: "100", className: "volume", id: `volume-${stem.name}` });
+  volume.addEventListener("input", () => { track.volume = Number(volume.value) / 100; applyMix(); });
+  const pan = control("input", { type: "range", min: "-100", max: "100", value: "0", className: "pan", id: `pan-${stem.name}` });
+  pan.addEventListener("input", () => { track.pan = Number(pan.value) / 100; applyMix(); });
+  pan.addEventListener("dblclick", () => { pan.value = "0"; track.pan = 0; applyMix(); });
+  const download = control("a", { href: stem.url, download: `${stem.name}.${stem.format}`, className: "download", textContent: "↓", title: `Download ${label}` });
+  download.setAttribute("aria-label", `Download ${label} (${stem.format})`);
+  const volumeLabel = control("label", { htmlFor: volume.id, textContent: "Vol" });
+  const panLabel = control("label", { htmlFor: pan.id, textContent: "Pan" });
+  volume.setAttribute("aria-label", `${label} volume`);
+  pan.setAttribute("aria-label", `${label} pan`);
+  const buttons = control("div", { className: "buttons" });
+  buttons.append(mute, solo, minus, download);
+  head.append(name, buttons, volumeLabel, volume, panLabel, pan);
+
+  const wave = control("div", { className: "wave" });
+  const canvas = control("canvas", { height: 64 });
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", `Waveform of ${label}`);
+  wave.append(canvas, control("div", { className: "loop-region" }), control("div", { className: "playhead" }));
+  attachPointer(wave, false);
+  item.append(head, wave);
+  $("stem-list").append(item);
+  Object.assign(track, { item, canvas, wave, buttons: { mute, solo }, inputs: { volume, pan } });
+  return track;
+}
+
+// MARK: - Levels
+
+/** Heard: not muted, and soloed when anything is. */
+function audible(track) {
+  const soloing = mix.tracks.some((t) => t.solo);
+  return !track.muted && (!soloing || track.solo);
+}
+
+function applyMix() {
+  for (const t of mix.tracks) {
+    const on = audible(t);
+    if (t.gain) t.gain.gain.value = on ? t.volume : 0;
+    if (t.panner) t.panner.pan.value = t.pan;
+    t.item.dataset.audible = String(on && t.volume > 0);
+    t.buttons.mute.setAttribute("aria-pressed", String(t.muted));
+    t.buttons.solo.setAttribute("aria-pressed", String(t.solo));
+    t.inputs.volume.value = String(Math.round(t.volume * 100));
+    t.inputs.pan.value = String(Math.round(t.pan * 100));
+    t.inputs.pan.setAttribute("aria-valuetext", t.pan === 0 ? "centre" : `${Math.round(Math.abs(t.pan) * 100)} % ${t.pan < 0 ? "left" : "right"}`);
+  }
+  const instrumental = mix.tracks.find((t) => t.name === "instrumental");
+  $("karaoke-button").setAttribute("aria-pressed", String(Boolean(instrumental && isKaraoke())));
+}
+
+function isKaraoke() {
+  return mix.tracks.every((t) => audible(t) === (t.name === "instrumental"));
+}
+
+/** Everything but `track` (the instrumental stays out: it would double the rest). */
+function minusOne(track) {
+  for (const t of mix.tracks) {
+    t.solo = false;
+    t.muted = t === track || (t.name === "instrumental" && track.name !== "instrumental");
+  }
+  applyMix();
+}
+
+export function karaoke() {
+  if (!mix) return;
+  const instrumental = mix.tracks.find((t) => t.name === "instrumental");
+  if (!instrumental) return;
+  const on = !isKaraoke();
+  for (const t of mix.tracks) {
+    t.solo = false;
+    t.muted = on ? t !== instrumental : t === instrumental;
+  }
+  applyMix();
+}
+
+/** Web Audio starts on the first play (browsers allow it only after a gesture). */
+function ensureGraph() {
+  if (mix.context) return;
+  const context = new AudioContext();
+  for (const t of mix.tracks) {
+    const source = context.createMediaElementSource(t.audio);
+    t.gain = context.createGain();
+    t.panner = context.createStereoPanner();
+    source.connect(t.gain).connect(t.panner).connect(context.destination);
+  }
+  mix.context = context;
+  applyMix();
+}
+
+// MARK: - Transport
+
+function master() {
+  return mix?.tracks[0]?.audio;
+}
+
+function position() {
+  return master()?.currentTime ?? 0;
+}
+
+export function seekTo(seconds) {
+  if (!mix) return;
+  const at = Math.min(Math.max(0, seconds), mix.duration);
+  for (const t of mix.tracks) t.audio.currentTime = at;
+  follow(at);
+  showPosition(at);
+}
+
+export async function togglePlay() {
+  if (!mix) return;
+  const lead = master();
+  if (lead.paused) {
+    ensureGraph();
+    await mix.context.resume();
+    // Play after the end starts again (at A when looping), as every player does.
+    let at = lead.ended || lead.currentTime >= mix.duration ? 0 : lead.currentTime;
+    if (mix.loop.on && (at < mix.loop.a || at >= mix.loop.b)) at = mix.loop.a;
+    for (const t of mix.tracks) {
+      t.audio.currentTime = at;
+      t.audio.playbackRate = mix.speed;
+    }
+    await Promise.all(mix.tracks.map((t) => t.audio.play().catch(() => {})));
+  } else {
+    for (const t of mix.tracks) t.audio.pause();
+  }
+  showPlaying();
+}
+
+function showPlaying() {
+  const playing = mix && !master().paused;
+  $("play-button").textContent = playing ? "Pause" : "Play";
+  $("play-button").setAttribute("aria-pressed", String(Boolean(playing)));
+}
+
+/** Every frame: the playhead, the loop, and the followers kept within 50 ms of the first stem. */
+function tick() {
+  if (!mix) return;
+  const lead = master();
+  let at = lead.currentTime;
+  if (!lead.paused && mix.loop.on && at >= mix.loop.b) {
+    at = mix.loop.a;
+    for (const t of mix.tracks) t.audio.currentTime = at;
+    mix.loops = (mix.loops ?? 0) + 1;
+  } else if (!lead.paused) {
+    for (const t of mix.tracks.slice(1)) {
+      if (Math.abs(t.audio.currentTime - at) > 0.05) t.audio.currentTime = at;
+    }
+  }
+  if (lead.ended && !mix.tracks.some((t) => !t.audio.paused && !t.audio.ended)) showPlaying();
+  if (!lead.paused && mix.drag === null) follow(at);
+  showPosition(at);
+  mix.frame = requestAnimationFrame(tick);
+}
+
+function showPosition(at) {
+  const ruler = $("ruler");
+  ruler.setAttribute("aria-valuenow", at.toFixed(2));
+  ruler.setAttribute("aria-valuetext", `${formatTime(at)} of ${formatTime(mix.duration)}`);
+  $("time-text").textContent = `${formatTime(at)} / ${formatTime(mix.duration)}`;
+  const x = (at - mix.view.start) / mix.view.span;
+  for (const head of document.querySelectorAll("#mixer-section .playhead")) {
+    head.style.left = `${(x * 100).toFixed(3)}%`;
+    head.hidden = x < 0 || x > 1;
+  }
+}
+
+export function setSpeed(percent) {
+  if (!mix) return;
+  const clamped = Math.min(150, Math.max(50, Math.round(percent / 5) * 5));
+  mix.speed = clamped / 100;
+  $("speed-input").value = String(clamped);
+  for (const t of mix.tracks) t.audio.playbackRate = mix.speed;
+  showSpeed();
+}
+
+function showSpeed() {
+  $("speed-text").value = `${$("speed-input").value} %`;
+}
+
+// MARK: - Loop
+
+export function setLoopPoint(which, at = position()) {
+  if (!mix) return;
+  mix.loop[which] = at;
+  const { a, b } = mix.loop;
+  if (a !== null && b !== null) {
+    if (b < a) [mix.loop.a, mix.loop.b] = [b, a];
+    // A loop shorter than a tenth of a second would only stutter.
+    mix.loop.on = mix.loop.b - mix.loop.a >= 0.1;
+  }
+  showLoop();
+}
+
+export function toggleLoop() {
+  if (!mix || mix.loop.a === null || mix.loop.b === null) return;
+  mix.loop.on = !mix.loop.on;
+  showLoop();
+}
+
+export function clearLoop() {
+  if (!mix) return;
+  mix.loop = { a: null, b: null, on: false };
+  showLoop();
+}
+
+function showLoop() {
+  const { a, b, on } = mix.loop;
+  const set = a !== null && b !== null;
+  $("loop-button").setAttribute("aria-pressed", String(on));
+  $("loop-button").disabled = !set;
+  $("loop-text").textContent = set ? `${formatTime(a)}–${formatTime(b)}${on ? "" : " (off)"}`
+    : a !== null ? `A at ${formatTime(a)}; press B to set the end` : "Drag on the ruler, or press A and B";
+  const section = $("mixer-section");
+  section.dataset.loopA = a === null ? "" : a.toFixed(3);
+  section.dataset.loopB = b === null ? "" : b.toFixed(3);
+  section.dataset.loop = String(on);
+  drawLoop();
+}
+
+function drawLoop() {
+  const { a, b, on } = mix.loop;
+  for (const region of document.querySelectorAll("#mixer-section .loop-region")) {
+    if (a === null || b === null) { region.hidden = true; continue; }
+    const left = (a - mix.view.start) / mix.view.span, right = (b - mix.view.start) / mix.view.span;
+    region.hidden = right < 0 || left > 1;
+    region.style.left = `${Math.max(0, left) * 100}%`;
+    region.style.width = `${(Math.min(1, right) - Math.max(0, left)) * 100}%`;
+    region.classList.toggle("off", !on);
+  }
+}
+
+// MARK: - Timeline: pointer, zoom, scroll
+
+function timeAt(element, clientX) {
+  const box = element.getBoundingClientRect();
+  const x = Math.min(Math.max(0, (clientX - box.left) / box.width), 1);
+  return mix.view.start + x * mix.view.span;
+}
+
+/** Click or drag on a lane seeks; on the ruler (or with Shift on a lane) a drag marks the loop. */
+function attachPointer(element, isRuler) {
+  element.addEventListener("pointerdown", (e) => {
+    if (!mix || e.button !== 0) return;
+    element.setPointerCapture(e.pointerId);
+    const at = timeAt(element, e.clientX);
+    mix.drag = { from: at, loop: isRuler || e.shiftKey, moved: false };
+    if (!mix.drag.loop) seekTo(at);
+  });
+  element.addEventListener("pointermove", (e) => {
+    if (!mix?.drag || !element.hasPointerCapture(e.pointerId)) return;
+    const at = timeAt(element, e.clientX);
+    mix.drag.moved ||= Math.abs(at - mix.drag.from) > mix.view.span / 200;
+    if (!mix.drag.loop) seekTo(at);
+    else if (mix.drag.moved) {
+      mix.loop = { a: Math.min(mix.drag.from, at), b: Math.max(mix.drag.from, at), on: true };
+      showLoop();
+    }
+  });
+  const end = (e) => {
+    if (!mix?.drag) return;
+    // A click on the ruler seeks like a click on a lane.
+    if (mix.drag.loop && !mix.drag.moved) seekTo(mix.drag.from);
+    else if (mix.drag.loop) setLoopPoint("b", mix.loop.b);
+    mix.drag = null;
+    if (element.hasPointerCapture(e.pointerId)) element.releasePointerCapture(e.pointerId);
+  };
+  element.addEventListener("pointerup", end);
+  element.addEventListener("pointercancel", end);
+}
+
+export function zoom(factor, around = null) {
+  if (!mix) return;
+  const { start, span } = mix.view;
+  const centre = around ?? (position() >= start && position() <= start + span ? position() : start + span / 2);
+  const next = Math.min(mix.duration, Math.max(Math.min(minimumSpan, mix.duration), span / factor));
+  mix.view.span = next;
+  mix.view.start = centre - (centre - start) * (next / span);
+  scrollTo(mix.view.start);
+}
+
+export function fit() {
+  if (!mix) return;
+  mix.view = { start: 0, span: mix.duration };
+  scrollTo(0);
+}
+
+function scrollTo(start) {
+  mix.view.start = Math.min(Math.max(0, start), mix.duration - mix.view.span);
+  const room = mix.duration - mix.view.span;
+  const scroll = $("scroll-input");
+  scroll.disabled = room <= 0;
+  scroll.value = room > 0 ? String(Math.round((mix.view.start / room) * 1000)) : "0";
+  $("zoom-text").textContent = mix.view.span >= mix.duration ? "whole song" : `${Math.round(mix.view.span)} s shown`;
+  drawAll();
+  showPosition(position());
+}
+
+/** While playing, the view pages along with the playhead. */
+function follow(at) {
+  const { start, span } = mix.view;
+  if (span >= mix.duration || (at >= start && at <= start + span)) return;
+  scrollTo(at - span * 0.05);
+}
+
+function onWheel(e) {
+  if (!mix) return;
+  if (e.ctrlKey || e.metaKey) {
+    e.preventDefault();
+    zoom(e.deltaY < 0 ? 1.25 : 0.8, timeAt($("ruler"), e.clientX));
+  } else if (e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
+    e.preventDefault();
+    const delta = (e.shiftKey ? e.deltaY : e.deltaX) || e.deltaY;
+    scrollTo(mix.view.start + (delta / 500) * mix.view.span);
+  }
+}
+
+// MARK: - Drawing
+
+function colour(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+function drawAll() {
+  if (!mix) return;
+  drawRuler();
+  for (const t of mix.tracks) drawLane(t);
+  drawLoop();
+}
+
+function sizeCanvas(canvas, cssHeight) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  const height = Math.round(cssHeight * ratio);
+  if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
+  return { width, height, ratio };
+}
+
+/** The loudest value of each pixel column of the visible span, from the stem's peaks. */
+function drawLane(track) {
+  const { canvas, peaks } = track;
+  const { width, height } = sizeCanvas(canvas, 64);
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, width, height);
+  const mid = height / 2;
+  g.fillStyle = getComputedStyle(track.item).getPropertyValue("--lane").trim() || colour("--accent");
+  if (peaks === undefined) return;
+  if (peaks === null) {
+    g.fillRect(0, mid, width, 1);
+    canvas.dataset.drawn = "none";
+    canvas.setAttribute("aria-label", `Waveform of ${track.name} (not available for this job)`);
+    return;
+  }
+  const perSecond = peaks.sample_rate / peaks.samples_per_peak;
+  const values = peaks.peaks;
+  const { start, span } = mix.view;
+  for (let x = 0; x < width; x++) {
+    const from = Math.floor((start + (x / width) * span) * perSecond);
+    const to = Math.max(from + 1, Math.floor((start + ((x + 1) / width) * span) * perSecond));
+    let peak = 0;
+    for (let i = from; i < Math.min(to, values.length); i++) peak = Math.max(peak, values[i]);
+    const h = (peak / track.loudest) * (mid - 1);
+    g.fillRect(x, mid - h, 1, Math.max(1, 2 * h));
+  }
+  canvas.dataset.drawn = "true";
+  canvas.dataset.peak = String(track.loudest / peaks.scale);
+}
+
+/** Time ticks at a step that leaves ~80 px between labels. */
+function drawRuler() {
+  const canvas = $("ruler-canvas");
+  const { width, height, ratio } = sizeCanvas(canvas, 24);
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, width, height);
+  g.fillStyle = colour("--muted");
+  g.font = `${11 * ratio}px system-ui, sans-serif`;
+  const { start, span } = mix.view;
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
+  const step = steps.find((s) => (s / span) * (width / ratio) >= 80) ?? 600;
+  for (let t = Math.ceil(start / step) * step; t <= start + span; t += step) {
+    const x = ((t - start) / span) * width;
+    g.fillRect(x, height * 0.55, ratio, height * 0.45);
+    g.fillText(formatTime(t), x + 3 * ratio, height * 0.45);
+  }
+}
+
+// MARK: - Export
+
+/** What the server needs to render what is heard: every stem's volume, pan and whether it is heard. */
+function settings() {
+  return Object.fromEntries(mix.tracks.map((t) => [t.name, { volume: t.volume, pan: t.pan, muted: !audible(t) }]));
+}
+
+export async function exportCurrentMix(describe) {
+  if (!mix) return;
+  const format = $("export-format").value;
+  const button = $("export-button");
+  button.disabled = true;
+  $("export-status").textContent = "Rendering the mix…";
+  try {
+    const blob = await exportMix(mix.job.job_id, { format, stems: settings() });
+    const link = control("a", { href: URL.createObjectURL(blob), download: `stemify-mix-${mix.job.job_id.slice(0, 8)}.${format}` });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    $("export-status").textContent = `Mix exported (${format.toUpperCase()}).`;
+  } catch (error) {
+    $("export-status").textContent = describe(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// MARK: - Keyboard
+
+/** The mixer's shortcuts (listed on the page); true when the key was one. */
+export function handleKey(e) {
+  if (!mix || e.ctrlKey || e.metaKey || e.altKey) return false;
+  const target = e.target;
+  const typing = target instanceof HTMLTextAreaElement || target instanceof HTMLSelectElement
+    || (target instanceof HTMLInputElement && target.type !== "range" && target.type !== "checkbox");
+  if (typing) return false;
+  // Sliders keep their arrow keys; buttons keep Space and Enter.
+  const onSlider = target instanceof HTMLInputElement && target.type === "range";
+  const onButton = target instanceof HTMLButtonElement || target instanceof HTMLAnchorElement;
+  const key = e.key;
+  if (key === " " && !onButton) togglePlay();
+  else if ((key === "ArrowLeft" || key === "ArrowRight") && !onSlider) seekTo(position() + (key === "ArrowLeft" ? -seekStep : seekStep));
+  else if (key === "Home" && !onSlider) seekTo(mix.loop.on ? mix.loop.a : 0);
+  else if (key === "a" || key === "A") setLoopPoint("a");
+  else if (key === "b" || key === "B") setLoopPoint("b");
+  else if (key === "l" || key === "L") toggleLoop();
+  else if (key === "Escape") clearLoop();
+  else if (key === "[" || key === "]") setSpeed(mix.speed * 100 + (key === "[" ? -5 : 5));
+  else if (key === "+" || key === "=") zoom(2);
+  else if (key === "-" || key === "_") zoom(0.5);
+  else if (key === "0") fit();
+  else if (key >= "1" && key <= "9" && Number(key) <= mix.tracks.length) {
+    const track = mix.tracks[Number(key) - 1];
+    track.muted = !track.muted;
+    applyMix();
+  } else return false;
+  e.preventDefault();
+  return true;
+}
+
+/** Wires the mixer's fixed controls once, at page start. */
+export function setUpMixer(describe) {
+  $("play-button").addEventListener("click", togglePlay);
+  $("speed-input").addEventListener("input", () => setSpeed(Number($("speed-input").value)));
+  $("loop-button").addEventListener("click", toggleLoop);
+  $("zoom-in-button").addEventListener("click", () => zoom(2));
+  $("zoom-out-button").addEventListener("click", () => zoom(0.5));
+  $("zoom-fit-button").addEventListener("click", fit);
+  $("scroll-input").addEventListener("input", () => {
+    if (mix) scrollTo((Number($("scroll-input").value) / 1000) * (mix.duration - mix.view.span));
+  });
+  $("karaoke-button").addEventListener("click", karaoke);
+  $("export-button").addEventListener("click", () => exportCurrentMix(describe));
+  const ruler = $("ruler");
+  attachPointer(ruler, true);
+  ruler.addEventListener("keydown", (e) => {
+    if (!mix) return;
+    const steps = { ArrowLeft: -seekStep, ArrowRight: seekStep, PageDown: -30, PageUp: 30 };
+    if (e.key in steps) {
+      seekTo(position() + steps[e.key]);
+      e.preventDefault();
+      e.stopPropagation();
+    } else if (e.key === "End") {
+      seekTo(mix.duration);
+      e.preventDefault();
+    }
+  });
+  $("timeline").addEventListener("wheel", onWheel, { passive: false });
+  // Lane colours follow the light or dark theme.
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => drawAll());
+}
