@@ -180,6 +180,16 @@ def snr(expected, actual):
     return 10 * math.log10(signal / max(noise, 1e-30))
 
 
+def check_labels(driver):
+    """Every control has a name a screen reader can read."""
+    unnamed = driver.execute_script("""
+        return [...document.querySelectorAll('input, select, button, [role=slider]')].filter(e =>
+            !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id || e.outerHTML);
+    """)
+    if unnamed:
+        fail(f"controls without a label: {unnamed}")
+
+
 def position(driver):
     return float(driver.find_element(By.ID, "ruler").get_attribute("aria-valuenow"))
 
@@ -284,13 +294,7 @@ def main():
         Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
         Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
         driver.find_element(By.ID, "karaoke-input").click()
-        # Every control has a name a screen reader can read.
-        unnamed = driver.execute_script("""
-            return [...document.querySelectorAll('input, select, button')].filter(e =>
-                !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id || e.outerHTML);
-        """)
-        if unnamed:
-            fail(f"controls without a label: {unnamed}")
+        check_labels(driver)
         shot("form")
 
         # A file the server would refuse is refused in the browser first.
@@ -326,6 +330,7 @@ def main():
         # The instrumental is the other stems summed: it starts muted so the song is not doubled.
         if audible(rows) != [True, True, True, True, False]:
             fail(f"stems heard at first: {audible(rows)}")
+        check_labels(driver)
         shot("done", at="mixer-section")
 
         ruler = driver.find_element(By.ID, "ruler")
@@ -478,6 +483,7 @@ def main():
         wait.until(lambda d: d.find_element(By.ID, "mixer-section").is_displayed())
         overflow = driver.execute_script("return document.documentElement.scrollWidth")
         shot("mobile-360")
+        shot("mobile-360-mixer", at="mixer-section")
         if overflow > 360:
             fail(f"the page is {overflow} px wide at a 360 px viewport")
 
