@@ -159,7 +159,8 @@ struct APITests {
             #expect(jobs.map { $0["status"] as? String } == ["done", "done"])
             #expect(jobs.map { ($0["metrics"] as? [String: Any])?["cache_hit"] as? Bool } == [false, true])
 
-            // Nothing of the jobs stays in the data folder; the bucket has uploads and stems, no work.
+            // Nothing of the jobs stays in the data folder; the bucket has uploads, stems and their
+            // peaks (copied with the stems for the cached job), no work.
             let data = URL(fileURLWithPath: configuration.dataDirectory)
             let left = (FileManager.default.enumerator(atPath: data.path)?.allObjects as? [String] ?? [])
                 .filter { $0.hasPrefix("uploads/") || $0.hasPrefix("stems/") || $0.hasPrefix("work/") }
@@ -167,7 +168,7 @@ struct APITests {
             #expect(left.isEmpty, "\(left)")
             let keys = try await bucket.list(bucket.key(""))
             #expect(Set(keys) == Set(ids.flatMap { id in
-                ["uploads/\(id)"] + ["drums", "bass", "other", "vocals"].map { "stems/\(id)/\($0).wav" }
+                ["uploads/\(id)"] + ["drums", "bass", "other", "vocals"].flatMap { ["stems/\(id)/\($0).wav", "stems/\(id)/\($0).peaks.json"] }
             }.map(bucket.key)))
 
             // Stem URLs are presigned: fetched straight from the store, with the stem's headers.
