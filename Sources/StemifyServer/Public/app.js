@@ -61,11 +61,6 @@ function formatDuration(seconds) {
   return `${s} s`;
 }
 
-function formatTime(seconds) {
-  const s = Math.floor(seconds || 0);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-}
-
 function formatBytes(n) {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(0)} MB` : `${(n / 1024).toFixed(0)} KB`;
 }
