@@ -224,3 +224,27 @@ struct VectorKernelTests {
         }
     }
 }
+
+@Suite("In-place crops")
+struct CropTests {
+    func numbered(_ shape: [Int]) -> Tensor {
+        var x = Tensor(zeros: shape)
+        for i in x.data.indices { x.data[i] = Float(i) + 0.5 }
+        return x
+    }
+
+    @Test("cropMiddle and cropLast equal slicingMiddle and slicingLast for ranges at the edges and inside",
+          arguments: [(3, 7, 5, 0, 7), (3, 7, 5, 2, 5), (1, 4, 1, 1, 4), (2, 9, 3, 0, 1), (4, 6, 2, 5, 6), (2, 5, 4, 3, 3)])
+    func crops(_ c: Int, _ f: Int, _ t: Int, _ lo: Int, _ hi: Int) {
+        let x = numbered([c, f, t])
+        var middle = x
+        middle.cropMiddle(lo..<hi)
+        #expect(middle == x.slicingMiddle(lo..<hi))
+        let last = numbered([c, t, f])
+        var cropped = last
+        cropped.cropLast(lo..<hi)
+        #expect(cropped == last.slicingLast(lo..<hi))
+        // The source is a value: cropping a copy leaves it whole.
+        #expect(x == numbered([c, f, t]))
+    }
+}

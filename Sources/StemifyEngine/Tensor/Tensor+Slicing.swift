@@ -1,3 +1,5 @@
+import Foundation
+
 extension Tensor {
     /// `x[:, range, :]` of a `[C, F, T]` tensor; rows outside `0..<F` read as zeros.
     public func slicingMiddle(_ range: Range<Int>) -> Tensor {
@@ -12,6 +14,36 @@ extension Tensor {
             out.data[dst..<(dst + (hi - lo) * t)] = data[src..<(src + (hi - lo) * t)]
         }
         return out
+    }
+
+    /// ``slicingMiddle(_:)`` within bounds, in place: the kept rows move down in the same
+    /// buffer, so a large layer output is not held twice while it is cropped.
+    public mutating func cropMiddle(_ range: Range<Int>) {
+        precondition(shape.count == 3 && range.lowerBound >= 0 && range.upperBound <= shape[1], "cropMiddle \(range) of \(shape)")
+        let (c, f, t) = (shape[0], shape[1], shape[2])
+        let kept = range.count * t
+        data.withUnsafeMutableBufferPointer { p in
+            for ci in 0..<c {
+                // Each destination lies at or before its source: moved in order, nothing is overwritten early.
+                memmove(p.baseAddress! + ci * kept, p.baseAddress! + (ci * f + range.lowerBound) * t, kept * MemoryLayout<Float>.stride)
+            }
+        }
+        data.removeLast(data.count - c * kept)
+        shape = [c, range.count, t]
+    }
+
+    /// ``slicingLast(_:)`` within bounds, in place.
+    public mutating func cropLast(_ range: Range<Int>) {
+        let t = shape[shape.count - 1]
+        precondition(range.lowerBound >= 0 && range.upperBound <= t, "cropLast \(range) of \(shape)")
+        let rows = count / max(t, 1)
+        data.withUnsafeMutableBufferPointer { p in
+            for r in 0..<rows {
+                memmove(p.baseAddress! + r * range.count, p.baseAddress! + r * t + range.lowerBound, range.count * MemoryLayout<Float>.stride)
+            }
+        }
+        data.removeLast(data.count - rows * range.count)
+        shape[shape.count - 1] = range.count
     }
 
     /// `torch.cat(parts, dim=1)` of `[C, F_i, T]` tensors.

@@ -75,10 +75,12 @@ public struct HDecLayer: Sendable {
 
     /// - Parameters:
     ///   - x: `[Cin, F, T]` (time layers: `[Cin, 1, T]`).
-    ///   - skip: the matching encoder output, nil for an empty layer.
+    ///   - skip: the matching encoder output, nil for an empty layer. Consumed: the sum is
+    ///     written into it (addition commutes exactly), so the caller's input, still alive
+    ///     during the call, is not copied.
     ///   - length: the time layer's output length (its encoder's input length).
     /// - Returns: the output and the input of the transposed convolution.
-    public func callAsFunction(_ x: Tensor, skip: Tensor?, length: Int) -> (out: Tensor, pre: Tensor) {
+    public func callAsFunction(_ x: Tensor, skip: consuming Tensor?, length: Int) -> (out: Tensor, pre: Tensor) {
         var x = x
         if isFrequency {
             let t = x.shape[2]
@@ -89,7 +91,9 @@ public struct HDecLayer: Sendable {
             precondition(skip == nil, "an empty decoder layer takes no skip connection")
             y = x
         } else {
-            add(&x, skip!)
+            guard var sum = consume skip else { preconditionFailure("a decoder layer needs its skip connection") }
+            add(&sum, x)
+            x = sum
             if let rewrite, norm1 == nil {
                 y = rewrite.gated(x)
             } else if let rewrite {
@@ -104,9 +108,9 @@ public struct HDecLayer: Sendable {
         var z = convTranspose(y)
         norm2?(&z)
         if isFrequency {
-            if pad > 0 { z = z.slicingMiddle(pad..<(z.shape[1] - pad)) }
+            if pad > 0 { z.cropMiddle(pad..<(z.shape[1] - pad)) }
         } else {
-            z = z.slicingLast(pad..<(pad + length))
+            z.cropLast(pad..<(pad + length))
         }
         if !isLast { gelu(&z) }
         return (z, y)
