@@ -180,6 +180,15 @@ def snr(expected, actual):
     return 10 * math.log10(signal / max(noise, 1e-30))
 
 
+def choose_options(driver, wait):
+    """The small fixture model, fast, WAV stems, once the page has listed the models."""
+    wait.until(lambda d: any(o.get_attribute("value") == "ht_small"
+                             for o in d.find_elements(By.CSS_SELECTOR, "#model-select option")))
+    Select(driver.find_element(By.ID, "model-select")).select_by_value("ht_small")
+    Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
+    Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
+
+
 def check_labels(driver):
     """Every control has a name a screen reader can read."""
     unnamed = driver.execute_script("""
@@ -288,11 +297,7 @@ def main():
     wait = WebDriverWait(driver, 120)
     try:
         driver.get(url)
-        wait.until(lambda d: any(o.get_attribute("value") == "ht_small"
-                                 for o in d.find_elements(By.CSS_SELECTOR, "#model-select option")))
-        Select(driver.find_element(By.ID, "model-select")).select_by_value("ht_small")
-        Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
-        Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
+        choose_options(driver, wait)
         driver.find_element(By.ID, "karaoke-input").click()
         check_labels(driver)
         shot("form")
@@ -468,9 +473,16 @@ def main():
         if names != sorted(f"song/{n}.wav" for n in ("drums", "bass", "other", "vocals", "instrumental")):
             fail(f"the job's ZIP holds {names}")
         shot("downloaded", at="mixer-section")
-        # The dark theme follows the system.
+        # The dark theme follows the system: the page and the lanes change colour.
+        def colours():
+            return driver.execute_script("""return [getComputedStyle(document.body).backgroundColor,
+                getComputedStyle(document.querySelector('#stem-list li')).getPropertyValue('--lane').trim()]""")
+        light = colours()
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
         time.sleep(0.3)
+        dark = colours()
+        if dark[0] == light[0] or dark[1] == light[1]:
+            fail(f"the dark theme did not change the page ({light} → {dark})")
         shot("mixer-dark", at="mixer-section")
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
@@ -534,11 +546,7 @@ def main():
             write_wav(path, seconds=seconds)
         driver.set_window_size(1280, 1000)
         driver.get(f"http://127.0.0.1:{proxy.port}/")
-        wait.until(lambda d: any(o.get_attribute("value") == "ht_small"
-                                 for o in d.find_elements(By.CSS_SELECTOR, "#model-select option")))
-        Select(driver.find_element(By.ID, "model-select")).select_by_value("ht_small")
-        Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
-        Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
+        choose_options(driver, wait)
         driver.find_element(By.ID, "file-input").send_keys("\n".join(str(p) for p in songs))
         driver.find_element(By.ID, "submit-button").click()
         wait.until(lambda d: d.find_element(By.ID, "batch-section").is_displayed())
@@ -575,11 +583,7 @@ def main():
                         "-f", "lavfi", "-i", "anoisesrc=amplitude=0.05:duration=600", "-filter_complex", "amix=inputs=2",
                         "-ac", "2", "-ar", "44100", "-b:a", "128k", str(long_song)], check=True)
         driver.get(url)
-        wait.until(lambda d: any(o.get_attribute("value") == "ht_small"
-                                 for o in d.find_elements(By.CSS_SELECTOR, "#model-select option")))
-        Select(driver.find_element(By.ID, "model-select")).select_by_value("ht_small")
-        Select(driver.find_element(By.ID, "quality-select")).select_by_value("fast")
-        Select(driver.find_element(By.ID, "format-select")).select_by_value("wav")
+        choose_options(driver, wait)
         driver.find_element(By.ID, "file-input").send_keys(str(long_song))
         driver.find_element(By.ID, "submit-button").click()
         started = time.time()

@@ -27,6 +27,17 @@ func testConfiguration(_ edit: (inout StemifyConfiguration) -> Void = { _ in }) 
     return c
 }
 
+/// `configuration` with its stems in a fresh bucket of the test S3 server.
+func inFreshBucket(_ configuration: StemifyConfiguration) throws -> StemifyConfiguration {
+    let (endpoint, url) = try freshBucket()
+    var c = configuration
+    c.storageURL = url
+    c.storageEndpoint = endpoint
+    c.storageAccessKey = "test"
+    c.storageSecretKey = "test"
+    return c
+}
+
 /// Runs `body` against a live server (real sockets, in-process workers).
 func withServer(_ configuration: StemifyConfiguration, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void) async throws {
     var logger = Logger(label: "test")
@@ -136,13 +147,8 @@ struct APITests {
     func objectStorage() async throws {
         let input = try makeAudio(seconds: 2, format: "wav")
         defer { try? FileManager.default.removeItem(at: input) }
-        let (endpoint, url) = try freshBucket()
-        let configuration = testConfiguration {
-            $0.storageURL = url
-            $0.storageEndpoint = endpoint
-            $0.storageAccessKey = "test"
-            $0.storageSecretKey = "test"
-        }
+        let configuration = try inFreshBucket(testConfiguration())
+        let (endpoint, url) = (try #require(configuration.storageEndpoint), try #require(configuration.storageURL))
         let bucket = S3Client(location: try S3Location(url: url, endpoint: endpoint, region: "us-east-1"),
                               signer: SigV4(accessKey: "test", secretKey: "test", region: "us-east-1"))
         try await withServer(configuration) { client in

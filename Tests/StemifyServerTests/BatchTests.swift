@@ -97,14 +97,8 @@ struct BatchTests {
     @Test("a batch of 10 songs (files and resumable uploads) finishes; the ZIP holds every stem of every song, byte for byte",
           arguments: ["folder", "S3"])
     func tenSongs(_ storage: String) async throws {
-        var configuration = testConfiguration { $0.workers = 1; $0.threads = 1 }
-        if storage == "S3" {
-            let (endpoint, url) = try freshBucket()
-            configuration.storageURL = url
-            configuration.storageEndpoint = endpoint
-            configuration.storageAccessKey = "test"
-            configuration.storageSecretKey = "test"
-        }
+        let plain = testConfiguration { $0.workers = 1; $0.threads = 1 }
+        let configuration = storage == "S3" ? try inFreshBucket(plain) : plain
         let uploads = UploadTests()
         try await withServer(configuration) { client in
             var parts = Self.options

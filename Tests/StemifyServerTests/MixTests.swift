@@ -52,14 +52,7 @@ struct MixTests {
     @Test("each stem's peaks are the loudest sample of every 1/50 s of the stem the API serves; a mix export is the stems through the page's gain and equal-power pan (≥ 60 dB)",
           arguments: ["folder", "S3"])
     func peaksAndMix(_ storage: String) async throws {
-        var configuration = testConfiguration()
-        if storage == "S3" {
-            let (endpoint, url) = try freshBucket()
-            configuration.storageURL = url
-            configuration.storageEndpoint = endpoint
-            configuration.storageAccessKey = "test"
-            configuration.storageSecretKey = "test"
-        }
+        let configuration = storage == "S3" ? try inFreshBucket(testConfiguration()) : testConfiguration()
         try await withServer(configuration) { client in
             let (id, stems) = try await finishedJob(client)
             var audio: [String: [[Float]]] = [:]
