@@ -73,6 +73,28 @@ public struct Spectrogram: Sendable {
     public func inverse(re: Tensor, im: Tensor, length: Int) -> Tensor {
         let channels = re.shape[0], bins = re.shape[1], t = re.shape[2]
         precondition(bins == nfft / 2 && im.shape == re.shape, "inverse: spectrum \(re.shape) for nfft \(nfft)")
+        return re.data.withUnsafeBufferPointer { rp in
+            im.data.withUnsafeBufferPointer { ip in
+                inverse(channels: channels, frames: t, length: length, re: rp.baseAddress!, im: ip.baseAddress!, channelStride: bins * t)
+            }
+        }
+    }
+
+    /// `_ispec` of a spectrum with complex as channels, `[2C, nfft/2, T]` (channel `2c` real,
+    /// `2c+1` imaginary: the network's output), read in place rather than split into two copies.
+    public func inverse(complexAsChannels x: Tensor, length: Int) -> Tensor {
+        let channels = x.shape[0] / 2, bins = x.shape[1], t = x.shape[2]
+        precondition(bins == nfft / 2 && x.shape[0] % 2 == 0, "inverse: spectrum \(x.shape) for nfft \(nfft)")
+        let plane = bins * t
+        return x.data.withUnsafeBufferPointer { xp in
+            inverse(channels: channels, frames: t, length: length, re: xp.baseAddress!, im: xp.baseAddress! + plane, channelStride: 2 * plane)
+        }
+    }
+
+    /// Channel `c`'s bin `b` of frame `f` is at `c · channelStride + b · frames + f` of `re` and `im`.
+    private func inverse(channels: Int, frames t: Int, length: Int, re: UnsafePointer<Float>, im: UnsafePointer<Float>,
+                         channelStride: Int) -> Tensor {
+        let bins = nfft / 2
         let pad = hop / 2 * 3
         let le = hop * ((length + hop - 1) / hop) + (hybridOld ? 0 : 2 * pad)
         let frames = t + 4
@@ -99,9 +121,13 @@ public struct Spectrogram: Sendable {
             for frame in 0..<t {
                 // Hermitian completion of each; irfft ignores the imaginary parts of DC and Nyquist.
                 for b in 0..<bins {
-                    let ar = re.data[(c0 * bins + b) * t + frame], ai = b == 0 ? 0 : im.data[(c0 * bins + b) * t + frame]
+                    let a = c0 * channelStride + b * t + frame
+                    let ar = re[a], ai = b == 0 ? 0 : im[a]
                     var (br, bi): (Float, Float) = (0, 0)
-                    if let c1 { (br, bi) = (re.data[(c1 * bins + b) * t + frame], b == 0 ? 0 : im.data[(c1 * bins + b) * t + frame]) }
+                    if let c1 {
+                        let k = c1 * channelStride + b * t + frame
+                        (br, bi) = (re[k], b == 0 ? 0 : im[k])
+                    }
                     fr[b] = ar - bi
                     fi[b] = ai + br
                     if b > 0 {

@@ -68,18 +68,14 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
                     gemm(m: cout, n: n, k: cin, a: wp.baseAddress!, lda: cin, b: xp.baseAddress!, ldb: n, c: op.baseAddress!, ldc: n)
                     return
                 }
-                // Output rows per block, so that the column buffer stays bounded.
-                let rowsPerBlock = max(1, min(ho, maxColumnsBytes / 4 / max(rows * wo, 1)))
-                var cols = [Float](unsafeUninitializedCapacity: rows * rowsPerBlock * wo) { _, n in n = rows * rowsPerBlock * wo }
+                let blocks = positionBlocks(rows: ho, columns: wo, floatsPerPosition: rows)
+                var cols = [Float](unsafeUninitializedCapacity: rows * blocks.largest) { _, n in n = rows * blocks.largest }
                 cols.withUnsafeMutableBufferPointer { cp in
-                    var h0 = 0
-                    while h0 < ho {
-                        let h1 = min(ho, h0 + rowsPerBlock)
-                        let bn = (h1 - h0) * wo
-                        im2col(xp.baseAddress!, cin: cin, h: h, w: w, g: g, wo: wo, rows: h0..<h1, into: cp.baseAddress!)
+                    for block in blocks.list {
+                        let bn = block.rows.count * block.columns.count
+                        im2col(xp.baseAddress!, cin: cin, h: h, w: w, g: g, rows: block.rows, columns: block.columns, into: cp.baseAddress!)
                         gemm(m: cout, n: bn, k: rows, a: wp.baseAddress!, lda: rows,
-                             b: cp.baseAddress!, ldb: bn, c: op.baseAddress! + h0 * wo, ldc: n)
-                        h0 = h1
+                             b: cp.baseAddress!, ldb: bn, c: op.baseAddress! + block.start(wo), ldc: n)
                     }
                 }
             }
@@ -189,37 +185,33 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     let rows = cin * kh * kw
     let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
     var out = Tensor(uninitialized: [half, ho, wo])
-    // Output rows per block: the columns (unless pointwise) and the gate input stay bounded.
-    let perRow = (pointwise ? 0 : rows * wo) + cout * wo
-    let rowsPerBlock = max(1, min(ho, maxColumnsBytes / 4 / max(perRow, 1)))
-    var cols = [Float](unsafeUninitializedCapacity: pointwise ? 0 : rows * rowsPerBlock * wo) { _, k in k = pointwise ? 0 : rows * rowsPerBlock * wo }
+    // The columns (unless pointwise) and the gate input stay bounded.
+    let blocks = positionBlocks(rows: ho, columns: wo, floatsPerPosition: (pointwise ? 0 : rows) + cout)
+    var cols = [Float](unsafeUninitializedCapacity: pointwise ? 0 : rows * blocks.largest) { _, k in k = pointwise ? 0 : rows * blocks.largest }
     let kernels = VectorKernels.active
-    var gates = [Float](unsafeUninitializedCapacity: cout * rowsPerBlock * wo) { _, k in k = cout * rowsPerBlock * wo }
+    var gates = [Float](unsafeUninitializedCapacity: cout * blocks.largest) { _, k in k = cout * blocks.largest }
     x.data.withUnsafeBufferPointer { xp in
         weight.data.withUnsafeBufferPointer { wp in
             out.data.withUnsafeMutableBufferPointer { op in
                 cols.withUnsafeMutableBufferPointer { cp in
                     gates.withUnsafeMutableBufferPointer { tp in
                         let (gp, dst) = (UnsafeMutableSendablePointer(tp.baseAddress!), UnsafeMutableSendablePointer(op.baseAddress!))
-                        var h0 = 0
-                        while h0 < ho {
-                            let h1 = min(ho, h0 + rowsPerBlock)
-                            let bn = (h1 - h0) * wo
+                        for block in blocks.list {
+                            let bn = block.rows.count * block.columns.count, start = block.start(wo)
                             if pointwise {
                                 gemm(m: cout, n: bn, k: cin, a: wp.baseAddress!, lda: cin,
-                                     b: xp.baseAddress! + h0 * wo, ldb: n, c: gp.pointer, ldc: bn)
+                                     b: xp.baseAddress! + start, ldb: n, c: gp.pointer, ldc: bn)
                             } else {
-                                im2col(xp.baseAddress!, cin: cin, h: h, w: w, g: g, wo: wo, rows: h0..<h1, into: cp.baseAddress!)
+                                im2col(xp.baseAddress!, cin: cin, h: h, w: w, g: g, rows: block.rows, columns: block.columns, into: cp.baseAddress!)
                                 gemm(m: cout, n: bn, k: rows, a: wp.baseAddress!, lda: rows,
                                      b: cp.baseAddress!, ldb: bn, c: gp.pointer, ldc: bn)
                             }
                             parallelFor(half) { channels in
                                 for ci in channels {
                                     kernels.glu(gp.pointer + ci * bn, gp.pointer + (half + ci) * bn,
-                                                bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0, dst.pointer + ci * n + h0 * wo, bn)
+                                                bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0, dst.pointer + ci * n + start, bn)
                                 }
                             }
-                            h0 = h1
                         }
                     }
                 }
@@ -229,13 +221,43 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     return out
 }
 
-/// Columns for output rows `rows`: `cols[(ci, i, j), (ho - rows.lowerBound, wo)]`.
+/// Blocks of output positions (row-major over `rows × columns`) whose scratch of
+/// `floatsPerPosition` floats each stays near `maxColumnsBytes`: whole rows where one fits, else
+/// stretches of one row (the time branch is a single row of up to 2 M positions).
+struct PositionBlocks {
+    struct Block {
+        var rows: Range<Int>
+        var columns: Range<Int>
+        /// Offset of the first position in the row-major output plane.
+        func start(_ width: Int) -> Int { rows.lowerBound * width + columns.lowerBound }
+    }
+    var list: [Block]
+    /// Positions in the largest block.
+    var largest: Int
+}
+
+func positionBlocks(rows: Int, columns: Int, floatsPerPosition: Int) -> PositionBlocks {
+    let budget = max(1, maxColumnsBytes / 4 / max(floatsPerPosition, 1))
+    if budget >= columns {
+        let per = max(1, min(rows, budget / max(columns, 1)))
+        let list = stride(from: 0, to: rows, by: per).map { PositionBlocks.Block(rows: $0..<min(rows, $0 + per), columns: 0..<columns) }
+        return PositionBlocks(list: list, largest: per * columns)
+    }
+    let list = (0..<rows).flatMap { r in
+        stride(from: 0, to: columns, by: budget).map { PositionBlocks.Block(rows: r..<(r + 1), columns: $0..<min(columns, $0 + budget)) }
+    }
+    return PositionBlocks(list: list, largest: budget)
+}
+
+/// Columns for the output positions `rows × columns`: `cols[(ci, i, j), (oh, ow)]`, both
+/// relative to the block.
 private func im2col(
-    _ x: UnsafePointer<Float>, cin: Int, h: Int, w: Int, g: ConvGeometry, wo: Int,
-    rows: Range<Int>, into cols: UnsafeMutablePointer<Float>
+    _ x: UnsafePointer<Float>, cin: Int, h: Int, w: Int, g: ConvGeometry,
+    rows: Range<Int>, columns: Range<Int>, into cols: UnsafeMutablePointer<Float>
 ) {
     let (kh, kw) = g.kernel
-    let n = rows.count * wo
+    let bw = columns.count
+    let n = rows.count * bw
     let cp = UnsafeMutableSendablePointer(cols)
     parallelFor(cin * kh * kw, minPerTask: 4) { range in
         for r in range {
@@ -243,24 +265,25 @@ private func im2col(
             let dst = cp.pointer + r * n
             for (bi, oh) in rows.enumerated() {
                 let ih = oh * g.stride.0 - g.padding.0 + i * g.dilation.0
-                let row = dst + bi * wo
+                let row = dst + bi * bw
                 guard ih >= 0 && ih < h else {
-                    row.update(repeating: 0, count: wo)
+                    row.update(repeating: 0, count: bw)
                     continue
                 }
                 let src = x + (ci * h + ih) * w
                 let offset = j * g.dilation.1 - g.padding.1
                 if g.stride.1 == 1 {
                     // Valid output columns: 0 <= ow + offset < w.
-                    let lo = min(max(0, -offset), wo)
-                    let hi = max(lo, min(wo, w - offset))
-                    if lo > 0 { row.update(repeating: 0, count: lo) }
-                    if hi > lo { (row + lo).update(from: src + lo + offset, count: hi - lo) }
-                    if hi < wo { (row + hi).update(repeating: 0, count: wo - hi) }
+                    let lo = min(max(columns.lowerBound, -offset), columns.upperBound)
+                    let hi = max(lo, min(columns.upperBound, w - offset))
+                    let (l, u) = (lo - columns.lowerBound, hi - columns.lowerBound)
+                    if l > 0 { row.update(repeating: 0, count: l) }
+                    if u > l { (row + l).update(from: src + lo + offset, count: u - l) }
+                    if u < bw { (row + u).update(repeating: 0, count: bw - u) }
                 } else {
-                    for ow in 0..<wo {
+                    for (k, ow) in columns.enumerated() {
                         let iw = ow * g.stride.1 + offset
-                        row[ow] = (iw >= 0 && iw < w) ? src[iw] : 0
+                        row[k] = (iw >= 0 && iw < w) ? src[iw] : 0
                     }
                 }
             }
@@ -283,22 +306,19 @@ public func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: 
     let (ho, wo) = ((h - 1) * sh + kh, (w - 1) * sw + kw)
     var out = Tensor(zeros: [cout, ho, wo])
     let rows = cout * kh * kw
-    let rowsPerBlock = max(1, min(h, maxColumnsBytes / 4 / max(rows * w, 1)))
-    var cols = [Float](unsafeUninitializedCapacity: rows * rowsPerBlock * w) { _, n in n = rows * rowsPerBlock * w }
+    let blocks = positionBlocks(rows: h, columns: w, floatsPerPosition: rows)
+    var cols = [Float](unsafeUninitializedCapacity: rows * blocks.largest) { _, n in n = rows * blocks.largest }
     x.data.withUnsafeBufferPointer { xp in
         weight.data.withUnsafeBufferPointer { wp in
             out.data.withUnsafeMutableBufferPointer { op in
                 cols.withUnsafeMutableBufferPointer { cp in
-                    var h0 = 0
-                    while h0 < h {
-                        let h1 = min(h, h0 + rowsPerBlock)
-                        let bn = (h1 - h0) * w
+                    for block in blocks.list {
+                        let bn = block.rows.count * block.columns.count
                         // cols[(co, i, j), (ih, iw)] = Σ_ci W[ci, (co, i, j)] · x[ci, (ih, iw)]
                         gemm(transA: true, m: rows, n: bn, k: cin, a: wp.baseAddress!, lda: rows,
-                             b: xp.baseAddress! + h0 * w, ldb: h * w, c: cp.baseAddress!, ldc: bn)
-                        col2im(cp.baseAddress!, cout: cout, kh: kh, kw: kw, inRows: h0..<h1, w: w,
+                             b: xp.baseAddress! + block.start(w), ldb: h * w, c: cp.baseAddress!, ldc: bn)
+                        col2im(cp.baseAddress!, cout: cout, kh: kh, kw: kw, inRows: block.rows, inColumns: block.columns,
                                stride: stride, ho: ho, wo: wo, into: op.baseAddress!)
-                        h0 = h1
                     }
                 }
             }
@@ -309,10 +329,11 @@ public func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: 
 }
 
 private func col2im(
-    _ cols: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int, inRows: Range<Int>, w: Int,
+    _ cols: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int, inRows: Range<Int>, inColumns: Range<Int>,
     stride: (Int, Int), ho: Int, wo: Int, into out: UnsafeMutablePointer<Float>
 ) {
-    let n = inRows.count * w
+    let bw = inColumns.count
+    let n = inRows.count * bw
     let op = UnsafeMutableSendablePointer(out)
     // Parallel over output channels: each task owns whole output planes, so no write races.
     parallelFor(cout) { range in
@@ -322,12 +343,12 @@ private func col2im(
                     let src = cols + ((co * kh + i) * kw + j) * n
                     for (bi, ih) in inRows.enumerated() {
                         let oh = ih * stride.0 + i
-                        let dst = op.pointer + (co * ho + oh) * wo + j
-                        let s = src + bi * w
+                        let dst = op.pointer + (co * ho + oh) * wo + inColumns.lowerBound * stride.1 + j
+                        let s = src + bi * bw
                         if stride.1 == 1 {
-                            for iw in 0..<w { dst[iw] += s[iw] }
+                            for iw in 0..<bw { dst[iw] += s[iw] }
                         } else {
-                            for iw in 0..<w { dst[iw * stride.1] += s[iw] }
+                            for iw in 0..<bw { dst[iw * stride.1] += s[iw] }
                         }
                     }
                 }

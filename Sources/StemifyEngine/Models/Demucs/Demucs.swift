@@ -104,7 +104,7 @@ public struct DemucsLayer: Sendable {
             case .activation(.gelu): gelu(&x)
             case .activation(.relu): for i in 0..<x.count where x.data[i] < 0 { x.data[i] = 0 }
             case .activation(.glu): x = glu(x)
-            case let .dconv(dconv): x = dconv(x)
+            case let .dconv(dconv): x = dconv(consume x)
             }
         }
         return x

@@ -33,13 +33,18 @@ public struct HDemucs: Sendable {
         precondition(mix.shape[0] == audio, "HDemucs.forward: mix \(mix.shape), expected [\(audio), L]")
 
         // Spectrogram [C, Fq, T]: as channels [2C, Fq, T] (cac) or its magnitude [C, Fq, T].
-        let (re, im) = spectrogram.forward(mix)
+        // Only the magnitude model needs the mixture's spectrum again (its phase, at the end).
         var x: Tensor
-        if cfg.cac {
-            x = complexAsChannels(re: re, im: im)
-        } else {
-            x = Tensor(uninitialized: re.shape)
-            for i in 0..<x.count { x.data[i] = (re.data[i] * re.data[i] + im.data[i] * im.data[i]).squareRoot() }
+        var mixture: (re: Tensor, im: Tensor)?
+        do {
+            let (re, im) = spectrogram.forward(mix)
+            if cfg.cac {
+                x = complexAsChannels(re: re, im: im)
+            } else {
+                x = Tensor(uninitialized: re.shape)
+                for i in 0..<x.count { x.data[i] = (re.data[i] * re.data[i] + im.data[i] * im.data[i]).squareRoot() }
+                mixture = (re, im)
+            }
         }
         let (mean, std) = x.data.withUnsafeBufferPointer { meanAndStd($0) }
         normalize(&x, mean: mean, std: std)
@@ -71,25 +76,28 @@ public struct HDemucs: Sendable {
         }
 
         // The decoder starts from zeros: the signal comes back through the skips.
+        // Memory: every input and skip is consumed, and the time branch runs to its end as soon
+        // as it splits off (it needs nothing more from the frequency branch), so its skips are
+        // gone before the first frequency level, the largest, is decoded.
         x = Tensor(zeros: x.shape)
-        let offset = weights.decoder.count - weights.timeDecoder.count
+        let split = weights.decoder.count - weights.timeDecoder.count
         for (i, decode) in weights.decoder.enumerated() {
             let skip = saved.removeLast(), len = lengths.removeLast()
             var pre: Tensor?
             switch decode {
-            case let .layer(layer): (x, pre) = layer(x, skip: skip, length: len)
-            case let .bands(wrap): x = wrap.decode(x, skip: skip)
+            case let .layer(layer): (x, pre) = layer(consume x, skip: consume skip, length: len)
+            case let .bands(wrap): x = wrap.decode(consume x, skip: consume skip)
             }
             trace?("dec\(i)", x)
-            if i >= offset {
-                let tdec = weights.timeDecoder[i - offset]
+            guard i == split else { continue }
+            for (k, tdec) in weights.timeDecoder.enumerated() {
                 let lengthT = lengthsT.removeLast()
                 if tdec.isEmpty, let pre {
                     xt = tdec(pre.reshaped([pre.shape[0], 1, pre.shape[pre.shape.count - 1]]), skip: nil, length: lengthT).out
                 } else {
-                    xt = tdec(xt, skip: savedT.removeLast(), length: lengthT).out
+                    xt = tdec(consume xt, skip: savedT.removeLast(), length: lengthT).out
                 }
-                trace?("tdec\(i - offset)", xt)
+                trace?("tdec\(k)", xt)
             }
         }
         precondition(saved.isEmpty && savedT.isEmpty && lengthsT.isEmpty, "unbalanced skip connections")
@@ -97,12 +105,11 @@ public struct HDemucs: Sendable {
         let sources = cfg.sources.count
         denormalize(&x, mean: mean, std: std)
         var wave: Tensor
-        if cfg.cac {
-            let (specRe, specIm) = channelsAsComplex(x)
+        if let mixture {
+            let (specRe, specIm) = withMixturePhase(consume x, re: mixture.re, im: mixture.im)
             wave = spectrogram.inverse(re: specRe, im: specIm, length: length)
         } else {
-            let (specRe, specIm) = withMixturePhase(x, re: re, im: im)
-            wave = spectrogram.inverse(re: specRe, im: specIm, length: length)
+            wave = spectrogram.inverse(complexAsChannels: consume x, length: length)
         }
         denormalize(&xt, mean: meanT, std: stdT)
         add(&wave, xt.reshaped([sources * audio, length]))
@@ -159,14 +166,16 @@ extension HDemucs: SeparationModel {
 /// after normalisation is a constant, whose bins above 1 are round-off), its phase is noise, and
 /// the reference itself gives different stems on CPUs whose FFT rounds differently (AVX-512 vs
 /// AVX2 MKL: 21–24 dB on such inputs; `tools/parity.py --reference-self-check`).
-package func withMixturePhase(_ magnitude: Tensor, re: Tensor, im: Tensor) -> (re: Tensor, im: Tensor) {
+package func withMixturePhase(_ magnitude: consuming Tensor, re: Tensor, im: Tensor) -> (re: Tensor, im: Tensor) {
     let channels = re.shape[0], plane = re.shape[1] * re.shape[2]
     precondition(magnitude.count % (channels * plane) == 0, "magnitudes \(magnitude.shape) do not fit the mixture \(re.shape)")
-    var outRe = Tensor(uninitialized: magnitude.shape), outIm = Tensor(uninitialized: magnitude.shape)
-    for row in 0..<(magnitude.count / plane) {
+    // The real parts overwrite the magnitudes in place: each is read once, just before.
+    var outRe = magnitude
+    var outIm = Tensor(uninitialized: outRe.shape)
+    for row in 0..<(outRe.count / plane) {
         let dst = row * plane, src = (row % channels) * plane
         for i in 0..<plane {
-            let m = magnitude.data[dst + i]
+            let m = outRe.data[dst + i]
             let (zr, zi) = (re.data[src + i], im.data[src + i])
             let angle = zr == 0 && zi == 0 ? 0 : atan2f(zi, zr)
             outRe.data[dst + i] = m * cosf(angle)

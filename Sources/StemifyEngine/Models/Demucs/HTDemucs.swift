@@ -41,10 +41,13 @@ public struct HTDemucs: Sendable {
         let total = trainingLength
 
         // Spectrogram, complex as channels: [2C, Fq, T], channel 2c real, 2c+1 imaginary.
-        let (re, im) = spectrogram.forward(padded)
-        trace?("spec_re", re)
-        trace?("spec_im", im)
-        var x = complexAsChannels(re: re, im: im)
+        var x: Tensor
+        do {
+            let (re, im) = spectrogram.forward(padded)
+            trace?("spec_re", re)
+            trace?("spec_im", im)
+            x = complexAsChannels(re: re, im: im)
+        }
         // Parity: unbiased std, `(x - mean) / (1e-5 + std)`, for both branches.
         let (mean, std) = x.data.withUnsafeBufferPointer { meanAndStd($0) }
         normalize(&x, mean: mean, std: std)
@@ -89,22 +92,24 @@ public struct HTDemucs: Sendable {
             }
         }
 
-        // Decoders, deepest first; the time branch joins once the levels match again.
-        let offset = weights.decoder.count - weights.timeDecoder.count
+        // Decoders, deepest first. Inputs and skips are consumed, and the time branch runs to its
+        // end as soon as it has what it needs from the frequency branch (nothing, unless its
+        // deepest layer is empty), so its skips are gone before the largest frequency levels.
+        let split = weights.decoder.count - weights.timeDecoder.count
         for (i, decode) in weights.decoder.enumerated() {
-            let (out, pre) = decode(x, skip: saved.removeLast(), length: lengths.removeLast())
-            x = out
+            let pre: Tensor
+            (x, pre) = decode(consume x, skip: saved.removeLast(), length: lengths.removeLast())
             trace?("dec\(i)", x)
-            if i >= offset {
-                let tdec = weights.timeDecoder[i - offset]
+            guard i == split else { continue }
+            for (k, tdec) in weights.timeDecoder.enumerated() {
                 let lengthT = lengthsT.removeLast()
                 if tdec.isEmpty {
                     // `pre[:, :, 0]`: the merged layer had a single frequency row.
                     xt = tdec(pre.reshaped([pre.shape[0], 1, pre.shape[2]]), skip: nil, length: lengthT).out
                 } else {
-                    xt = tdec(xt, skip: savedT.removeLast(), length: lengthT).out
+                    xt = tdec(consume xt, skip: savedT.removeLast(), length: lengthT).out
                 }
-                trace?("tdec\(i - offset)", xt)
+                trace?("tdec\(k)", xt)
             }
         }
         precondition(saved.isEmpty && savedT.isEmpty && lengthsT.isEmpty, "unbalanced skip connections")
@@ -112,8 +117,7 @@ public struct HTDemucs: Sendable {
         // x: [S·2C, Fq, T] → denormalise → complex spectrogram per (source, channel) → iSTFT.
         let sources = cfg.sources.count
         denormalize(&x, mean: mean, std: std)
-        let (specRe, specIm) = channelsAsComplex(x)
-        var wave = spectrogram.inverse(re: specRe, im: specIm, length: total)
+        var wave = spectrogram.inverse(complexAsChannels: consume x, length: total)
 
         // Sum of both branches: [S·C, L] → [S, C, L].
         denormalize(&xt, mean: meanT, std: stdT)

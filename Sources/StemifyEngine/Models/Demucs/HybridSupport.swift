@@ -40,18 +40,6 @@ func complexAsChannels(re: Tensor, im: Tensor) -> Tensor {
     return x
 }
 
-/// The inverse of ``complexAsChannels(re:im:)`` (`_mask` with `cac`).
-func channelsAsComplex(_ x: Tensor) -> (re: Tensor, im: Tensor) {
-    let (c2, f, t) = (x.shape[0], x.shape[1], x.shape[2])
-    let plane = f * t
-    var re = Tensor(uninitialized: [c2 / 2, f, t]), im = Tensor(uninitialized: [c2 / 2, f, t])
-    for ch in 0..<(c2 / 2) {
-        re.data[ch * plane..<(ch + 1) * plane] = x.data[(2 * ch) * plane..<(2 * ch + 1) * plane]
-        im.data[ch * plane..<(ch + 1) * plane] = x.data[(2 * ch + 1) * plane..<(2 * ch + 2) * plane]
-    }
-    return (re, im)
-}
-
 /// The kwargs that shape the U-Net of both hybrid families (`HDemucs.__init__` and
 /// `HTDemucs.__init__` build their encoders and decoders with the same loop).
 struct HybridLayout {

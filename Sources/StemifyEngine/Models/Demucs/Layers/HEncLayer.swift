@@ -82,10 +82,10 @@ public struct HEncLayer: Sendable {
         if let inject { y.addBroadcastingMiddle(inject) }
         norm1?(&y)
         gelu(&y)
-        if let dconv { y = dconv(y) }
+        if let dconv { y = dconv(consume y) }
         guard let rewrite else { return y }
-        if norm2 == nil { return rewrite.gated(y) }
-        var z = rewrite(y)
+        if norm2 == nil { return rewrite.gated(consume y) }
+        var z = rewrite(consume y)
         norm2?(&z)
         return glu(z)
     }

@@ -71,16 +71,20 @@ public struct MultiWrap: Sendable {
     }
 
     /// Decoder: `[Cin, F, T]` plus the skip → `[Cout, F·stride, T]`.
-    public func decode(_ x: Tensor, skip: Tensor) -> Tensor {
+    /// Input and skip are consumed: their sum, taken once, is what each band's layer slices.
+    public func decode(_ x: consuming Tensor, skip: consuming Tensor) -> Tensor {
         let cin = decoders[0].channelsIn
         let t = x.shape[x.shape.count - 1]
-        let x = x.reshaped([cin, x.count / (cin * t), t])
-        let fr = x.shape[1]
+        var sum = skip.reshaped([cin, skip.count / (cin * t), t])
+        _ = consume skip
+        add(&sum, x.reshaped(sum.shape))
+        _ = consume x
+        let fr = sum.shape[1]
         var start = 0
         var outs: [Tensor] = []
         for (k, layer) in decoders.enumerated() {
             let limit = k == ratios.count ? fr : Self.pyRound(Double(fr) * (ratios[k]))
-            var out = layer(x.slicingMiddle(start..<limit), skip: skip.slicingMiddle(start..<limit), length: 0).out
+            var out = layer(summed: sum.slicingMiddle(start..<limit), length: 0).out
             if var previous = outs.popLast() {
                 // The bands' transposed convolutions overlap by `stride` rows: add them, bias once.
                 let bias = layer.convTranspose.bias
