@@ -70,8 +70,8 @@ struct FamiliesTests {
         #expect(plain.quantized == nil)
         #expect(plain.stateOrder.count == plain.state.count && !plain.state.isEmpty)
         // Dequantized values stay within each parameter's quantization range: finite, not all zero.
-        #expect(plain.state.values.allSatisfy { $0.data.allSatisfy(\.isFinite) })
-        #expect(plain.state.values.contains { $0.data.contains { $0 != 0 } })
+        #expect(plain.state.values.allSatisfy { $0.tensor.data.allSatisfy(\.isFinite) })
+        #expect(plain.state.values.contains { $0.tensor.data.contains { $0 != 0 } })
         _ = try loadModel(package)
     }
 

@@ -45,8 +45,8 @@ public struct ModelPackage: Sendable {
     public var klass: String
     /// Keyword arguments of the constructor.
     public var kwargs: [String: KwargValue]
-    /// The state dict, converted to Float32, in file order.
-    public var state: [String: Tensor]
+    /// The state dict; large Float16 tensors stay Float16 (``CompactWeight``).
+    public var state: [String: CompactWeight]
     /// State keys in the order the file lists them.
     public var stateOrder: [String]
     /// A DiffQ-quantized state instead of `state`; ``loadModel(_:)`` dequantizes it.
@@ -54,7 +54,7 @@ public struct ModelPackage: Sendable {
     /// Set while a loader lists the parameters it takes (see ``parameterOrder()``).
     var recorder: ParameterRecorder?
 
-    public init(klass: String, kwargs: [String: KwargValue], state: [String: Tensor], stateOrder: [String],
+    public init(klass: String, kwargs: [String: KwargValue], state: [String: CompactWeight], stateOrder: [String],
                 quantized: DiffQState? = nil) {
         self.klass = klass
         self.kwargs = kwargs
@@ -107,7 +107,7 @@ public struct ModelPackage: Sendable {
             let tree = try node(.dict(stateDict), zip: zip, dir: dir)
             return ModelPackage(klass: "\(module).\(name)", kwargs: kwargs, state: [:], stateOrder: [], quantized: try DiffQState(tree))
         }
-        var state: [String: Tensor] = [:]
+        var state: [String: CompactWeight] = [:]
         var order: [String] = []
         for (key, value) in stateDict.items {
             guard case let .tensor(ref) = value else { throw CheckpointError.malformedPackage("state entry '\(key)' is not a tensor") }
@@ -157,7 +157,7 @@ public struct ModelPackage: Sendable {
             guard case let .tensor(ref) = value else { throw CheckpointError.malformedPackage("state entry '\(key)' is not a tensor") }
             let name = key.hasPrefix("module.") ? String(key.dropFirst("module.".count)) : key
             guard state[name] == nil else { throw CheckpointError.malformedPackage("state has '\(name)' twice") }
-            state[name] = try materialize(ref, key: key, zip: zip, dir: dir)
+            state[name] = try materialize(ref, key: key, zip: zip, dir: dir).tensor
         }
         guard !state.isEmpty else { throw CheckpointError.malformedPackage("the state dict holds no tensors") }
         return state
@@ -219,7 +219,7 @@ public struct ModelPackage: Sendable {
         }
     }
 
-    private static func materialize(_ ref: TensorReference, key: String, zip: TorchZip, dir: String) throws -> Tensor {
+    private static func materialize(_ ref: TensorReference, key: String, zip: TorchZip, dir: String) throws -> CompactWeight {
         let raw = try zip.data("\(dir)data/\(ref.storageKey)")
         let elementSize: Int
         let convert: (ArraySlice<UInt8>, Int) -> Float
@@ -249,6 +249,9 @@ public struct ModelPackage: Sendable {
             guard start + count * elementSize <= raw.count else {
                 throw CheckpointError.corruptArchive("storage of '\(key)' is shorter than its shape \(ref.shape)")
             }
+            if ref.dtype == "HalfStorage" {
+                return raw.withUnsafeBytes { CompactWeight(float16Bits: UnsafeRawBufferPointer(rebasing: $0[start..<(start + count * 2)]), shape: ref.shape) }
+            }
             raw.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
                 out.data.withUnsafeMutableBufferPointer { o in
                     for i in 0..<count {
@@ -262,7 +265,7 @@ public struct ModelPackage: Sendable {
                     }
                 }
             }
-            return out
+            return CompactWeight(full: out)
         }
         // Element index -> storage index through the strides (tensors are usually contiguous).
         var index = [Int](repeating: 0, count: ref.shape.count)
@@ -281,6 +284,6 @@ public struct ModelPackage: Sendable {
                 d -= 1
             }
         }
-        return out
+        return CompactWeight(full: out)
     }
 }

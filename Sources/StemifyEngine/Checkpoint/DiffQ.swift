@@ -190,6 +190,12 @@ struct RawTensor: Sendable {
         return t
     }
 
+    /// As a state-dict weight: Float16 stays Float16 (``CompactWeight``).
+    func weight() throws -> CompactWeight {
+        guard dtype == .float16 else { return CompactWeight(full: try floats()) }
+        return bytes.withUnsafeBytes { CompactWeight(float16Bits: $0, shape: shape) }
+    }
+
     func int64Words() -> [UInt64] {
         bytes.withUnsafeBytes { p in (0..<(bytes.count / 8)).map { p.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self) } }
     }

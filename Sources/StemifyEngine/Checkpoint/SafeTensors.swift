@@ -68,10 +68,10 @@ enum SafeTensors {
             return ModelPackage(klass: klass, kwargs: kwargs, state: [:], stateOrder: [],
                                 quantized: try DiffQState(try unflatten(tree, raw)))
         }
-        var state: [String: Tensor] = [:]
+        var state: [String: CompactWeight] = [:]
         for (key, t) in raw {
             guard t.dtype != .int64 else { throw CheckpointError.unsupportedDType(key: key, dtype: "I64") }
-            state[key] = try t.floats()
+            state[key] = try t.weight()
         }
         let order = entries.sorted { $0.1 < $1.1 }.map(\.0)
         return ModelPackage(klass: klass, kwargs: kwargs, state: state, stateOrder: order)

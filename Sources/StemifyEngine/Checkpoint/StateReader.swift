@@ -6,7 +6,7 @@ import Synchronization
 /// is always reported by its state-dict key. Loaders take tensors in the reference's module
 /// registration order, which a recording reader turns into the parameter list DiffQ states need.
 struct StateReader {
-    private var state: [String: Tensor]
+    private var state: [String: CompactWeight]
     private let recorder: ParameterRecorder?
 
     init(_ package: ModelPackage) {
@@ -15,15 +15,20 @@ struct StateReader {
     }
 
     init(state: [String: Tensor]) {
-        self.state = state
+        self.state = state.mapValues { CompactWeight(full: $0) }
         recorder = nil
     }
 
     /// Takes `key`, which must have exactly `shape`.
     mutating func take(_ key: String, _ shape: [Int]) throws -> Tensor {
+        try takeCompact(key, shape).tensor
+    }
+
+    /// Takes `key` as it is stored, for weights kept at the checkpoint's precision (``ConvLayer``).
+    mutating func takeCompact(_ key: String, _ shape: [Int]) throws -> CompactWeight {
         if let recorder {
             recorder.record(key, shape)
-            return Tensor(zeros: shape)
+            return CompactWeight(full: Tensor(zeros: shape))
         }
         guard let t = state.removeValue(forKey: key) else { throw CheckpointError.missingTensor(key: key) }
         guard t.shape == shape else { throw CheckpointError.shapeMismatch(key: key, expected: shape, found: t.shape) }
@@ -62,7 +67,7 @@ extension ModelPackage {
         guard let q = quantized else { return self }
         let order = try parameterOrder()
         var plain = self
-        plain.state = try q.dequantized(order: order)
+        plain.state = try q.dequantized(order: order).mapValues { CompactWeight(full: $0) }
         plain.stateOrder = order.map(\.key)
         plain.quantized = nil
         return plain

@@ -3,14 +3,23 @@
 /// 1-D layers run as 2-D ones over `[C, 1, L]` with a `1×K` kernel, so the whole engine has one
 /// convolution path.
 public struct ConvLayer: Sendable {
-    /// `[Cout, Cin, KH, KW]`, or `[Cin, Cout, KH, KW]` when transposed.
-    public var weight: Tensor
+    /// `[Cout, Cin, KH, KW]`, or `[Cin, Cout, KH, KW]` when transposed; widened from
+    /// ``CompactWeight`` for each call.
+    public var weight: Tensor {
+        get { stored.tensor }
+        set { stored = CompactWeight(newValue) }
+    }
     public var bias: Tensor?
     public var geometry: ConvGeometry
     public var isTransposed: Bool
+    private var stored: CompactWeight
 
     public init(weight: Tensor, bias: Tensor?, geometry: ConvGeometry, isTransposed: Bool) {
-        self.weight = weight
+        self.init(stored: CompactWeight(weight), bias: bias, geometry: geometry, isTransposed: isTransposed)
+    }
+
+    init(stored: CompactWeight, bias: Tensor?, geometry: ConvGeometry, isTransposed: Bool) {
+        self.stored = stored
         self.bias = bias
         self.geometry = geometry
         self.isTransposed = isTransposed
@@ -28,10 +37,10 @@ public struct ConvLayer: Sendable {
     ) throws -> ConvLayer {
         let (a, b) = transposed ? (cin, cout) : (cout, cin)
         let stored = oneD ? [a, b, kernel.1] : [a, b, kernel.0, kernel.1]
-        let w = try r.take("\(prefix).weight", stored)
+        let w = try r.takeCompact("\(prefix).weight", stored)
         let bias = try r.take("\(prefix).bias", [cout])
         return ConvLayer(
-            weight: w.reshaped([a, b, kernel.0, kernel.1]), bias: bias,
+            stored: w.reshaped([a, b, kernel.0, kernel.1]), bias: bias,
             geometry: ConvGeometry(kernel: kernel, stride: stride, padding: padding, dilation: dilation),
             isTransposed: transposed)
     }
