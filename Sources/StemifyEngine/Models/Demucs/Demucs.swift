@@ -61,10 +61,14 @@ public struct Demucs: Sendable {
             x = lstm(x.reshaped([c, t])).reshaped([c, 1, t])
         }
         for (i, decode) in weights.decoder.enumerated() {
-            let skip = saved.removeLast()
-            var y = centreTrimmed(skip, to: x.shape[2])
+            // The skip is consumed: trimmed and summed in place.
+            var y = saved.removeLast()
+            let delta = y.shape[2] - x.shape[2]
+            precondition(delta >= 0, "skip \(y.shape) is shorter than \(x.shape)")
+            if delta > 0 { y.cropLast((delta / 2)..<(delta / 2 + x.shape[2])) }
             add(&y, x)
-            x = decode(y)
+            _ = consume x
+            x = decode(consume y)
             trace?("dec\(i)", x)
         }
         var out = x.reshaped([x.shape[0], x.shape[2]])
@@ -95,17 +99,26 @@ public struct DemucsLayer: Sendable {
     public var steps: [Step]
 
     /// `[C, 1, T] → [C', 1, T']`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        var x = x
-        for step in steps {
-            switch step {
-            case let .conv(conv): x = conv(x)
+    public func callAsFunction(_ x: consuming Tensor) -> Tensor {
+        var i = 0
+        while i < steps.count {
+            switch steps[i] {
+            case let .conv(conv):
+                // A rewrite followed by its GLU: gated as it is produced, so the doubled tensor
+                // (497 MB at the first level of a 44 s chunk) never exists.
+                if i + 1 < steps.count, case .activation(.glu) = steps[i + 1], !conv.isTransposed {
+                    x = conv.gated(consume x)
+                    i += 1
+                } else {
+                    x = conv(consume x)
+                }
             case let .norm(norm): norm(&x)
             case .activation(.gelu): gelu(&x)
             case .activation(.relu): for i in 0..<x.count where x.data[i] < 0 { x.data[i] = 0 }
-            case .activation(.glu): x = glu(x)
+            case .activation(.glu): x = glu(consume x)
             case let .dconv(dconv): x = dconv(consume x)
             }
+            i += 1
         }
         return x
     }
