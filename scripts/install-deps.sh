@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Stemify needs and is missing: OpenBLAS (linked), ffmpeg/ffprobe (audio in and
 # out) from Debian, yt-dlp (YouTube input) from PyPI. With --test, also what only the tests
-# need: tsc (Debian's node-typescript), Chromium and its driver, clang's libFuzzer runtime
+# need: tsc (Debian's node-typescript), Chromium and its driver, gdb, clang's libFuzzer runtime
 # (ships with Swift), Selenium, schemathesis and moto (an S3-compatible server) from PyPI.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -E"
@@ -14,6 +14,8 @@ if [ "${1:-}" = "--test" ]; then
     command -v tsc >/dev/null || missing+=(node-typescript)
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
+    # The fault script prints the stacks of a process that does not stop on SIGTERM.
+    command -v gdb >/dev/null || missing+=(gdb)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq

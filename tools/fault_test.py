@@ -222,14 +222,29 @@ class Cluster:
 
     def stop(self):
         procs = [p for p in self.workers + [self.api] if p and p.poll() is None]
+        names = {p.pid: ("api" if p is self.api else f"worker{self.workers.index(p)}") for p in procs}
         for p in procs:
             p.send_signal(signal.SIGTERM)
+        deadline = time.time() + 30
         for p in procs:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
+                self.report_stuck(p, names[p.pid])
                 p.kill()
-                fail(f"process {p.args[1]} (pid {p.pid}) did not stop within 30 s of SIGTERM")
+                fail(f"process {names[p.pid]} (pid {p.pid}) did not stop within 30 s of SIGTERM")
+
+    def report_stuck(self, proc, name):
+        """What a process that ignores SIGTERM was doing: its last log lines and, where gdb is
+        installed, every thread's stack."""
+        lines = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
+        print(f"--- last lines of {name}.log", file=sys.stderr)
+        print("\n".join(lines[-25:]), file=sys.stderr)
+        if shutil.which("gdb"):
+            stacks = subprocess.run(["gdb", "-p", str(proc.pid), "-batch", "-ex", "thread apply all bt 25"],
+                                    capture_output=True, text=True, timeout=120)
+            print(f"--- threads of {name} (pid {proc.pid})", file=sys.stderr)
+            print("\n".join(l for l in stacks.stdout.splitlines() if l.startswith(("Thread", "#"))), file=sys.stderr)
 
 
 def request(port, path, method="GET", body=None, headers=None, attempts=30):

@@ -12,9 +12,10 @@ final class InterruptedQueue: JobQueue {
     private let failuresLeft: Mutex<[String: Int]>
     struct ConnectionClosed: Error {}
 
-    init(base: SQLiteJobQueue, failures: [String: Int]) {
+    init(base: SQLiteJobQueue, failures: [String: Int], silentClaims: Bool = false) {
         self.base = base
         self.failuresLeft = Mutex(failures)
+        self.silentClaims = silentClaims
     }
 
     var untried: [String: Int] { failuresLeft.withLock { $0.filter { $0.value > 0 } } }
@@ -30,7 +31,19 @@ final class InterruptedQueue: JobQueue {
 
     func enqueue(_ job: Job) async throws { try await base.enqueue(job) }
     func job(id: String) async throws -> Job? { try interrupt("job"); return try await base.job(id: id) }
-    func claim(worker: String) async throws -> Job? { try await base.claim(worker: worker) }
+    func claim(worker: String) async throws -> Job? {
+        if silentClaims {
+            // Never answered, and deaf to cancellation, as a query on a half-open connection.
+            await withCheckedContinuation { c in unanswered.withLock { $0.append(c) } }
+            return nil
+        }
+        return try await base.claim(worker: worker)
+    }
+    /// Claims wait until ``answerClaims()``.
+    let silentClaims: Bool
+    private let unanswered = Mutex<[CheckedContinuation<Void, Never>]>([])
+    var waitingClaims: Int { unanswered.withLock { $0.count } }
+    func answerClaims() { for c in unanswered.withLock({ w in defer { w = [] }; return w }) { c.resume() } }
     func heartbeat(id: String, worker: String) async throws -> Bool {
         try interrupt("heartbeat"); return try await base.heartbeat(id: id, worker: worker)
     }
@@ -71,13 +84,13 @@ struct WorkerTests {
         let runner: JobRunner
     }
 
-    func setup(failures: [String: Int], input: String) throws -> (Setup, Job) {
+    func setup(failures: [String: Int], input: String, silentClaims: Bool = false) throws -> (Setup, Job) {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-worker-\(UUID().uuidString)")
         let storage = FolderStorage(root: root)
         try FileManager.default.createDirectory(at: root.appendingPathComponent("uploads"), withIntermediateDirectories: true)
         let upload = storage.uploadPath("in")
         try FileManager.default.copyItem(at: fixturesDirectory().appendingPathComponent("audio/\(input)"), to: upload)
-        let queue = InterruptedQueue(base: try SQLiteJobQueue(path: root.appendingPathComponent("jobs.sqlite").path), failures: failures)
+        let queue = InterruptedQueue(base: try SQLiteJobQueue(path: root.appendingPathComponent("jobs.sqlite").path), failures: failures, silentClaims: silentClaims)
         var c = StemifyConfiguration()
         c.dataDirectory = root.path
         c.leaseSeconds = 30
@@ -118,5 +131,21 @@ struct WorkerTests {
         #expect(failed.status == .failed)
         #expect(failed.errorCode == .internalError)
         #expect(s.queue.untried.isEmpty)
+    }
+
+    @Test("a worker stops when cancelled (SIGTERM) even while its queue never answers a claim")
+    func stopsWhileClaimHangs() async throws {
+        let (s, _) = try setup(failures: [:], input: "short.wav", silentClaims: true)
+        let running = Task { await s.runner.run() }
+        while s.queue.waitingClaims == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        running.cancel()
+        // Polled: awaiting the worker itself would hang the test instead of failing it.
+        let stopped = Atomic<Bool>(false)
+        Task { await running.value; stopped.store(true, ordering: .relaxed) }
+        let deadline = Date().addingTimeInterval(10)
+        while !stopped.load(ordering: .relaxed) && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let didStop = stopped.load(ordering: .relaxed)
+        #expect(didStop, "the worker did not stop within 10 s of its cancellation")
+        s.queue.answerClaims()
     }
 }

@@ -248,3 +248,99 @@ struct CropTests {
         #expect(x == numbered([c, f, t]))
     }
 }
+
+/// The time branch is a single row of up to 2 M positions: its scratch (im2col columns, gate
+/// inputs, col2im columns) is split into stretches of that row. Rows long enough to need several
+/// stretches, against the definitions in Double.
+@Suite("Convolutions over one row longer than the scratch")
+struct LongRowConvolutionTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var cin, cout, width, kernel, stride, pad: Int
+        var testDescription: String { "\(cin)→\(cout), width \(width), kernel \(kernel), stride \(stride), pad \(pad)" }
+    }
+
+    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var state = seed
+        return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24) * 2 - 1
+        })
+    }
+
+    /// `conv1d` of `[Cin, 1, W]` by `[Cout, Cin, 1, K]`, in Double.
+    func definition(_ x: Tensor, _ w: Tensor, _ b: Tensor, stride: Int, pad: Int) -> Tensor {
+        let (cin, width, cout, k) = (x.shape[0], x.shape[2], w.shape[0], w.shape[3])
+        let wo = (width + 2 * pad - k) / stride + 1
+        var out = Tensor(zeros: [cout, 1, wo])
+        for o in 0..<cout {
+            for t in 0..<wo {
+                var acc = Double(b.data[o])
+                for ci in 0..<cin {
+                    for j in 0..<k {
+                        let i = t * stride - pad + j
+                        if i >= 0 && i < width { acc += Double(w.data[(o * cin + ci) * k + j]) * Double(x.data[ci * width + i]) }
+                    }
+                }
+                out.data[o * wo + t] = Float(acc)
+            }
+        }
+        return out
+    }
+
+    @Test("conv2d and conv2dGLU split a long row and equal the definition",
+          arguments: [Case(cin: 64, cout: 24, width: 40_000, kernel: 8, stride: 4, pad: 2),
+                      Case(cin: 64, cout: 48, width: 30_000, kernel: 3, stride: 1, pad: 1)])
+    func convolutions(_ c: Case) {
+        let x = random([c.cin, 1, c.width], seed: 1)
+        let w = random([c.cout, c.cin, 1, c.kernel], seed: 2), b = random([c.cout], seed: 3)
+        let g = ConvGeometry(kernel: (1, c.kernel), stride: (1, c.stride), padding: (0, c.pad))
+        let expected = definition(x, w, b, stride: c.stride, pad: c.pad)
+        expectClose(conv2d(x, weight: w, bias: b, geometry: g), expected, "conv2d \(c)", minSNR: 120)
+        expectClose(conv2dGLU(x, weight: w, bias: b, geometry: g), glu(expected), "conv2dGLU \(c)", minSNR: 120)
+    }
+
+    @Test("convTranspose2d splits a long row and equals the definition")
+    func transposed() {
+        let (cin, cout, width, k, s) = (16, 48, 12_000, 8, 4)
+        let x = random([cin, 1, width], seed: 4)
+        let w = random([cin, cout, 1, k], seed: 5), b = random([cout], seed: 6)
+        let wo = (width - 1) * s + k
+        var expected = [Double](repeating: 0, count: cout * wo)
+        for o in 0..<cout {
+            for t in 0..<wo { expected[o * wo + t] = Double(b.data[o]) }
+            for ci in 0..<cin {
+                for i in 0..<width {
+                    for j in 0..<k { expected[o * wo + i * s + j] += Double(w.data[(ci * cout + o) * k + j]) * Double(x.data[ci * width + i]) }
+                }
+            }
+        }
+        expectClose(convTranspose2d(x, weight: w, bias: b, stride: (1, s)),
+                    Tensor(shape: [cout, 1, wo], data: expected.map { Float($0) }), "convTranspose2d", minSNR: 120)
+    }
+}
+
+@Suite("Weights kept at the checkpoint's precision")
+struct CompactWeightTests {
+    @Test("a large weight of Float16 values is held as Float16 and widens to the same values")
+    func float16Values() {
+        let n = 1 << 17
+        let t = Tensor(shape: [n / 64, 64], data: (0..<n).map { Float(Float16(Float(($0 * 7919) % 4099) / 512 - 4)) })
+        let w = CompactWeight(t)
+        #expect(w.isCompact)
+        #expect(w.tensor == t)
+        #expect(w.reshaped([64, n / 64]).tensor == t.reshaped([64, n / 64]))
+    }
+
+    @Test("a weight that Float16 would change, or a small one, stays Float32")
+    func float32Values() {
+        let n = 1 << 17
+        var t = Tensor(shape: [n], data: (0..<n).map { Float(Float16(Float($0 % 1000) / 256)) })
+        t.data[n / 2] = 0.1  // not a Float16 value
+        let w = CompactWeight(t)
+        #expect(!w.isCompact)
+        #expect(w.tensor == t)
+        let small = Tensor(shape: [8], data: [0, 1, 2, 3, 4, 5, 6, 0.5])
+        #expect(!CompactWeight(small).isCompact)
+        #expect(CompactWeight(small).tensor == small)
+    }
+}

@@ -30,15 +30,18 @@ public final class JobRunner: Sendable {
 
     /// Runs until the task is cancelled, waiting up to `idle` seconds for work when the queue is
     /// empty. Cancelled during a job, it stops the separation at its next chunk and hands the
-    /// job back with its checkpoint (a graceful stop).
+    /// job back with its checkpoint (a graceful stop); cancelled while claiming, it stops
+    /// waiting for the queue's answer.
     public func run(idle: Double = 0.25) async {
         while !Task.isCancelled {
             do {
-                if let job = try await queue.claim(worker: id) {
+                if let job = try await abandoningOnCancel({ [queue, id] in try await queue.claim(worker: id) }) {
                     await process(job)
                 } else {
                     await queue.waitForWork(timeout: idle)
                 }
+            } catch is CancellationError {
+                return
             } catch {
                 logger.error("queue error", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
