@@ -67,7 +67,9 @@ public struct DConv: Sendable {
         // On a frequency layer every row is its own sequence (the reference folds F into the
         // batch), so the branch runs on blocks of rows whose intermediates stay in cache instead
         // of tensors of 2C × F × T going through memory, and the next block reuses the buffers.
-        guard f > 1, layers.allSatisfy({ $0.lstm == nil && $0.attention == nil }) else { return whole(x) }
+        let plain = layers.allSatisfy { $0.lstm == nil && $0.attention == nil }
+        if f == 1 && plain && t > Self.stretch(channels: c) { return longRow(x) }
+        guard f > 1, plain else { return whole(x) }
         let rowsPerBlock = max(1, min(f, Self.blockFloats / max(2 * c * t, 1)))
         let blocks = (f + rowsPerBlock - 1) / rowsPerBlock
         // In place: a block reads and writes only its own rows, so the output needs no second
@@ -98,6 +100,61 @@ public struct DConv: Sendable {
             }
         }
         return out
+    }
+
+    /// Positions of one stretch of a long row: its `[2C, n]` pointwise output stays near
+    /// `maxColumnsBytes`, like the convolutions' scratch.
+    static func stretch(channels: Int) -> Int { max(1024, maxColumnsBytes / 4 / (2 * channels)) }
+
+    /// The branch on one long row `[C, 1, T]` (waveform Demucs, the time branch). Its `[2C, T]`
+    /// pointwise output (497 MB at the first level of a 44 s waveform Demucs chunk) never
+    /// exists whole: it is produced a stretch of time at a time, three times over, since its
+    /// GroupNorm(1) needs the mean, then the deviations from it, of the whole row before the
+    /// first value can be normalised, gated, scaled and added.
+    private func longRow(_ x: consuming Tensor) -> Tensor {
+        let (c, t) = (x.shape[0], x.shape[2])
+        let n = Self.stretch(channels: c)
+        let stretches = stride(from: 0, to: t, by: n).map { $0..<min(t, $0 + n) }
+        for layer in layers {
+            var y = layer.conv(x)
+            layer.norm1(&y, perRow: true)
+            gelu(&y)
+            let pointwise = layer.pointwise
+            func produce(_ r: Range<Int>) -> Tensor { pointwise(y.slicingLast(r)) }
+            var total = 0.0
+            for r in stretches {
+                total += produce(r).data.withUnsafeBufferPointer { sum($0.baseAddress!, $0.count) }
+            }
+            let count = Double(2 * c * t)
+            let mean = Float(total / count)
+            var deviations = 0.0
+            for r in stretches {
+                deviations += produce(r).data.withUnsafeBufferPointer { sumOfSquaredDeviations($0.baseAddress!, $0.count, mean: mean) }
+            }
+            let inv = Float(1 / (deviations / count + Double(Float(1e-5))).squareRoot())
+            let (gamma, beta) = (layer.norm2.weight, layer.norm2.bias)
+            for r in stretches {
+                var p = produce(r)
+                p.data.withUnsafeMutableBufferPointer { pp in
+                    for ci in 0..<(2 * c) {
+                        let scale = inv * gamma.data[ci], shift = beta.data[ci] - mean * scale
+                        let row = pp.baseAddress! + ci * r.count
+                        for i in 0..<r.count { row[i] = row[i] * scale + shift }
+                    }
+                }
+                var g = glu(p)
+                scaleChannels(&g, layer.scale)
+                x.data.withUnsafeMutableBufferPointer { xp in
+                    g.data.withUnsafeBufferPointer { gp in
+                        for ci in 0..<c {
+                            let dst = xp.baseAddress! + ci * t + r.lowerBound, src = gp.baseAddress! + ci * r.count
+                            for i in 0..<r.count { dst[i] += src[i] }
+                        }
+                    }
+                }
+            }
+        }
+        return x
     }
 
     /// The branch on a whole `[C, F, T]` tensor.
