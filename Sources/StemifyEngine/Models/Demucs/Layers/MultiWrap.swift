@@ -42,13 +42,14 @@ public struct MultiWrap: Sendable {
     /// Python's `int(round(x))`: halves go to the even neighbour.
     private static func pyRound(_ x: Double) -> Int { Int(x.rounded(.toNearestOrEven)) }
 
-    /// Encoder: `[Cin, F, T] → [Cout, F/stride, T]`.
+    /// Encoder: `[Cin, F, T] → [Cout, F/stride, T]`. Each band's output goes straight to its
+    /// rows of the result, so the bands are never held next to their concatenation.
     public func encode(_ x: Tensor) -> Tensor {
         let fr = x.shape[1]
         let pad = kernel / 4
         var start = 0
-        var outs: [Tensor] = []
-        for (k, layer) in encoders.enumerated() {
+        var bands: [Range<Int>] = []
+        for k in encoders.indices {
             let ratio = k < ratios.count ? ratios[k] : 1
             var limit: Int
             if k == ratios.count {
@@ -62,12 +63,20 @@ public struct MultiWrap: Sendable {
                 if start == 0 { limit -= pad }
             }
             // Zero rows above the first band and below the last stand for the unsplit padding.
-            let lo = start == 0 ? -pad : start
-            let hi = k == ratios.count ? limit + pad : limit
-            outs.append(layer(x.slicingMiddle(lo..<hi)))
+            bands.append((start == 0 ? -pad : start)..<(k == ratios.count ? limit + pad : limit))
             start = limit - kernel + stride
         }
-        return Tensor.concatenatingMiddle(outs)
+        let sizes = bands.map { ($0.count - kernel) / stride + 1 }
+        var out: Tensor?
+        var row = 0
+        for (k, layer) in encoders.enumerated() {
+            let y = layer(x.slicingMiddle(bands[k]))
+            precondition(y.shape[1] == sizes[k], "band \(k) gave \(y.shape), expected \(sizes[k]) rows")
+            if out == nil { out = Tensor(uninitialized: [y.shape[0], sizes.reduce(0, +), y.shape[2]]) }
+            copyRows(y, 0..<sizes[k], into: &out!, at: row)
+            row += sizes[k]
+        }
+        return out!
     }
 
     /// Decoder: `[Cin, F, T]` plus the skip → `[Cout, F·stride, T]`.
@@ -80,33 +89,58 @@ public struct MultiWrap: Sendable {
         add(&sum, x.reshaped(sum.shape))
         _ = consume x
         let fr = sum.shape[1]
-        var start = 0
-        var outs: [Tensor] = []
+        // Band k takes rows [edges[k], edges[k+1]) and gives (rows − 1)·stride + kernel of its
+        // own; next bands overlap by `stride` rows (added, the bias once) and the two ends lose
+        // stride/2 each. Each band's rows go straight to the result.
+        var edges = [0]
+        for ratio in ratios { edges.append(Self.pyRound(Double(fr) * ratio)) }
+        edges.append(fr)
+        let sizes = decoders.indices.map { (edges[$0 + 1] - edges[$0] - 1) * stride + kernel }
+        let total = sizes.reduce(0, +) - (decoders.count - 1) * stride - 2 * (stride / 2)
+        var out: Tensor?
+        var row = 0
         for (k, layer) in decoders.enumerated() {
-            let limit = k == ratios.count ? fr : Self.pyRound(Double(fr) * (ratios[k]))
-            var out = layer(summed: sum.slicingMiddle(start..<limit), length: 0).out
-            if var previous = outs.popLast() {
-                // The bands' transposed convolutions overlap by `stride` rows: add them, bias once.
+            let band = sum.slicingMiddle(edges[k]..<edges[k + 1])
+            // The last band is the widest (most of the spectrum): the sum goes before it runs.
+            if k == decoders.count - 1 { sum = Tensor(zeros: [0]) }
+            let z = layer(summed: consume band, length: 0).out
+            let (c, rows, t) = (z.shape[0], z.shape[1], z.shape[2])
+            precondition(rows == sizes[k], "band \(k) gave \(z.shape), expected \(sizes[k]) rows")
+            if out == nil { out = Tensor(uninitialized: [c, total, t]) }
+            var from = stride / 2
+            if k > 0 {
+                // The overlap with the previous band: added, its bias taken out once.
                 let bias = layer.convTranspose.bias
-                let (c, pf, ot) = (previous.shape[0], previous.shape[1], out.shape[2])
-                for ch in 0..<c {
-                    let b = bias?.data[ch] ?? 0
-                    for i in 0..<stride {
-                        let dst = (ch * pf + pf - stride + i) * ot
-                        let src = (ch * out.shape[1] + i) * ot
-                        for j in 0..<ot { previous.data[dst + j] += out.data[src + j] - b }
+                out!.data.withUnsafeMutableBufferPointer { op in
+                    for ch in 0..<c {
+                        let b = bias?.data[ch] ?? 0
+                        for i in 0..<stride {
+                            let dst = (ch * total + row - stride + i) * t, src = (ch * rows + i) * t
+                            for j in 0..<t { op[dst + j] += z.data[src + j] - b }
+                        }
                     }
                 }
-                outs.append(previous)
-                out = out.slicingMiddle(stride..<out.shape[1])
+                from = stride
             }
-            if k == ratios.count { out = out.slicingMiddle(0..<(out.shape[1] - stride / 2)) }
-            if start == 0 { out = out.slicingMiddle((stride / 2)..<out.shape[1]) }
-            outs.append(out)
-            start = limit
+            let end = k == decoders.count - 1 ? rows - stride / 2 : rows
+            copyRows(z, from..<end, into: &out!, at: row)
+            row += end - from
         }
-        var out = Tensor.concatenatingMiddle(outs)
-        if !isLast { gelu(&out) }
-        return out
+        precondition(row == total, "bands filled \(row) of \(total) rows")
+        var result = out!
+        if !isLast { gelu(&result) }
+        return result
+    }
+}
+
+/// `dst[:, at ..< at + rows.count, :] = src[:, rows, :]` for `[C, F, T]` tensors.
+private func copyRows(_ src: Tensor, _ rows: Range<Int>, into dst: inout Tensor, at row: Int) {
+    let (c, fs, fd, t) = (src.shape[0], src.shape[1], dst.shape[1], src.shape[2])
+    src.data.withUnsafeBufferPointer { sp in
+        dst.data.withUnsafeMutableBufferPointer { dp in
+            for ch in 0..<c {
+                (dp.baseAddress! + (ch * fd + row) * t).update(from: sp.baseAddress! + (ch * fs + rows.lowerBound) * t, count: rows.count * t)
+            }
+        }
     }
 }
