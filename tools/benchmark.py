@@ -7,6 +7,7 @@ Run by hand (needs the reference: tools/setup_reference.sh, and full-size models
 
     .reference/bin/python tools/benchmark.py --repo DIR --model htdemucs --input DIR/bench60.wav --threads 2
     .reference/bin/python tools/benchmark.py ... --isa avx512,avx2     # stemify once per kernel set
+    .reference/bin/python tools/benchmark.py ... --onnx --rounds 2    # also ONNX Runtime, alternating
     .reference/bin/python tools/benchmark.py --repo DIR/repo --model mel_kj --input DIR/input.wav --threads 2
 
 A Demucs bag is compared with the reference `apply_model` (demucs 4.1.0); a configured model
@@ -14,6 +15,14 @@ A Demucs bag is compared with the reference `apply_model` (demucs 4.1.0); a conf
 runs as its own process, one after the other, with the same thread count; peak RSS is that
 child's own `ru_maxrss` (wait4). Prints the CPU, then one row per side: seconds, RSS, and the
 ratio.
+
+`--onnx` adds the peer CPU users reach for when PyTorch is slow: the same network exported to
+ONNX by PyPI `demucs-onnx` 0.3.4 (its patches for export, the legacy exporter, opset 17; the
+export is checked against the PyTorch model and kept beside the checkpoints as
+`onnx/MODEL.onnx`, untimed) and run by onnxruntime with the same threads through
+`demucs-onnx`'s own overlap-add (7.8 s chunks, overlap 0.25, like the reference's). HTDemucs
+models only (one network; demucs-onnx exports nothing else). `--rounds N` repeats the sides in
+turn N times, so a machine's drift shows in every column.
 """
 import argparse
 import os
@@ -63,6 +72,41 @@ out = demix(config, model, data.T.copy(), torch.device("cpu"), kind)
 '''
 
 
+ONNX_EXPORT = r'''
+import sys, copy
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from make_fixtures import load_bag
+from demucs_onnx.export import exporter
+from demucs_onnx.export.patch import patch_htdemucs_for_onnx
+bag = load_bag(Path(sys.argv[1]), sys.argv[2])
+if len(bag.models) != 1 or type(bag.models[0]).__name__ != "HTDemucs":
+    raise SystemExit("demucs-onnx exports one HTDemucs network; this model is not one")
+model = bag.models[0].eval()
+out = Path(sys.argv[3])
+exporter._export_one(patch_htdemucs_for_onnx(copy.deepcopy(model)), out, n_samples=exporter.N_SAMPLES,
+                     opset=17, verbose=True)
+exporter._verify_onnx_parity(model, out, n_samples=exporter.N_SAMPLES, bag_index=None, stem="all",
+                             tolerance=1e-2, verbose=True)
+'''
+
+
+ONNX_RUN = r'''
+import sys, numpy as np, soundfile as sf, onnxruntime as ort
+from demucs_onnx.inference import _chunked_separate_single
+options = ort.SessionOptions()
+options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+options.intra_op_num_threads = int(sys.argv[3])
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[1], sess_options=options, providers=["CPUExecutionProvider"])
+data, sr = sf.read(sys.argv[2], dtype="float32", always_2d=True)
+wav = np.ascontiguousarray(data.T)
+ref = wav.mean(0); mean = ref.mean(); std = ref.std() + 1e-8
+sources = [str(i) for i in range(session.get_outputs()[0].shape[1])]
+out = _chunked_separate_single(session, sources, (wav - mean) / std, progress=False)
+'''
+
+
 def measure(cmd, env=None):
     """Wall seconds and the child's own peak RSS in MB."""
     start = time.perf_counter()
@@ -95,26 +139,43 @@ def main():
     p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--isa", default="auto", help="comma-separated kernel sets for stemify (auto, avx512, avx2, portable)")
+    p.add_argument("--onnx", action="store_true", help="also time the network exported to ONNX, run by onnxruntime")
+    p.add_argument("--rounds", type=int, default=1, help="times to run every side, in turn")
     args = p.parse_args()
     print(f"CPU: {cpu()}", flush=True)
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = Path("/tmp/stemify-bench")
-    runs = []
-    for isa in args.isa.split(","):
-        ours = measure([str(args.stemify), "separate", "-n", args.model, "--repo", str(args.repo), "-o", str(out),
-                        "--shifts", "1", "-j", str(args.threads), "--isa", isa, "--quiet", str(args.input)], env)
-        print(f"stemify   {args.model} ({isa}): {ours[0]:7.1f} s wall, peak RSS {ours[1]:7.0f} MB", flush=True)
-        runs.append((isa, ours))
-    if args.skip_reference:
-        return
     configured = (args.repo / f"{args.model}.ckpt").exists() and (args.repo / f"{args.model}.yaml").exists()
-    script = MSST_REFERENCE if configured else REFERENCE
-    ref = measure([sys.executable, "-c", script, str(args.repo), args.model, str(args.input), str(args.threads),
-                   str(ROOT / "tools")], env)
-    print(f"reference {args.model}: {ref[0]:7.1f} s wall, peak RSS {ref[1]:7.0f} MB ({'msst demix' if configured else 'demucs apply_model'})")
-    for isa, ours in runs:
-        print(f"stemify ({isa}) / reference wall time: {ours[0] / ref[0]:.2f}x")
+    sides = [(f"stemify ({isa})", [str(args.stemify), "separate", "-n", args.model, "--repo", str(args.repo),
+                                   "-o", str(out), "--shifts", "1", "-j", str(args.threads), "--isa", isa,
+                                   "--quiet", str(args.input)])
+             for isa in args.isa.split(",")]
+    if not args.skip_reference:
+        script = MSST_REFERENCE if configured else REFERENCE
+        sides.append((f"reference ({'msst demix' if configured else 'demucs apply_model'})",
+                      [sys.executable, "-c", script, str(args.repo), args.model, str(args.input), str(args.threads),
+                       str(ROOT / "tools")]))
+    if args.onnx:
+        exported = args.repo / "onnx" / f"{args.model}.onnx"
+        if not exported.exists():
+            exported.parent.mkdir(exist_ok=True)
+            print(f"exporting {args.model} to {exported} (untimed)", flush=True)
+            subprocess.run([sys.executable, "-c", ONNX_EXPORT, str(args.repo), args.model, str(exported),
+                            str(ROOT / "tools")], check=True, stderr=subprocess.DEVNULL)
+        sides.append(("onnxruntime (demucs-onnx)", [sys.executable, "-c", ONNX_RUN, str(exported), str(args.input),
+                                                     str(args.threads)]))
+    times = {name: [] for name, _ in sides}
+    for round in range(args.rounds):
+        for name, cmd in sides:
+            wall, rss = measure(cmd, env)
+            times[name].append(wall)
+            print(f"{name:36} {args.model}: {wall:7.1f} s wall, peak RSS {rss:7.0f} MB", flush=True)
+    best = {name: min(walls) for name, walls in times.items()}
+    peers = [name for name in best if not name.startswith("stemify")]
+    for name in (n for n in best if n.startswith("stemify")):
+        for peer in peers:
+            print(f"{name} / {peer}: {best[name] / best[peer]:.2f}x (best of {args.rounds})")
 
 
 if __name__ == "__main__":

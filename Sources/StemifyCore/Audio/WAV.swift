@@ -150,29 +150,35 @@ public final class WAVWriter {
 
     /// Appends `[C, n]` frames.
     public func write(_ x: Tensor) throws {
-        let n = x.shape[1]
-        var data = Data(capacity: n * channels * encoding.bits / 8)
-        for f in 0..<n {
-            for c in 0..<channels {
-                let raw = x.data[c * n + f]
-                let v = raw.isNaN ? 0 : min(max(raw, -1), 1)
-                switch encoding {
-                case .int16:
-                    let i = Int16(v * 32767)
-                    data.append(UInt8(truncatingIfNeeded: i))
-                    data.append(UInt8(truncatingIfNeeded: i >> 8))
-                case .int24:
-                    let i = Int32(v * 8_388_607)
-                    data.append(UInt8(truncatingIfNeeded: i))
-                    data.append(UInt8(truncatingIfNeeded: i >> 8))
-                    data.append(UInt8(truncatingIfNeeded: i >> 16))
-                case .float32:
-                    let b = v.bitPattern
-                    for k in 0..<4 { data.append(UInt8(truncatingIfNeeded: b >> (8 * UInt32(k)))) }
+        let n = x.shape[1], channels = channels, encoding = encoding
+        let width = encoding.bits / 8
+        // Encoded in place: appending to `Data` a byte at a time took seconds for a song's stems.
+        let bytes = [UInt8](unsafeUninitializedCapacity: n * channels * width) { buffer, count in
+            let out = UnsafeMutableRawPointer(buffer.baseAddress!)
+            x.data.withUnsafeBufferPointer { samples in
+                for c in 0..<channels {
+                    let row = samples.baseAddress! + c * n
+                    for f in 0..<n {
+                        let raw = row[f]
+                        let v = raw.isNaN ? 0 : min(max(raw, -1), 1)
+                        let at = (f * channels + c) * width
+                        switch encoding {
+                        case .int16:
+                            out.storeBytes(of: Int16(v * 32767).littleEndian, toByteOffset: at, as: Int16.self)
+                        case .int24:
+                            let i = Int32(v * 8_388_607)
+                            out.storeBytes(of: UInt8(truncatingIfNeeded: i), toByteOffset: at, as: UInt8.self)
+                            out.storeBytes(of: UInt8(truncatingIfNeeded: i >> 8), toByteOffset: at + 1, as: UInt8.self)
+                            out.storeBytes(of: UInt8(truncatingIfNeeded: i >> 16), toByteOffset: at + 2, as: UInt8.self)
+                        case .float32:
+                            out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
+                        }
+                    }
                 }
             }
+            count = n * channels * width
         }
-        try handle.write(contentsOf: data)
+        try handle.write(contentsOf: bytes)
         frames += n
     }
 

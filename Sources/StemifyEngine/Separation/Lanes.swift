@@ -6,8 +6,10 @@ import Dispatch
 /// htdemucs ran only 1.16× faster than on one (each thread re-packs the whole weight matrix of a
 /// split GEMM, and the element-wise passes between GEMMs leave a core idle). Chunks are
 /// independent until their overlap-add, so a separation runs `count` of them at once, each on a
-/// lane of `width` threads. The split is fixed for the whole run, so a chunk's arithmetic, and a
-/// resumed run's output, do not depend on which chunks happened to share a group.
+/// lane of `width` threads. A chunk's arithmetic does not depend on its lane's width (every
+/// product and reduction is computed in the same order on any number of threads; tests compare
+/// lane counts and widths), so a resumed run's output does not depend on which chunks happened
+/// to share a group.
 struct Lanes {
     let count: Int
     let width: Int
@@ -26,9 +28,12 @@ struct Lanes {
         width = max(1, threads / count)
     }
 
-    /// `forward(job)` for every job, `count` at a time, results in the jobs' order.
+    /// `forward(job)` for every job, `count` at a time, results in the jobs' order. A group
+    /// short of `count` (a run's last) shares out all the lanes' threads: the last of eleven
+    /// htdemucs chunks on one of two cores left the other idle for a seventh of the run.
     func map<Job, Result>(_ jobs: [Job], _ forward: (Job) -> Result) -> [Result] {
         precondition(jobs.count <= count, "more jobs than lanes")
+        let width = max(1, self.width * count / max(jobs.count, 1))
         if jobs.count == 1 { return [EngineThreads.withWidth(width) { forward(jobs[0]) }] }
         var results = [Result?](repeating: nil, count: jobs.count)
         results.withUnsafeMutableBufferPointer { slots in
