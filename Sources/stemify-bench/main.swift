@@ -96,7 +96,16 @@ bench("dconv 6->96 pointwise", [("sgemm", { _ = conv2d(h6, weight: dconvOut, bia
 
 // Decoder rewrite at level 0: 3×3, 48 → 96 on [48, 512, 336]; then the transposed conv 48 → 16.
 let rewrite = random([96, 48, 3, 3], scale: 0.05)
-bench("rewrite 3x3 48->96", [("im2col + sgemm", { _ = conv2d(x48, weight: rewrite, bias: nil, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1))) })])
+let rewrite384 = random([768, 384, 3, 3], scale: 0.01)
+for (name, input, weight) in [("rewrite 3x3 48->96", x48, rewrite), ("rewrite 3x3 384->768", x384, rewrite384)] {
+    bench(name, [("Winograd F(2x2,3x3)", true), ("im2col + sgemm", false)].map { label, winograd in
+        (label, {
+            winogradConvolutions = winograd
+            _ = conv2d(input, weight: weight, bias: nil, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1)))
+            winogradConvolutions = true
+        })
+    })
+}
 let up = random([48, 16, 8, 1], scale: 0.1)
 bench("convtranspose k8 s4 48->16", [("sgemm + col2im", { _ = convTranspose2d(x48, weight: up, bias: nil, stride: (4, 1)) })])
 

@@ -344,3 +344,50 @@ struct CompactWeightTests {
         #expect(CompactWeight(small).tensor == small)
     }
 }
+
+@Suite("3×3 convolutions by Winograd's minimal filtering")
+struct WinogradTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var cin, cout, h, w: Int
+        var testDescription: String { "\(cin)→\(cout) over \(h)×\(w)" }
+    }
+
+    /// `conv2d` with a 3×3 kernel, stride 1, padding 1, in Double.
+    func definition(_ x: Tensor, _ k: Tensor, _ b: Tensor) -> Tensor {
+        let (cin, h, w, cout) = (x.shape[0], x.shape[1], x.shape[2], k.shape[0])
+        var out = Tensor(zeros: [cout, h, w])
+        for o in 0..<cout {
+            for y in 0..<h {
+                for t in 0..<w {
+                    var acc = Double(b.data[o])
+                    for ci in 0..<cin {
+                        for i in 0..<3 where (0..<h).contains(y + i - 1) {
+                            for j in 0..<3 where (0..<w).contains(t + j - 1) {
+                                acc += Double(k.data[((o * cin + ci) * 3 + i) * 3 + j]) * Double(x.data[(ci * h + y + i - 1) * w + t + j - 1])
+                            }
+                        }
+                    }
+                    out.data[(o * h + y) * w + t] = Float(acc)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Odd sizes leave half tiles at the bottom and right edges; widths past eight tiles and
+    /// short last vectors exercise the tile loop's tail; 64 → 128 over 12 rows runs in several
+    /// bands; 2 rows is too small for tiles and goes through im2col.
+    @Test("conv2d and conv2dGLU equal the definition", arguments: [
+        Case(cin: 3, cout: 4, h: 4, w: 4), Case(cin: 5, cout: 6, h: 5, w: 7), Case(cin: 48, cout: 96, h: 9, w: 23),
+        Case(cin: 16, cout: 8, h: 4, w: 301), Case(cin: 64, cout: 128, h: 12, w: 70), Case(cin: 4, cout: 6, h: 2, w: 9),
+    ])
+    func convolutions(_ c: Case) {
+        let lcg = LongRowConvolutionTests()
+        let x = lcg.random([c.cin, c.h, c.w], seed: 7)
+        let k = lcg.random([c.cout, c.cin, 3, 3], seed: 8), b = lcg.random([c.cout], seed: 9)
+        let g = ConvGeometry(kernel: (3, 3), padding: (1, 1))
+        let expected = definition(x, k, b)
+        expectClose(conv2d(x, weight: k, bias: b, geometry: g), expected, "conv2d \(c)", minSNR: 120)
+        expectClose(conv2dGLU(x, weight: k, bias: b, geometry: g), glu(expected), "conv2dGLU \(c)", minSNR: 120)
+    }
+}

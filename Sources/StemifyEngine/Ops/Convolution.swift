@@ -61,6 +61,22 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
         if let bias { addChannelBias(&out, bias) }
         return out
     }
+    if Winograd3x3.applies(g, h: h, w: w) {
+        let winograd = Winograd3x3(weight: weight, h: h, w: w)
+        var scratch = [Float](unsafeUninitializedCapacity: winograd.scratchCount) { _, k in k = winograd.scratchCount }
+        x.data.withUnsafeBufferPointer { xp in
+            out.data.withUnsafeMutableBufferPointer { op in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    for band in winograd.bands {
+                        winograd.run(xp.baseAddress!, band: band, scratch: sp.baseAddress!,
+                                     into: op.baseAddress! + 2 * band.lowerBound * w, channelStride: h * w)
+                    }
+                }
+            }
+        }
+        if let bias { addChannelBias(&out, bias) }
+        return out
+    }
     x.data.withUnsafeBufferPointer { xp in
         weight.data.withUnsafeBufferPointer { wp in
             out.data.withUnsafeMutableBufferPointer { op in
@@ -185,6 +201,33 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     let rows = cin * kh * kw
     let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
     var out = Tensor(uninitialized: [half, ho, wo])
+    if Winograd3x3.applies(g, h: h, w: w) {
+        let winograd = Winograd3x3(weight: weight, h: h, w: w)
+        let bandRows = 2 * winograd.bandTileRows
+        var scratch = [Float](unsafeUninitializedCapacity: winograd.scratchCount) { _, k in k = winograd.scratchCount }
+        var gates = [Float](unsafeUninitializedCapacity: cout * bandRows * wo) { _, k in k = cout * bandRows * wo }
+        let kernels = VectorKernels.active
+        x.data.withUnsafeBufferPointer { xp in
+            out.data.withUnsafeMutableBufferPointer { op in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    gates.withUnsafeMutableBufferPointer { tp in
+                        let (gp, dst) = (UnsafeMutableSendablePointer(tp.baseAddress!), UnsafeMutableSendablePointer(op.baseAddress!))
+                        for band in winograd.bands {
+                            let start = 2 * band.lowerBound * wo, bn = (min(ho, 2 * band.upperBound) - 2 * band.lowerBound) * wo
+                            winograd.run(xp.baseAddress!, band: band, scratch: sp.baseAddress!, into: gp.pointer, channelStride: bn)
+                            parallelFor(half) { channels in
+                                for ci in channels {
+                                    kernels.glu(gp.pointer + ci * bn, gp.pointer + (half + ci) * bn,
+                                                bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0, dst.pointer + ci * n + start, bn)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
     // The columns (unless pointwise) and the gate input stay bounded.
     let blocks = positionBlocks(rows: ho, columns: wo, floatsPerPosition: (pointwise ? 0 : rows) + cout)
     var cols = [Float](unsafeUninitializedCapacity: pointwise ? 0 : rows * blocks.largest) { _, k in k = pointwise ? 0 : rows * blocks.largest }
