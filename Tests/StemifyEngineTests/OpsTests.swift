@@ -391,3 +391,31 @@ struct WinogradTests {
         expectClose(conv2dGLU(x, weight: k, bias: b, geometry: g), glu(expected), "conv2dGLU \(c)", minSNR: 120)
     }
 }
+
+@Suite("Products split over threads")
+struct ThreadSplitTests {
+    /// A chunk's stems must not depend on the width of the lane that ran it (the last chunks of
+    /// a run get more threads, a resumed run groups chunks differently). Shapes straddle the
+    /// size where products split and OpenBLAS's small-matrix bound.
+    @Test("linear and pointwise convolutions give the same bits on 1 to 4 threads")
+    func widths() {
+        let lcg = LongRowConvolutionTests()
+        for (rows, cin, cout) in [(64, 48, 700), (300, 512, 2048), (2688, 512, 64), (96, 48, 1031), (5000, 40, 24),
+                                  (1344, 24, 96), (700, 96, 48), (3000, 12, 96), (336, 384, 24), (2100, 16, 64)] {
+            let x = lcg.random([rows, cin], seed: 11), w = lcg.random([cout, cin], seed: 12), b = lcg.random([cout], seed: 13)
+            let planes = lcg.random([cin, 1, rows], seed: 14), k = lcg.random([cout, cin, 1, 1], seed: 15)
+            func run(_ width: Int) -> ([Float], [Float]) {
+                EngineThreads.withWidth(width) {
+                    (linear(x, weight: w, bias: b).data, conv2d(planes, weight: k, bias: nil, geometry: ConvGeometry(kernel: (1, 1))).data)
+                }
+            }
+            let one = run(1)
+            for width in 2...4 {
+                let other = run(width)
+                let (sameLinear, samePointwise) = (other.0 == one.0, other.1 == one.1)
+                #expect(sameLinear, "linear \(rows)×\(cin) → \(cout) on \(width) threads")
+                #expect(samePointwise, "pointwise \(cin) → \(cout) over \(rows) on \(width) threads")
+            }
+        }
+    }
+}

@@ -27,13 +27,27 @@ func gemm(
     guard m > 0, n > 0 else { return }
     let threads = EngineThreads.count
     let work = m * n * k
-    if parallel && threads > 1 && work >= 1 << 21 && max(m, n) >= 2 * threads {
+    if parallel && threads > 1 && work >= 1 << 21 {
         let byColumns = n >= m
         let total = byColumns ? n : m
+        // Each block must compute its elements exactly as one call would, so that a chunk's
+        // result does not depend on its lane's width: blocks start at multiples of 64 (where
+        // OpenBLAS's register tiles do) and each stays above OpenBLAS's small-matrix bound
+        // (10⁶ multiply-adds), below which it switches kernels (a lane of three, splitting at
+        // thirds, changed the stems).
+        let unit = 64
+        let minimum = (smallMatrixBound / max(work / total, 1) + 2 * unit) / unit * unit
+        let parts = min(threads, total / minimum)
+        guard parts > 1 else {
+            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         let (pa, pb) = (UnsafeSendable(a), UnsafeSendable(b))
         let pc = UnsafeMutableSendablePointer(c)
-        parallelFor(total) { range in
-            let lo = range.lowerBound, count = range.count
+        let units = (total + unit - 1) / unit
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let lo = units * part / parts * unit, hi = min(total, units * (part + 1) / parts * unit)
+            let count = hi - lo
             if byColumns {
                 sgemm(transA, transB, m, count, k, alpha, pa.pointer, lda,
                       pb.pointer + (transB ? lo * ldb : lo), ldb, beta, pc.pointer + lo, ldc)
@@ -46,6 +60,10 @@ func gemm(
     }
     sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
+
+/// OpenBLAS (0.3.17 and later, x86-64) computes products of at most this many multiply-adds
+/// with separate "small matrix" kernels.
+let smallMatrixBound = 1_000_000
 
 @inline(__always)
 private func sgemm(
