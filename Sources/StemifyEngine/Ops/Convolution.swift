@@ -206,7 +206,6 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
         let bandRows = 2 * winograd.bandTileRows
         var scratch = [Float](unsafeUninitializedCapacity: winograd.scratchCount) { _, k in k = winograd.scratchCount }
         var gates = [Float](unsafeUninitializedCapacity: cout * bandRows * wo) { _, k in k = cout * bandRows * wo }
-        let kernels = VectorKernels.active
         x.data.withUnsafeBufferPointer { xp in
             out.data.withUnsafeMutableBufferPointer { op in
                 scratch.withUnsafeMutableBufferPointer { sp in
@@ -215,12 +214,7 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
                         for band in winograd.bands {
                             let start = 2 * band.lowerBound * wo, bn = (min(ho, 2 * band.upperBound) - 2 * band.lowerBound) * wo
                             winograd.run(xp.baseAddress!, band: band, scratch: sp.baseAddress!, into: gp.pointer, channelStride: bn)
-                            parallelFor(half) { channels in
-                                for ci in channels {
-                                    kernels.glu(gp.pointer + ci * bn, gp.pointer + (half + ci) * bn,
-                                                bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0, dst.pointer + ci * n + start, bn)
-                                }
-                            }
+                            gateBlock(gp.pointer, positions: bn, channels: half, bias: bias, into: dst.pointer + start, channelStride: n)
                         }
                     }
                 }
@@ -231,7 +225,6 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     // The columns (unless pointwise) and the gate input stay bounded.
     let blocks = positionBlocks(rows: ho, columns: wo, floatsPerPosition: (pointwise ? 0 : rows) + cout)
     var cols = [Float](unsafeUninitializedCapacity: pointwise ? 0 : rows * blocks.largest) { _, k in k = pointwise ? 0 : rows * blocks.largest }
-    let kernels = VectorKernels.active
     var gates = [Float](unsafeUninitializedCapacity: cout * blocks.largest) { _, k in k = cout * blocks.largest }
     x.data.withUnsafeBufferPointer { xp in
         weight.data.withUnsafeBufferPointer { wp in
@@ -249,12 +242,7 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
                                 gemm(m: cout, n: bn, k: rows, a: wp.baseAddress!, lda: rows,
                                      b: cp.baseAddress!, ldb: bn, c: gp.pointer, ldc: bn)
                             }
-                            parallelFor(half) { channels in
-                                for ci in channels {
-                                    kernels.glu(gp.pointer + ci * bn, gp.pointer + (half + ci) * bn,
-                                                bias?.data[ci] ?? 0, bias?.data[half + ci] ?? 0, dst.pointer + ci * n + start, bn)
-                                }
-                            }
+                            gateBlock(gp.pointer, positions: bn, channels: half, bias: bias, into: dst.pointer + start, channelStride: n)
                         }
                     }
                 }
@@ -262,6 +250,20 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
         }
     }
     return out
+}
+
+/// GLU over a block of `positions` output positions whose `2 · channels` gate inputs lie at
+/// `gates[c · positions]`: channel `c` of the result goes to `out[c · channelStride]`.
+private func gateBlock(_ gates: UnsafeMutablePointer<Float>, positions: Int, channels: Int, bias: Tensor?,
+                       into out: UnsafeMutablePointer<Float>, channelStride: Int) {
+    let kernels = VectorKernels.active
+    let (gp, dst) = (UnsafeSendable(gates), UnsafeMutableSendablePointer(out))
+    parallelFor(channels) { range in
+        for ci in range {
+            kernels.glu(gp.pointer + ci * positions, gp.pointer + (channels + ci) * positions,
+                        bias?.data[ci] ?? 0, bias?.data[channels + ci] ?? 0, dst.pointer + ci * channelStride, positions)
+        }
+    }
 }
 
 /// Blocks of output positions (row-major over `rows × columns`) whose scratch of
