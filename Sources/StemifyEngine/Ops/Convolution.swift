@@ -62,15 +62,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
         return out
     }
     if Winograd3x3.applies(g, h: h, w: w) {
-        let winograd = Winograd3x3(weight: weight, h: h, w: w)
-        var scratch = [Float](unsafeUninitializedCapacity: winograd.scratchCount) { _, k in k = winograd.scratchCount }
-        x.data.withUnsafeBufferPointer { xp in
+        Winograd3x3(weight: weight, h: h, w: w).forEachBand(x) { rows, band in
             out.data.withUnsafeMutableBufferPointer { op in
-                scratch.withUnsafeMutableBufferPointer { sp in
-                    for band in winograd.bands {
-                        winograd.run(xp.baseAddress!, band: band, scratch: sp.baseAddress!,
-                                     into: op.baseAddress! + 2 * band.lowerBound * w, channelStride: h * w)
-                    }
+                for co in 0..<cout {
+                    (op.baseAddress! + co * n + rows.lowerBound * wo).update(from: band + co * rows.count * wo, count: rows.count * wo)
                 }
             }
         }
@@ -202,22 +197,10 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
     var out = Tensor(uninitialized: [half, ho, wo])
     if Winograd3x3.applies(g, h: h, w: w) {
-        let winograd = Winograd3x3(weight: weight, h: h, w: w)
-        let bandRows = 2 * winograd.bandTileRows
-        var scratch = [Float](unsafeUninitializedCapacity: winograd.scratchCount) { _, k in k = winograd.scratchCount }
-        var gates = [Float](unsafeUninitializedCapacity: cout * bandRows * wo) { _, k in k = cout * bandRows * wo }
-        x.data.withUnsafeBufferPointer { xp in
+        Winograd3x3(weight: weight, h: h, w: w).forEachBand(x) { rows, band in
             out.data.withUnsafeMutableBufferPointer { op in
-                scratch.withUnsafeMutableBufferPointer { sp in
-                    gates.withUnsafeMutableBufferPointer { tp in
-                        let (gp, dst) = (UnsafeMutableSendablePointer(tp.baseAddress!), UnsafeMutableSendablePointer(op.baseAddress!))
-                        for band in winograd.bands {
-                            let start = 2 * band.lowerBound * wo, bn = (min(ho, 2 * band.upperBound) - 2 * band.lowerBound) * wo
-                            winograd.run(xp.baseAddress!, band: band, scratch: sp.baseAddress!, into: gp.pointer, channelStride: bn)
-                            gateBlock(gp.pointer, positions: bn, channels: half, bias: bias, into: dst.pointer + start, channelStride: n)
-                        }
-                    }
-                }
+                gateBlock(band, positions: rows.count * wo, channels: half, bias: bias,
+                          into: op.baseAddress! + rows.lowerBound * wo, channelStride: n)
             }
         }
         return out

@@ -20,7 +20,7 @@ struct Winograd3x3 {
     /// Tiles in a tile row, rounded up to whole vectors of eight.
     private let tilesPerRow: Int
     /// Tile rows per band.
-    let bandTileRows: Int
+    private let bandTileRows: Int
 
     /// Whether a convolution runs this way: 3×3, stride 1, padding 1, no dilation, and an input
     /// of at least 4×4 (smaller planes waste most of each tile).
@@ -67,19 +67,31 @@ struct Winograd3x3 {
         }
     }
 
-    /// Floats of scratch one band needs (`run`'s `scratch`).
-    var scratchCount: Int { 16 * (cin + cout) * bandTileRows * tilesPerRow }
-
-    /// Bands of tile rows; band `b` produces output rows `2·b.lowerBound ..< min(h, 2·b.upperBound)`.
-    var bands: [Range<Int>] {
-        let rows = (h + 1) / 2
-        return stride(from: 0, to: rows, by: bandTileRows).map { $0..<min(rows, $0 + bandTileRows) }
+    /// The convolution (no bias) of `x` (`[Cin, H, W]`), a band of output rows at a time, in
+    /// order: `body(rows, output)` gets each band as `output[co · rows.count · W + (row −
+    /// rows.lowerBound) · W + column]`, valid until it returns.
+    func forEachBand(_ x: Tensor, _ body: (_ rows: Range<Int>, _ output: UnsafeMutablePointer<Float>) -> Void) {
+        precondition(x.shape == [cin, h, w], "Winograd3x3: input \(x.shape), expected \([cin, h, w])")
+        let tiles = bandTileRows * tilesPerRow
+        let scratchCount = 16 * (cin + cout) * tiles, outputCount = cout * 2 * bandTileRows * w
+        var scratch = [Float](unsafeUninitializedCapacity: scratchCount + outputCount) { _, k in k = scratchCount + outputCount }
+        x.data.withUnsafeBufferPointer { xp in
+            scratch.withUnsafeMutableBufferPointer { sp in
+                let output = sp.baseAddress! + scratchCount
+                let tileRows = (h + 1) / 2
+                for first in stride(from: 0, to: tileRows, by: bandTileRows) {
+                    let band = first..<min(tileRows, first + bandTileRows)
+                    let rows = (2 * band.lowerBound)..<min(h, 2 * band.upperBound)
+                    run(xp.baseAddress!, band: band, scratch: sp.baseAddress!, into: output, channelStride: rows.count * w)
+                    body(rows, output)
+                }
+            }
+        }
     }
 
-    /// The convolution (no bias) of `x` (`[Cin, H, W]`) at the output rows of `band`, written to
-    /// `out[co · channelStride + (row − 2·band.lowerBound) · W + column]`.
-    func run(_ x: UnsafePointer<Float>, band: Range<Int>, scratch: UnsafeMutablePointer<Float>,
-             into out: UnsafeMutablePointer<Float>, channelStride: Int) {
+    /// The output rows of `band`, written to `out[co · channelStride + (row − 2·band.lowerBound) · W + column]`.
+    private func run(_ x: UnsafePointer<Float>, band: Range<Int>, scratch: UnsafeMutablePointer<Float>,
+                     into out: UnsafeMutablePointer<Float>, channelStride: Int) {
         let tiles = band.count * tilesPerRow
         let v = UnsafeMutableSendablePointer(scratch)
         let m = UnsafeMutableSendablePointer(scratch + 16 * cin * tiles)
