@@ -343,6 +343,31 @@ struct CompactWeightTests {
         #expect(!CompactWeight(small).isCompact)
         #expect(CompactWeight(small).tensor == small)
     }
+
+    /// diffq's `uniform_unquantize`, written out here from its definition.
+    func unquantized(_ levels: [Int16], bits: [UInt8], groupSize: Int, span: Float, low: Float) -> [Float] {
+        levels.indices.map { i in Float(levels[i]) * (1 / (Float(1 << Int(bits[i / groupSize])) - 1)) * span + low }
+    }
+
+    @Test("DiffQ levels are held as integers and widen to the dequantised values",
+          arguments: [255, 16383])
+    func diffQLevels(_ largest: Int) {
+        let groupSize = 8, groups = 1 << 14
+        // Widths 2…14 in turn; levels up to `largest` (above 255 they need two bytes).
+        let bits = (0..<groups).map { UInt8(2 + $0 % 13) }
+        let levels = (0..<(groups * groupSize)).map { Int16(($0 * 7919) % (min(largest, (1 << Int(bits[$0 / groupSize])) - 1) + 1)) }
+        let (span, low) = (Float(0.731), Float(-0.377))
+        let expected = unquantized(levels, bits: bits, groupSize: groupSize, span: span, low: low)
+        let w = CompactWeight(levels: DiffQLevels(levels: levels, bits: bits, groupSize: groupSize, span: span, low: low),
+                              shape: [groups, groupSize])
+        #expect(w.isCompact)
+        let same = w.tensor.data == expected && w.reshaped([groupSize, groups]).tensor.data == expected
+        #expect(same)
+        // A small weight is dequantised once, to the same values.
+        let small = CompactWeight(levels: DiffQLevels(levels: Array(levels[..<64]), bits: Array(bits[..<8]), groupSize: groupSize,
+                                                      span: span, low: low), shape: [64])
+        #expect(!small.isCompact && small.tensor.data == Array(expected[..<64]))
+    }
 }
 
 @Suite("3×3 convolutions by Winograd's minimal filtering")

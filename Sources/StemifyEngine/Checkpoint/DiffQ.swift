@@ -78,9 +78,10 @@ public struct DiffQState: Sendable {
         }
     }
 
-    /// The state dict for parameters `order` (name and shape, in traversal order).
-    func dequantized(order: [(key: String, shape: [Int])]) throws -> [String: Tensor] {
-        var state: [String: Tensor] = [:]
+    /// The state dict for parameters `order` (name and shape, in traversal order); large
+    /// weights keep their levels and are dequantised where they are used.
+    func dequantized(order: [(key: String, shape: [Int])]) throws -> [String: CompactWeight] {
+        var state: [String: CompactWeight] = [:]
         var nextSmall = 0, nextQuantized = 0
         for (key, shape) in order {
             guard let count = elementCount(shape) else { throw CheckpointError.shapeMismatch(key: key, expected: shape, found: []) }
@@ -88,13 +89,13 @@ public struct DiffQState: Sendable {
                 guard nextSmall < small.count else { throw CheckpointError.missingTensor(key: key) }
                 let t = small[nextSmall]
                 guard t.count == count else { throw CheckpointError.shapeMismatch(key: key, expected: shape, found: t.shape) }
-                state[key] = t.reshaped(shape)
+                state[key] = CompactWeight(full: t.reshaped(shape))
                 nextSmall += 1
                 continue
             }
             guard nextQuantized < quantized.count else { throw CheckpointError.missingTensor(key: key) }
             guard count % groupSize == 0 else { throw CheckpointError.shapeMismatch(key: key, expected: shape, found: [count]) }
-            state[key] = try dequantize(quantized[nextQuantized], count: count, key: key).reshaped(shape)
+            state[key] = CompactWeight(levels: try levels(quantized[nextQuantized], count: count, key: key), shape: shape)
             nextQuantized += 1
         }
         guard nextSmall == small.count, nextQuantized == quantized.count else {
@@ -104,12 +105,15 @@ public struct DiffQState: Sendable {
         return state
     }
 
-    /// `uniform_unquantize`: `level · 1/(2^bits − 1) · (max − min) + min`, in float32 like torch.
-    private func dequantize(_ q: Quantized, count: Int, key: String) throws -> Tensor {
+    /// The levels of `q` by value (`uniform_unquantize` then turns each into
+    /// `level · 1/(2^bits − 1) · (max − min) + min`, in float32 like torch: ``DiffQLevels``).
+    private func levels(_ q: Quantized, count: Int, key: String) throws -> DiffQLevels {
         let groups = count / groupSize
         let widths = try q.bits.unpack(groups).map { Int($0) + minBits }
-        var out = Tensor(uninitialized: [count])
-        let span = Float(q.maximum - q.minimum), low = Float(q.minimum)
+        if let bad = widths.first(where: { $0 < 1 || $0 > 14 }) {
+            throw CheckpointError.malformedPackage("DiffQ state: '\(key)' has a group of \(bad) bits")
+        }
+        var all = [Int16](repeating: 0, count: count)
         for bit in 1...14 {
             let members = widths.indices.filter { widths[$0] == bit }
             if members.isEmpty { continue }
@@ -117,17 +121,12 @@ public struct DiffQState: Sendable {
                 throw CheckpointError.malformedPackage("DiffQ state: '\(key)' has \(bit)-bit groups but no levels for them")
             }
             let levels = try packed.unpack(members.count * groupSize)
-            let unit = 1 / (Float(1 << bit) - 1)
             for (n, g) in members.enumerated() {
-                for j in 0..<groupSize {
-                    out.data[g * groupSize + j] = Float(levels[n * groupSize + j]) * unit * span + low
-                }
+                for j in 0..<groupSize { all[g * groupSize + j] = levels[n * groupSize + j] }
             }
         }
-        if let bad = widths.first(where: { $0 < 1 || $0 > 14 }) {
-            throw CheckpointError.malformedPackage("DiffQ state: '\(key)' has a group of \(bad) bits")
-        }
-        return out
+        return DiffQLevels(levels: all, bits: widths.map { UInt8($0) }, groupSize: groupSize,
+                           span: Float(q.maximum - q.minimum), low: Float(q.minimum))
     }
 }
 

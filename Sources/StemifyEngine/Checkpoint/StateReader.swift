@@ -67,7 +67,7 @@ extension ModelPackage {
         guard let q = quantized else { return self }
         let order = try parameterOrder()
         var plain = self
-        plain.state = try q.dequantized(order: order).mapValues { CompactWeight(full: $0) }
+        plain.state = try q.dequantized(order: order)
         plain.stateOrder = order.map(\.key)
         plain.quantized = nil
         return plain

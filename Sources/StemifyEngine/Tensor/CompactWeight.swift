@@ -5,11 +5,14 @@
 /// they need (hdemucs_mmi: 334 MB instead of 167) for no accuracy, since every value is a
 /// Float16. So a large weight whose every value survives the round trip stays Float16 and is
 /// widened for the one operation that uses it: the same Float32 values, so the same results.
-/// Weights that do not round-trip (Float32 checkpoints, DiffQ's dequantised levels) stay as they are.
+/// DiffQ's quantised weights (mdx_q, mdx_extra_q) likewise keep their integer levels (one or two
+/// bytes a value) and are dequantised per call by the same expression as at load. Weights that
+/// do neither (Float32 checkpoints) stay as they are.
 public struct CompactWeight: Sendable {
     public let shape: [Int]
     private let full: [Float]
     private let half: [Float16]
+    private let levels: DiffQLevels?
 
     /// Below this many elements a weight stays Float32: widening it on every call (DConv's small
     /// convolutions run once per block of frequency rows) would cost more than it saves.
@@ -35,6 +38,7 @@ public struct CompactWeight: Sendable {
         } else {
             (full, half) = (t.data, [])
         }
+        levels = nil
     }
 
     /// Float16 values as a checkpoint stores them (little-endian bit patterns); small weights
@@ -51,29 +55,41 @@ public struct CompactWeight: Sendable {
         } else {
             (full, half) = ([], values)
         }
+        levels = nil
     }
 
     /// Float32 values kept as they are.
     init(full t: Tensor) {
         shape = t.shape
-        (full, half) = (t.data, [])
+        (full, half, levels) = (t.data, [], nil)
     }
 
-    private init(shape: [Int], full: [Float], half: [Float16]) {
-        (self.shape, self.full, self.half) = (shape, full, half)
+    /// DiffQ levels; small weights are dequantised at once.
+    public init(levels: DiffQLevels, shape: [Int]) {
+        self.shape = shape
+        if levels.count < Self.minimumCompactCount {
+            (full, half, self.levels) = (levels.values(), [], nil)
+        } else {
+            (full, half, self.levels) = ([], [], levels)
+        }
+    }
+
+    private init(shape: [Int], full: [Float], half: [Float16], levels: DiffQLevels?) {
+        (self.shape, self.full, self.half, self.levels) = (shape, full, half, levels)
     }
 
     /// The same values under another shape with the same element count.
     public func reshaped(_ newShape: [Int]) -> CompactWeight {
         precondition(newShape.reduce(1, *) == shape.reduce(1, *), "reshaped: \(shape) to \(newShape)")
-        return CompactWeight(shape: newShape, full: full, half: half)
+        return CompactWeight(shape: newShape, full: full, half: half, levels: levels)
     }
 
-    /// Whether the values are held as Float16.
-    public var isCompact: Bool { !half.isEmpty }
+    /// Whether the values are held as Float16 or DiffQ levels.
+    public var isCompact: Bool { !half.isEmpty || levels != nil }
 
     /// The Float32 tensor (a fresh copy when compact).
     public var tensor: Tensor {
+        if let levels { return Tensor(shape: shape, data: levels.values()) }
         guard isCompact else { return Tensor(shape: shape, data: full) }
         let data = half.withUnsafeBufferPointer { h in
             [Float](unsafeUninitializedCapacity: h.count) { out, n in
@@ -82,5 +98,44 @@ public struct CompactWeight: Sendable {
             }
         }
         return Tensor(shape: shape, data: data)
+    }
+}
+
+/// One DiffQ-quantised weight as its integer levels: value `i` of group `g` (`groupSize` values
+/// each, `bits[g]` bits) is `uniform_unquantize`'s `level · 1/(2^bits − 1) · (max − min) + min`
+/// in Float32, the expression `DiffQState` dequantised with at load. Levels that all fit in a
+/// byte take a byte each, others two.
+public struct DiffQLevels: Sendable {
+    private let narrow: [UInt8]
+    private let wide: [Int16]
+    private let bits: [UInt8]
+    private let groupSize: Int
+    private let span: Float, low: Float
+
+    /// `levels` holds every value's level; `bits` each group's width (1…14); `span` is
+    /// `max − min` and `low` is `min`, both rounded to Float32.
+    public init(levels: [Int16], bits: [UInt8], groupSize: Int, span: Float, low: Float) {
+        precondition(levels.count == bits.count * groupSize, "DiffQLevels: \(levels.count) levels for \(bits.count) groups of \(groupSize)")
+        if levels.allSatisfy({ (0...255).contains($0) }) {
+            (narrow, wide) = (levels.map { UInt8($0) }, [])
+        } else {
+            (narrow, wide) = ([], levels)
+        }
+        (self.bits, self.groupSize, self.span, self.low) = (bits, groupSize, span, low)
+    }
+
+    var count: Int { bits.count * groupSize }
+
+    func values() -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { out, n in
+            for g in 0..<bits.count {
+                let unit = 1 / (Float(1 << Int(bits[g])) - 1)
+                for j in (g * groupSize)..<((g + 1) * groupSize) {
+                    let level = narrow.isEmpty ? Float(wide[j]) : Float(narrow[j])
+                    out[j] = level * unit * span + low
+                }
+            }
+            n = count
+        }
     }
 }
