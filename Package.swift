@@ -36,20 +36,14 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
-        // OpenBLAS from Debian (`libopenblas-dev`): sgemm for every convolution, linear and attention.
-        .systemLibrary(
-            name: "CBLAS",
-            path: "Sources/CBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
-        // glibc allocator settings applied when the binary loads (see CStemifySystem.c).
+        // glibc allocator settings applied when the binary loads (CStemifySystem.c), and OpenBLAS
+        // (Debian `libopenblas0`) loaded at run time with the kernels the CPU runs (blas.c).
         .target(name: "CStemifySystem"),
         // Elementwise vector kernels once per x86 instruction set, picked at run time (Ops/Kernels.swift).
         .target(name: "CStemifyKernels"),
         .target(
             name: "StemifyEngine",
-            dependencies: ["CBLAS", "CStemifySystem", "CStemifyKernels", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CStemifySystem", "CStemifyKernels", .product(name: "Yams", package: "Yams")],
             swiftSettings: engine
         ),
         .target(

@@ -28,7 +28,9 @@ mkdir -p "$out/crashes"
 for c in CStemifySystem CStemifyKernels; do
     mkdir -p "$out/modules/$c"
     echo "module $c { header \"$PWD/Sources/$c/include/$c.h\" export * }" > "$out/modules/$c/module.modulemap"
-    clang -c -O1 -fsanitize=address Sources/$c/*.c -I Sources/$c/include -o "$out/$c.o"
+    for f in Sources/$c/*.c; do
+        clang -c -O1 -fsanitize=address "$f" -I Sources/$c/include -o "$out/$c-$(basename "$f" .c).o"
+    done
 done
 
 # Yams (the engine reads model configurations with it) as a module of its own, from the
@@ -44,7 +46,7 @@ if [ ! -f "$out/yams/Yams.o" ] || [ -n "$(find "$yams" -newer "$out/yams/Yams.o"
         > "$out/build-yams.log" 2>&1 || { cat "$out/build-yams.log" >&2; exit 1; }
 fi
 
-flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I Sources/CBLAS -I "$out/modules/CStemifySystem"
+flags=(-O -parse-as-library -package-name stemify -sanitize=fuzzer,address -swift-version 6 -I "$out/modules/CStemifySystem"
        -I "$out/modules/CStemifyKernels"
        -I "$out/yams" -I "$yams/CYaml/include" -Xcc -DYAML_DECLARE_STATIC)
 [ "$(uname -m)" = x86_64 ] && flags+=(-target-cpu haswell)
@@ -55,7 +57,7 @@ build() {
     if [ ! -x "$out/fuzz-$name" ] || [ -n "$(find "$@" -newer "$out/fuzz-$name" 2>/dev/null | head -1)" ]; then
         echo "building fuzz-$name"
         # gold warns about every ASan helper symbol: keep the log, show it only on failure.
-        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out/CStemifySystem.o" "$out/CStemifyKernels.o" "$out"/yams/*.o -lopenblas -o "$out/fuzz-$name" \
+        if ! swiftc "${flags[@]}" -module-name "Fuzz$name" "$@" "$out"/CStemify*-*.o "$out"/yams/*.o -o "$out/fuzz-$name" \
             > "$out/build-$name.log" 2>&1; then
             grep -v "Cannot export local symbol" "$out/build-$name.log" >&2
             exit 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Stemify needs and is missing: OpenBLAS (linked), ffmpeg/ffprobe (audio in and
+# Installs what Stemify needs and is missing: OpenBLAS (loaded at run time), ffmpeg/ffprobe (audio in and
 # out) from Debian, yt-dlp (YouTube input) from PyPI. With --test, also what only the tests
 # need: tsc (Debian's node-typescript), Chromium and its driver, gdb, clang's libFuzzer runtime
 # (ships with Swift), Selenium, schemathesis and moto (an S3-compatible server) from PyPI.
@@ -7,7 +7,7 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -E"
 export DEBIAN_FRONTEND=noninteractive
 missing=()
-pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev pkg-config)
+ldconfig -p | grep -q "libopenblas.so.0 " || missing+=(libopenblas0)
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
 if [ "${1:-}" = "--test" ]; then
     command -v curl >/dev/null || missing+=(curl)

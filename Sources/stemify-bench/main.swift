@@ -24,7 +24,7 @@ while let a = args.popFirst() {
 }
 EngineThreads.set(threads)
 InstructionSet.select(try InstructionSet(setting: isa))
-print("kernels: \(InstructionSet.active) (this CPU runs up to \(InstructionSet.best))")
+print("kernels: \(InstructionSet.active) (this CPU runs up to \(InstructionSet.best)), OpenBLAS \(try MatrixKernels.load())")
 
 /// Uniform values in `-scale...scale` from a fixed-seed linear congruential generator (the
 /// system generator's syscalls took longer than the benchmarks).

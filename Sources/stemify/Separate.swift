@@ -87,6 +87,7 @@ struct Separate: ParsableCommand {
         if let jobs { EngineThreads.set(jobs) } else { EngineThreads.set(ProcessInfo.processInfo.activeProcessorCount) }
         if let lanes { EngineThreads.setMaxLanes(lanes) }
         InstructionSet.select(try instructionSet())
+        do { try MatrixKernels.load() } catch { throw CLIError(error.message) }
         guard let repoPath = repo ?? ProcessInfo.processInfo.environment["DEMUCS_MODEL_PATH"] else {
             throw CLIError("no model folder: pass --repo DIR or set DEMUCS_MODEL_PATH (a folder with \(name).yaml and its checkpoints)")
         }

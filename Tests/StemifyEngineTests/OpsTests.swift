@@ -158,6 +158,14 @@ struct VectorKernelTests {
     /// Inputs with the edges: signed zeros, tiny and huge magnitudes, exp's clamp range.
     static let edges: [Float] = [0, -0.0, 1e-30, -1e-30, 5, -5, 10, -10, 40, -40, 88, -88, 100, -100, 1e20, -1e20]
 
+    /// The engine loads OpenBLAS asking for the level of its own set (`MatrixKernels`), whatever
+    /// `OPENBLAS_CORETYPE` the environment holds (one machine here had Haswell set).
+    @Test("OpenBLAS runs the level of the engine's instruction set")
+    func matrixKernels() throws {
+        let name = try MatrixKernels.load()
+        if let expected = MatrixKernels.coretype(for: InstructionSet.active) { #expect(name == expected) }
+    }
+
     @Test("this machine runs the portable set, and AVX2 wherever it runs AVX-512")
     func supported() {
         #expect(InstructionSet.portable.isSupported)

@@ -29,6 +29,7 @@ public struct StemifyServices: Sendable {
         EngineThreads.set(c.threads)
         EngineThreads.setMaxLanes(c.lanes)
         InstructionSet.select(c.instructionSet)
+        try MatrixKernels.load()
         // Runners are named HOST-PID-N so logs and leases say where a job runs.
         let host = ProcessInfo.processInfo.hostName, pid = ProcessInfo.processInfo.processIdentifier
         let runners = (0..<c.workers).map { i in

@@ -1,18 +1,27 @@
-import CBLAS
 import CStemifySystem
 import Dispatch
 import Foundation
 
-/// `C = alpha · op(A) · op(B) + beta · C` in row-major storage, through OpenBLAS `cblas_sgemm`.
+/// `C = alpha · op(A) · op(B) + beta · C` in row-major storage, through OpenBLAS `cblas_sgemm`
+/// (``MatrixKernels``).
 ///
-/// Large products are split into column (or row) blocks, one per engine thread, each computed by
-/// a single-threaded sgemm. OpenBLAS's own threads spin in `sched_yield` between calls and fought
-/// the engine's other parallel loops for the two cores (a quarter of all cycles in a profile).
+/// Large products are split into column (or row) blocks, computed by single-threaded sgemm
+/// calls on the engine's threads. OpenBLAS's own threads spun in `sched_yield` between calls
+/// and fought the engine's other parallel loops for the cores (a quarter of all cycles in a
+/// profile).
+///
+/// The blocks depend on the product's shape only, never on how many threads run them: a chunk's
+/// stems must not depend on the width of its lane (the last chunks of a run get more threads, a
+/// resumed run groups chunks differently), and OpenBLAS's kernels block a call by its own size,
+/// so the same columns computed in a call of another width can differ in their last bits
+/// (OpenBLAS's Haswell sgemm does; its SkylakeX one does not, except below its small-matrix
+/// bound).
 ///
 /// - Parameters:
 ///   - m, n, k: `op(A)` is `m × k`, `op(B)` is `k × n`, `C` is `m × n`.
 ///   - lda, ldb, ldc: row strides in elements (they let a call work on a column block).
-///   - parallel: false inside a caller's own parallel loop (one product per attention head).
+///   - parallel: false inside a caller's own parallel loop (one product per attention head):
+///     one call.
 @inline(__always)
 func gemm(
     transA: Bool = false, transB: Bool = false,
@@ -25,40 +34,48 @@ func gemm(
     parallel: Bool = true
 ) {
     guard m > 0, n > 0 else { return }
-    let threads = EngineThreads.count
-    let work = m * n * k
-    if parallel && threads > 1 && work >= 1 << 21 {
-        let byColumns = n >= m
-        let total = byColumns ? n : m
-        // Each block must compute its elements exactly as one call would, so that a chunk's
-        // result does not depend on its lane's width: blocks start at multiples of 64 (where
-        // OpenBLAS's register tiles do) and each stays above OpenBLAS's small-matrix bound
-        // (10⁶ multiply-adds), below which it switches kernels (a lane of three, splitting at
-        // thirds, changed the stems).
-        let unit = 64
-        let minimum = (smallMatrixBound / max(work / total, 1) + 2 * unit) / unit * unit
-        let parts = min(threads, total / minimum)
-        guard parts > 1 else {
-            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-            return
-        }
-        let (pa, pb) = (UnsafeSendable(a), UnsafeSendable(b))
-        let pc = UnsafeMutableSendablePointer(c)
-        let units = (total + unit - 1) / unit
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let lo = units * part / parts * unit, hi = min(total, units * (part + 1) / parts * unit)
-            let count = hi - lo
-            if byColumns {
-                sgemm(transA, transB, m, count, k, alpha, pa.pointer, lda,
-                      pb.pointer + (transB ? lo * ldb : lo), ldb, beta, pc.pointer + lo, ldc)
-            } else {
-                sgemm(transA, transB, count, n, k, alpha, pa.pointer + (transA ? lo : lo * lda), lda,
-                      pb.pointer, ldb, beta, pc.pointer + lo * ldc, ldc)
-            }
-        }
+    MatrixKernels.ensureLoaded()
+    let byColumns = n >= m
+    let total = byColumns ? n : m
+    let blocks = parallel ? productBlocks(m: m, n: n, k: k) : 1
+    guard blocks > 1 else {
+        sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
-    sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    let (pa, pb) = (UnsafeSendable(a), UnsafeSendable(b))
+    let pc = UnsafeMutableSendablePointer(c)
+    let units = (total + productBlockUnit - 1) / productBlockUnit
+    let block = { @Sendable (part: Int) in
+        let lo = units * part / blocks * productBlockUnit
+        let hi = min(total, units * (part + 1) / blocks * productBlockUnit)
+        if byColumns {
+            sgemm(transA, transB, m, hi - lo, k, alpha, pa.pointer, lda,
+                  pb.pointer + (transB ? lo * ldb : lo), ldb, beta, pc.pointer + lo, ldc)
+        } else {
+            sgemm(transA, transB, hi - lo, n, k, alpha, pa.pointer + (transA ? lo : lo * lda), lda,
+                  pb.pointer, ldb, beta, pc.pointer + lo * ldc, ldc)
+        }
+    }
+    if EngineThreads.count > 1 {
+        DispatchQueue.concurrentPerform(iterations: blocks, execute: block)
+    } else {
+        for part in 0..<blocks { block(part) }
+    }
+}
+
+/// Blocks start at multiples of this, where OpenBLAS's register tiles do.
+private let productBlockUnit = 64
+
+/// How many blocks ``gemm`` splits a product into: a function of the shape alone. Each block
+/// is above OpenBLAS's small-matrix bound (10⁶ multiply-adds) and spans at least 512 rows or
+/// columns, so re-packing the other operand once per block stays a few percent; eight blocks
+/// cost one thread at most 4 % over one call (`2688 × 512 · 512 × 2048`, OpenBLAS SkylakeX and
+/// Haswell) and keep up to eight threads busy.
+func productBlocks(m: Int, n: Int, k: Int) -> Int {
+    let total = max(m, n), work = m * n * k
+    guard work >= 1 << 21 else { return 1 }
+    let perBlock = max(512, (smallMatrixBound / max(work / total, 1) + 2 * productBlockUnit) / productBlockUnit * productBlockUnit)
+    return max(1, min(8, total / perBlock))
 }
 
 /// OpenBLAS (0.3.17 and later, x86-64) computes products of at most this many multiply-adds
@@ -71,12 +88,52 @@ private func sgemm(
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
 ) {
-    cblas_sgemm(
-        CblasRowMajor,
-        transA ? CblasTrans : CblasNoTrans,
-        transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k),
-        alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    stemify_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k),
+                  alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The matrix kernels: OpenBLAS, loaded by the engine before its first product with the kernels
+/// of the engine's instruction set (``InstructionSet/active``), so that `STEMIFY_ISA=avx2`
+/// measures and tests an AVX2 machine's products too, and an `OPENBLAS_CORETYPE` left in the
+/// environment cannot halve them. The choice is fixed for the process once loaded.
+public enum MatrixKernels {
+    /// Loads OpenBLAS if it is not loaded yet and returns the kernels it runs ("SkylakeX",
+    /// "Haswell", ...). Programs call it when they start, so that a missing library is an error
+    /// there rather than at the first product.
+    @discardableResult
+    public static func load() throws(InstructionSetError) -> String {
+        try loaded.get()
+    }
+
+    /// OpenBLAS's name for the level the engine's instruction set asks for; nil leaves the choice
+    /// to `OPENBLAS_CORETYPE` or OpenBLAS's CPU table (an AVX2 set that is this CPU's best, where
+    /// its table knows AMD's Zen from Intel's Haswell; the portable set; arm64).
+    public static func coretype(for isa: InstructionSet) -> String? {
+        #if arch(x86_64)
+        switch isa {
+        // SkylakeX's sgemm is also what Cooperlake and Sapphire Rapids run.
+        case .avx512: return "SkylakeX"
+        case .avx2 where isa < InstructionSet.best: return "Haswell"
+        default: return nil
+        }
+        #else
+        return nil
+        #endif
+    }
+
+    private static let loaded: Result<String, InstructionSetError> = {
+        guard stemify_blas_open(coretype(for: InstructionSet.active)) == 0 else {
+            return .failure(InstructionSetError(message:
+                "OpenBLAS could not be loaded (\(String(cString: stemify_blas_error()))); install libopenblas0"))
+        }
+        return .success(String(cString: stemify_blas_corename()))
+    }()
+
+    /// Called before every product; after the first, a load that cannot fail.
+    @inline(__always)
+    static func ensureLoaded() {
+        if case .failure(let error) = loaded { fatalError(error.message) }
+    }
 }
 
 struct UnsafeSendable: @unchecked Sendable {
@@ -89,16 +146,14 @@ public enum EngineThreads {
     nonisolated(unsafe) private static var current = ProcessInfo.processInfo.activeProcessorCount
 
     /// Sets the engine's parallel width (the CLI's `-j`); the default is the number of active
-    /// processors. OpenBLAS itself runs single-threaded inside the engine's blocks.
+    /// processors. OpenBLAS itself runs single-threaded inside the engine's blocks (blas.c).
     public static func set(_ count: Int) {
         current = max(1, count)
-        openblas_set_num_threads(1)
     }
 
     /// The width of the engine's own parallel loops on the calling thread: a lane's share while
     /// it runs a chunk (``withWidth(_:_:)``), else the process-wide setting.
     public static var count: Int {
-        _ = blasSingleThreaded
         let lane = Int(stemify_thread_width())
         return lane > 0 ? lane : current
     }
@@ -123,11 +178,6 @@ public enum EngineThreads {
         return try body()
     }
 
-    /// Runs once, before the first product, whether or not `set` was called.
-    private static let blasSingleThreaded: Void = {
-        // The allocator is tuned when the binary loads (CStemifySystem.c).
-        openblas_set_num_threads(1)
-    }()
 }
 
 /// Runs `body(range)` over `0..<total` split into about `EngineThreads.count` contiguous ranges.

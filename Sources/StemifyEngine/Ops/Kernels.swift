@@ -1,9 +1,10 @@
+import Foundation
 import CStemifyKernels
 
 /// The instruction sets the engine's elementwise vector kernels (GELU, GLU, softmax's
 /// exponentials) are compiled for, all in one binary; the best one this CPU runs is used unless
 /// ``select(_:)`` says otherwise (`STEMIFY_ISA`), so both x86 paths can be measured and tested on
-/// one machine. Matrix products are OpenBLAS's, which picks its own kernels at run time.
+/// one machine. Matrix products are OpenBLAS's, loaded with the same level (``MatrixKernels``).
 public enum InstructionSet: String, CaseIterable, Sendable, Comparable {
     /// Plain C vectors of four lanes (SSE2 on x86, NEON on arm64).
     case portable
@@ -75,8 +76,11 @@ public struct VectorKernels: @unchecked Sendable {
         (gelu, glu, expSum, max) = (table.gelu!, table.glu!, table.exp_sum!, table.max!)
     }
 
-    /// Set once when a process starts (``InstructionSet/select(_:)``), read by every kernel call.
-    nonisolated(unsafe) static var active = VectorKernels(.best)
+    /// Set once when a process starts (``InstructionSet/select(_:)``), read by every kernel call;
+    /// until then `STEMIFY_ISA`'s set where it names one this CPU runs (so that a test run can be
+    /// repeated on a narrower set), else the widest.
+    nonisolated(unsafe) static var active = VectorKernels(
+        (try? InstructionSet(setting: ProcessInfo.processInfo.environment["STEMIFY_ISA"] ?? "auto")) ?? .best)
 }
 
 extension VectorKernels {

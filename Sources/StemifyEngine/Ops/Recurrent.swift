@@ -21,10 +21,8 @@ public struct LSTMDirection: Sendable {
     /// this direction's input contributions and bias, and writes `h_t` for each step into
     /// columns `offset..<offset+H` of `out [T, N, stride]`. The gates are overwritten.
     ///
-    /// - Parameter parallel: whether the per-step products may split across the engine's
-    ///   threads; false when the two directions already run one per thread.
     func run(gates g: UnsafeMutablePointer<Float>, gateStride: Int, steps: Int, batch: Int, reverse: Bool,
-             into out: UnsafeMutablePointer<Float>, stride: Int, offset: Int, parallel: Bool = true) {
+             into out: UnsafeMutablePointer<Float>, stride: Int, offset: Int) {
         let h = hidden, g4 = gateStride
         var state = [Float](repeating: 0, count: batch * h)
         var cell = [Float](repeating: 0, count: batch * h)
@@ -36,7 +34,7 @@ public struct LSTMDirection: Sendable {
                         let gt = g + t * batch * g4
                         if s > 0 {
                             gemm(transB: true, m: batch, n: 4 * h, k: h, a: hp.baseAddress!, lda: h,
-                                 b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4, parallel: parallel)
+                                 b: wh.baseAddress!, ldb: h, beta: 1, c: gt, ldc: g4)
                         }
                         for n in 0..<batch {
                             let row = UnsafeRawPointer(gt + n * g4)
@@ -117,7 +115,7 @@ public struct BidirectionalLSTM: Sendable {
                             for d in range {
                                 let dir = d == 0 ? layer.forward : layer.backward
                                 dir.run(gates: gs.pointer + d * 4 * h, gateStride: 8 * h, steps: steps, batch: batch, reverse: d == 1,
-                                        into: os.pointer, stride: 2 * h, offset: d * h, parallel: EngineThreads.count > 2)
+                                        into: os.pointer, stride: 2 * h, offset: d * h)
                             }
                         }
                     }
