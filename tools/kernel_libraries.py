@@ -6,15 +6,16 @@ The shapes are the ones `stemify separate` calls: record them from a real run wi
     tools/kernel_libraries.py record --out shapes.json -- \\
         .build/release/stemify separate -n htdemucs --repo DIR --shifts 0 -j 1 -o OUT song.wav
 
-(ltrace on `cblas_sgemm`; one chunk is enough), then time them:
+(gdb prints each `cblas_sgemm` call's shape; one chunk is enough), then time them:
 
     tools/kernel_libraries.py time --shapes shapes.json [--mkl /path/libmkl_rt.so.3]
 
 Each library runs in its own process, one thread (the engine calls sgemm single-threaded inside
 its own blocks), at each level by its environment variable: OpenBLAS
-(`OPENBLAS_CORETYPE`), BLIS (`BLIS_ARCH_TYPE`), MKL (`MKL_ENABLE_INSTRUCTIONS`, a ceiling
+(`OPENBLAS_CORETYPE`), MKL (`MKL_ENABLE_INSTRUCTIONS`, a ceiling
 only), oneDNN (`ONEDNN_MAX_CPU_ISA`, through `dnnl_sgemm`), and once with the library's own
-choice ("own"), which for a CPU newer than its tables may be a lower one. Every library's product is checked against
+choice ("own", those variables unset), which for a CPU newer than its tables may be a lower
+one. Debian's BLIS 0.9.0 aborts on every `BLIS_ARCH_TYPE`, so it runs at its own choice only. Every library's product is checked against
 OpenBLAS's before it is timed, so a library that computes something else cannot win.
 Libraries: Debian `libopenblas0-pthread`, `libblis4-serial`, `libdnnl2`; MKL from PyPI `mkl`.
 """
@@ -30,9 +31,9 @@ LIBRARIES = {
 }
 # What makes each library run a level whatever its own CPU tables say ("own": nothing).
 FORCE = {
-    "avx512": {"openblas": {"OPENBLAS_CORETYPE": "SkylakeX"}, "blis": {"BLIS_ARCH_TYPE": "0"},  # skx
+    "avx512": {"openblas": {"OPENBLAS_CORETYPE": "SkylakeX"},
                "mkl": {"MKL_ENABLE_INSTRUCTIONS": "AVX512"}, "onednn": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}},
-    "avx2": {"openblas": {"OPENBLAS_CORETYPE": "Haswell"}, "blis": {"BLIS_ARCH_TYPE": "3"},  # haswell
+    "avx2": {"openblas": {"OPENBLAS_CORETYPE": "Haswell"},
              "mkl": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, "onednn": {"ONEDNN_MAX_CPU_ISA": "AVX2"}},
 }
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "BLIS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -43,22 +44,32 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 # ---------------------------------------------------------------------------------------- record
 
-LINE = re.compile(r"cblas_sgemm\((\d+), (\d+), (\d+), (\d+), (\d+), (\d+),")
+LINE = re.compile(r"^SGEMM (\d+) (\d+) (\d+) (\d+) (\d+)$")
+
+# gdb prints each call's shape (System V: transA in rsi, transB in rdx, m, n, k in rcx, r8, r9)
+# without stopping; OpenBLAS is loaded by the engine at run time, so the breakpoint is pending.
+GDB = """set pagination off
+set breakpoint pending on
+set print thread-events off
+dprintf cblas_sgemm,"SGEMM %d %d %d %d %d\\n",$rsi,$rdx,$rcx,$r8,$r9
+run
+"""
 
 
 def record(args):
-    """Runs the command under ltrace and counts each (transA, transB, m, n, k) it multiplies."""
-    trace = args.out + ".ltrace"
-    subprocess.run(["ltrace", "-f", "-e", "cblas_sgemm", "-o", trace, "--"] + args.command,
-                   check=True, stdout=subprocess.DEVNULL)
+    """Runs the command under gdb and counts each (transA, transB, m, n, k) it multiplies."""
+    script = args.out + ".gdb"
+    with open(script, "w") as f:
+        f.write(GDB)
+    trace = subprocess.run(["gdb", "-batch", "-x", script, "--args"] + args.command,
+                           check=True, capture_output=True, text=True).stdout
+    os.remove(script)
     counts = collections.Counter()
-    with open(trace) as f:
-        for line in f:
-            hit = LINE.search(line)
-            if hit:
-                _, ta, tb, m, n, k = map(int, hit.groups())
-                counts[(ta == TRANS, tb == TRANS, m, n, k)] += 1
-    os.remove(trace)
+    for line in trace.splitlines():
+        hit = LINE.search(line)
+        if hit:
+            ta, tb, m, n, k = map(int, hit.groups())
+            counts[(ta == TRANS, tb == TRANS, m, n, k)] += 1
     shapes = [{"transA": ta, "transB": tb, "m": m, "n": n, "k": k, "calls": c}
               for (ta, tb, m, n, k), c in counts.items()]
     shapes.sort(key=lambda s: -s["calls"] * s["m"] * s["n"] * s["k"])
@@ -170,7 +181,12 @@ def time_all(args):
             print(f"# {name}: not installed, skipped", file=sys.stderr)
             continue
         for level in args.levels.split(","):
+            if level != "own" and name not in FORCE.get(level, {}):
+                continue
             env = dict(os.environ, **ONE_THREAD)
+            for forced in FORCE.values():
+                for variable in forced.get(name, {}):
+                    env.pop(variable, None)
             env.update(FORCE.get(level, {}).get(name, {}))
             cmd = [sys.executable, __file__, "child", "--library", name, "--path", paths[name],
                    "--shapes", args.shapes, "--top", str(args.top), "--rounds", str(args.rounds)]
