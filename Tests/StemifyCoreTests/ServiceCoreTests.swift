@@ -238,3 +238,26 @@ final class ManualClock: Sendable {
     var now: @Sendable () -> Double { { self.value.withLock { $0 } } }
     func advance(_ seconds: Double) { value.withLock { $0 += seconds } }
 }
+
+@Suite("The engine's libraries")
+struct EngineLibraryTests {
+    /// OpenBLAS is loaded when a command starts (`MatrixKernels`); without it the command says so
+    /// and exits, rather than trapping at the first product.
+    @Test("an OpenBLAS that cannot be loaded stops `stemify separate` with a message")
+    func missingOpenBLAS() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stemify")
+        try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the stemify product first")
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["separate", "-n", "htdemucs", "--repo", "/nonexistent", "song.wav"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["STEMIFY_OPENBLAS": "/nonexistent/libopenblas.so.0"]) { $1 }
+        let errors = Pipe()
+        p.standardError = errors
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit && p.terminationStatus == 1, "status \(p.terminationStatus)")
+        #expect(text.contains("OpenBLAS could not be loaded") && text.contains("STEMIFY_OPENBLAS"), "\(text)")
+    }
+}

@@ -9,9 +9,9 @@ int stemify_thread_width(void);
 /// Sets it for this thread (0 restores the process-wide width).
 void stemify_set_thread_width(int width);
 
-/// Loads OpenBLAS (libopenblas.so.0) once, after setting OPENBLAS_CORETYPE to `coretype` (NULL:
-/// the environment's or OpenBLAS's own choice); 0 on success, else -1 and `stemify_blas_error()`
-/// says why. See blas.c.
+/// Loads OpenBLAS (libopenblas.so.0, or the file STEMIFY_OPENBLAS names) once, after setting
+/// OPENBLAS_CORETYPE to `coretype` (NULL: the environment's or OpenBLAS's own choice); 0 on
+/// success, else -1 and `stemify_blas_error()` says why. See blas.c.
 int stemify_blas_open(const char *coretype);
 const char *stemify_blas_error(void);
 /// The kernels OpenBLAS runs ("SkylakeX", "Haswell", ...).

@@ -124,7 +124,7 @@ public enum MatrixKernels {
     private static let loaded: Result<String, InstructionSetError> = {
         guard stemify_blas_open(coretype(for: InstructionSet.active)) == 0 else {
             return .failure(InstructionSetError(message:
-                "OpenBLAS could not be loaded (\(String(cString: stemify_blas_error()))); install libopenblas0"))
+                "OpenBLAS could not be loaded (\(String(cString: stemify_blas_error()))); install libopenblas0 or name the library in STEMIFY_OPENBLAS"))
         }
         return .success(String(cString: stemify_blas_corename()))
     }()
