@@ -425,6 +425,50 @@ struct WinogradTests {
     }
 }
 
+@Suite("Transposed convolutions summed into a skip")
+struct SummedTransposedConvolutionTests {
+    /// `convTranspose1d(addingInto:)` against `convTranspose2d`, the activation and `add` on a
+    /// crop: to the bit where each output has at most two taps (every Demucs decoder), within
+    /// rounding where it has more. Lengths from one output block to several (block edges are
+    /// where an output's taps come from two products).
+    @Test("equal to the transposed convolution, activation and add", arguments: [
+        (8, 64, 8, 4, 20_000), (3, 5, 8, 4, 37), (4, 16, 4, 2, 5001), (2, 48, 8, 4, 9000), (4, 8, 3, 4, 700), (4, 32, 8, 2, 3000),
+    ])
+    func summed(_ c: (cin: Int, cout: Int, k: Int, stride: Int, length: Int)) {
+        let lcg = LongRowConvolutionTests()
+        let x = lcg.random([c.cin, 1, c.length], seed: 21), w = lcg.random([c.cin, c.cout, 1, c.k], seed: 22)
+        let b = lcg.random([c.cout], seed: 23)
+        let outLength = (c.length - 1) * c.stride + c.k, pad = 7
+        let skip = lcg.random([c.cout, 1, outLength + pad], seed: 24)
+        for activation in [OutputActivation.identity, .relu, .gelu] {
+            var expected = convTranspose2d(x, weight: w, bias: b, stride: (1, c.stride))
+            switch activation {
+            case .identity: break
+            case .relu: for i in 0..<expected.count where expected.data[i] < 0 { expected.data[i] = 0 }
+            case .gelu: gelu(&expected)
+            }
+            var cropped = skip
+            cropped.cropLast(3..<(3 + outLength))
+            add(&cropped, expected)
+            var summed = skip
+            convTranspose1d(x, weight: w, bias: b, stride: c.stride, activation: activation, addingInto: &summed, offset: 3)
+            let untouched = (0..<c.cout).allSatisfy { co in
+                let row = co * (outLength + pad)
+                return (0..<3).allSatisfy { summed.data[row + $0] == skip.data[row + $0] }
+                    && (outLength + 3..<outLength + pad).allSatisfy { summed.data[row + $0] == skip.data[row + $0] }
+            }
+            #expect(untouched, "\(c) \(activation): columns outside the window changed")
+            summed.cropLast(3..<(3 + outLength))
+            if c.k <= 2 * c.stride {
+                let same = summed.data.map(\.bitPattern) == cropped.data.map(\.bitPattern)
+                #expect(same, "\(c) \(activation)")
+            } else {
+                expectClose(summed, cropped, "\(c) \(activation)", minSNR: 120)
+            }
+        }
+    }
+}
+
 @Suite("Products split over threads")
 struct ThreadSplitTests {
     /// A chunk's stems must not depend on the width of the lane that ran it (the last chunks of

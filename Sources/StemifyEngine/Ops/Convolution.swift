@@ -184,7 +184,12 @@ private func directRowConvolution(_ x: Tensor, weight: Tensor, geometry g: ConvG
 /// `glu(conv2d(x, weight, bias), dim: 0)`: the convolution's `2C` output channels are produced
 /// a block of output rows at a time and gated there, so the `[2C, Ho, Wo]` tensor (twice the
 /// result) never exists. The rewrite layers of every Demucs encoder and decoder end this way.
-public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
+///
+/// A pointwise rewrite that keeps the channel count (`C → 2C`, gated back to `C`) writes each
+/// block over the input it was computed from, so a caller that hands over its only reference
+/// (`consume`) gets no second tensor either (250 MB at the first level of a 44 s time-domain
+/// chunk).
+public func conv2dGLU(_ x: consuming Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
     precondition(x.shape.count == 3 && weight.shape.count == 4 && weight.shape[0] % 2 == 0,
                  "conv2dGLU: input \(x.shape), weight \(weight.shape)")
     let (cin, h, w) = (x.shape[0], x.shape[1], x.shape[2])
@@ -195,6 +200,25 @@ public func conv2dGLU(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Co
     let half = cout / 2, n = ho * wo
     let rows = cin * kh * kw
     let pointwise = kh == 1 && kw == 1 && g.stride == (1, 1) && g.padding == (0, 0)
+    if pointwise && half == cin {
+        var y = consume x
+        let blocks = positionBlocks(rows: h, columns: w, floatsPerPosition: cout)
+        var gates = [Float](unsafeUninitializedCapacity: cout * blocks.largest) { _, k in k = cout * blocks.largest }
+        weight.data.withUnsafeBufferPointer { wp in
+            y.data.withUnsafeMutableBufferPointer { yp in
+                gates.withUnsafeMutableBufferPointer { tp in
+                    for block in blocks.list {
+                        // The product reads all of the block's inputs before its gates overwrite them.
+                        let bn = block.rows.count * block.columns.count, start = block.start(w)
+                        gemm(m: cout, n: bn, k: cin, a: wp.baseAddress!, lda: cin,
+                             b: yp.baseAddress! + start, ldb: n, c: tp.baseAddress!, ldc: bn)
+                        gateBlock(tp.baseAddress!, positions: bn, channels: half, bias: bias, into: yp.baseAddress! + start, channelStride: n)
+                    }
+                }
+            }
+        }
+        return y
+    }
     var out = Tensor(uninitialized: [half, ho, wo])
     if Winograd3x3.applies(g, h: h, w: w) {
         Winograd3x3(weight: weight, h: h, w: w).forEachBand(x) { rows, band in
@@ -354,6 +378,82 @@ public func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: 
     }
     if let bias { addChannelBias(&out, bias) }
     return out
+}
+
+/// What ``convTranspose1d(_:weight:bias:stride:activation:addingInto:offset:)`` applies to each
+/// output before adding it.
+public enum OutputActivation: Sendable { case identity, relu, gelu }
+
+/// `y[:, offset ..< offset + Lo] += act(conv_transpose1d(x) + bias)` over `[C, 1, L]` tensors:
+/// a decoder's transposed convolution summed straight into the
+/// skip the next decoder adds it to, so its output (250 MB at the last level of a 44 s
+/// time-domain chunk) never exists. Output columns are produced a block at a time from the
+/// inputs that reach them. Where a kernel is at most twice its stride (every Demucs decoder)
+/// each output sums at most two taps, whose sum does not depend on their order, so the result
+/// equals ``convTranspose2d`` followed by the activation and the add to the bit.
+///
+/// - Parameters:
+///   - x: `[Cin, 1, L]`.
+///   - weight: `[Cin, Cout, 1, K]`.
+///   - y: `[Cout, 1, Ly]` with `offset + (L - 1) · stride + K ≤ Ly`.
+public func convTranspose1d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int, activation: OutputActivation,
+                            addingInto y: inout Tensor, offset: Int) {
+    precondition(x.shape.count == 3 && x.shape[1] == 1 && weight.shape.count == 4 && weight.shape[0] == x.shape[0]
+                 && weight.shape[2] == 1, "convTranspose1d: input \(x.shape) does not fit weight \(weight.shape)")
+    let (cin, length) = (x.shape[0], x.shape[2])
+    let (cout, k) = (weight.shape[1], weight.shape[3])
+    let outLength = (length - 1) * stride + k
+    precondition(y.shape.count == 3 && y.shape[0] == cout && y.shape[1] == 1 && offset >= 0 && offset + outLength <= y.shape[2],
+                 "convTranspose1d: \(outLength) outputs at \(offset) do not fit \(y.shape)")
+    let (rows, ly) = (cout * k, y.shape[2])
+    let kernels = VectorKernels.active
+    // Output blocks a whole number of strides long, sized like the other convolutions' scratch.
+    let block = max(stride, positionBlocks(rows: 1, columns: outLength, floatsPerPosition: rows / stride + cout).largest / stride * stride)
+    let inputsPerBlock = block / stride + k / stride + 2
+    var cols = [Float](unsafeUninitializedCapacity: rows * inputsPerBlock) { _, n in n = rows * inputsPerBlock }
+    var sums = [Float](unsafeUninitializedCapacity: cout * block) { _, n in n = cout * block }
+    x.data.withUnsafeBufferPointer { xp in
+        weight.data.withUnsafeBufferPointer { wp in
+            y.data.withUnsafeMutableBufferPointer { yp in
+                cols.withUnsafeMutableBufferPointer { cp in
+                    sums.withUnsafeMutableBufferPointer { sp in
+                        let (cs, ss, ys) = (UnsafeSendable(cp.baseAddress!), UnsafeMutableSendablePointer(sp.baseAddress!),
+                                            UnsafeMutableSendablePointer(yp.baseAddress!))
+                        for o0 in Swift.stride(from: 0, to: outLength, by: block) {
+                            let o1 = min(outLength, o0 + block), width = o1 - o0
+                            // Inputs t reach outputs t·stride ..< t·stride + k.
+                            let t0 = o0 >= k ? (o0 - k) / stride + 1 : 0, t1 = min(length, (o1 - 1) / stride + 1)
+                            let n = t1 - t0
+                            // cols[(co, j), t] = Σ_ci W[ci, (co, j)] · x[ci, t]
+                            gemm(transA: true, m: rows, n: n, k: cin, a: wp.baseAddress!, lda: rows,
+                                 b: xp.baseAddress! + t0, ldb: length, c: cp.baseAddress!, ldc: n)
+                            parallelFor(cout) { range in
+                                for co in range {
+                                    let sum = ss.pointer + co * width
+                                    sum.update(repeating: 0, count: width)
+                                    for j in 0..<k {
+                                        let src = cs.pointer + (co * k + j) * n
+                                        for t in t0..<t1 {
+                                            let o = t * stride + j - o0
+                                            if o >= 0 && o < width { sum[o] += src[t - t0] }
+                                        }
+                                    }
+                                    if let b = bias?.data[co] { for o in 0..<width { sum[o] += b } }
+                                    switch activation {
+                                    case .identity: break
+                                    case .relu: for o in 0..<width where sum[o] < 0 { sum[o] = 0 }
+                                    case .gelu: kernels.gelu(sum, width)
+                                    }
+                                    let dst = ys.pointer + co * ly + offset + o0
+                                    for o in 0..<width { dst[o] += sum[o] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 private func col2im(

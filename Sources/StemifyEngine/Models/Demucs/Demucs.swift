@@ -60,16 +60,40 @@ public struct Demucs: Sendable {
             let (c, t) = (x.shape[0], x.shape[2])
             x = lstm(x.reshaped([c, t])).reshaped([c, 1, t])
         }
+        // Whether `x` already holds the next skip with the last decoder's output summed in.
+        var summed = false
         for (i, decode) in weights.decoder.enumerated() {
-            // The skip is consumed: trimmed and summed in place.
-            var y = saved.removeLast()
-            let delta = y.shape[2] - x.shape[2]
-            precondition(delta >= 0, "skip \(y.shape) is shorter than \(x.shape)")
-            if delta > 0 { y.cropLast((delta / 2)..<(delta / 2 + x.shape[2])) }
-            add(&y, x)
-            _ = consume x
-            x = decode(consume y)
-            trace?("dec\(i)", x)
+            var y: Tensor
+            if summed {
+                y = consume x
+            } else {
+                // The skip is consumed: trimmed and summed in place.
+                y = saved.removeLast()
+                let delta = y.shape[2] - x.shape[2]
+                precondition(delta >= 0, "skip \(y.shape) is shorter than \(x.shape)")
+                if delta > 0 { y.cropLast((delta / 2)..<(delta / 2 + x.shape[2])) }
+                add(&y, x)
+                _ = consume x
+            }
+            // A decoder ending in its transposed convolution sums it straight into the next skip:
+            // at the last levels of a 44 s chunk its output would be the largest tensor alive.
+            if trace == nil, i + 1 < weights.decoder.count, let tail = decode.transposedTail {
+                let head = decode(consume y, steps: tail.head)
+                var skip = saved.removeLast()
+                let (stride, kernel) = (tail.conv.geometry.stride.1, tail.conv.geometry.kernel.1)
+                let length = (head.shape[2] - 1) * stride + kernel
+                let delta = skip.shape[2] - length
+                precondition(delta >= 0, "skip \(skip.shape) is shorter than \(length)")
+                convTranspose1d(head, weight: tail.conv.weight, bias: tail.conv.bias, stride: stride, activation: tail.activation,
+                                addingInto: &skip, offset: delta / 2)
+                if delta > 0 { skip.cropLast((delta / 2)..<(delta / 2 + length)) }
+                x = skip
+                summed = true
+            } else {
+                x = decode(consume y)
+                trace?("dec\(i)", x)
+                summed = false
+            }
         }
         var out = x.reshaped([x.shape[0], x.shape[2]])
         if cfg.resample { out = resampleFrac(out, from: 2, to: 1) }
@@ -100,13 +124,33 @@ public struct DemucsLayer: Sendable {
 
     /// `[C, 1, T] → [C', 1, T']`.
     public func callAsFunction(_ x: consuming Tensor) -> Tensor {
+        self(x, steps: steps.count)
+    }
+
+    /// The layer's last transposed convolution when the layer ends with it (then perhaps a
+    /// ReLU or GELU), and the number of steps before it: ``Demucs`` then sums its output straight
+    /// into the next skip (``convTranspose1d(_:weight:bias:stride:activation:addingInto:offset:)``).
+    var transposedTail: (conv: ConvLayer, activation: OutputActivation, head: Int)? {
+        var end = steps.count
+        var activation = OutputActivation.identity
+        if end > 0, case let .activation(act) = steps[end - 1], act != .glu {
+            activation = act == .relu ? .relu : .gelu
+            end -= 1
+        }
+        guard end > 0, case let .conv(conv) = steps[end - 1], conv.isTransposed,
+              conv.geometry.kernel.0 == 1, conv.geometry.stride.0 == 1 else { return nil }
+        return (conv, activation, end - 1)
+    }
+
+    /// The first `count` steps.
+    func callAsFunction(_ x: consuming Tensor, steps count: Int) -> Tensor {
         var i = 0
-        while i < steps.count {
+        while i < count {
             switch steps[i] {
             case let .conv(conv):
                 // A rewrite followed by its GLU: gated as it is produced, so the doubled tensor
                 // (497 MB at the first level of a 44 s chunk) never exists.
-                if i + 1 < steps.count, case .activation(.glu) = steps[i + 1], !conv.isTransposed {
+                if i + 1 < count, case .activation(.glu) = steps[i + 1], !conv.isTransposed {
                     x = conv.gated(consume x)
                     i += 1
                 } else {

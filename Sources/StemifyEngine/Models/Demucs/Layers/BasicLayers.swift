@@ -47,9 +47,9 @@ public struct ConvLayer: Sendable {
 
     /// `[Cin, H, W] → [Cout, Ho, Wo]`.
     /// `glu(self(x))` over channels, without the doubled tensor (``conv2dGLU(_:weight:bias:geometry:)``).
-    func gated(_ x: Tensor) -> Tensor {
+    func gated(_ x: consuming Tensor) -> Tensor {
         precondition(!isTransposed, "a gated transposed convolution")
-        return conv2dGLU(x, weight: weight, bias: bias, geometry: geometry)
+        return conv2dGLU(consume x, weight: weight, bias: bias, geometry: geometry)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
