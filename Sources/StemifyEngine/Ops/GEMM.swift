@@ -56,8 +56,12 @@ func gemm(
                   pb.pointer, ldb, beta, pc.pointer + lo * ldc, ldc)
         }
     }
-    if EngineThreads.count > 1 {
-        DispatchQueue.concurrentPerform(iterations: blocks, execute: block)
+    // At most the lane's width of threads, each taking every `workers`-th block.
+    let workers = min(blocks, EngineThreads.count)
+    if workers > 1 {
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for part in Swift.stride(from: worker, to: blocks, by: workers) { block(part) }
+        }
     } else {
         for part in 0..<blocks { block(part) }
     }
