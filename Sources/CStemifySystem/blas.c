@@ -26,15 +26,17 @@ int stemify_blas_open(const char *coretype) {
     if (coretype) setenv("OPENBLAS_CORETYPE", coretype, 1);
     // One thread per call: the engine splits products across its own threads (Ops/GEMM.swift);
     // OpenBLAS's pool would spin beside them.
-    if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 0);
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
     // STEMIFY_OPENBLAS names another build (a newer OpenBLAS that knows a newer CPU, say).
     const char *chosen = getenv("STEMIFY_OPENBLAS");
     static const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"};
     void *library = NULL;
-    if (chosen && *chosen)
+    if (chosen && *chosen) {
         library = dlopen(chosen, RTLD_NOW | RTLD_LOCAL);
-    for (size_t i = 0; !(chosen && *chosen) && i < sizeof names / sizeof *names && !library; i++)
-        library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    } else {
+        for (size_t i = 0; i < sizeof names / sizeof *names && !library; i++)
+            library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    }
     if (!library) {
         snprintf(blas_error, sizeof blas_error, "%s", dlerror());
         return -1;
