@@ -6,15 +6,24 @@
 // glibc gives such a thread its own arena, whose heaps are at most 64 MB, and maps anything
 // larger afresh on every allocation (page-faulted and zeroed by the kernel each op: 1.8 M
 // faults for SCNet large on 2 s of audio). One arena keeps them on the main heap; the
-// thresholds keep freed blocks there for the next op instead of returning them. Only the
-// largest tensors (128 MB and up: the first levels of a 44 s v3 chunk) are mapped on their
-// own: on the heap they left holes too small for the next ones and raised a v3 member's peak
-// RSS by 250 MB, for few faults (433 K against 398 K for a 60 s song).
+// thresholds keep freed blocks there for the next op instead of returning them. Tensors of
+// 32 MB and up are mapped on their own: on the heap they left holes the next ones did not fit,
+// and a Demucs v3 member with frequency bands peaked at 1334 MB with 128 MB there, 1106 MB
+// with 32 MB (8 MB: 1020 MB for six times the page faults; docs/performance.md).
 __attribute__((constructor)) static void stemify_tune_allocator(void) {
     mallopt(M_ARENA_MAX, 1);
-    mallopt(M_MMAP_THRESHOLD, 128 << 20);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
+
+// The heap's free blocks grow from chunk to chunk where activations are hundreds of MB and
+// their sizes interleave differently each time: between the 44 s chunks of a Demucs v3 member
+// on a 10-minute song, resident memory rose from 400 MB before the first to 1010 MB from the
+// tenth on, and the peak from 1150 to 1416 MB. Handing the free pages back after each such chunk
+// bounds that at what one chunk leaves behind.
+void stemify_release_free_memory(void) { malloc_trim(0); }
+#else
+void stemify_release_free_memory(void) {}
 #endif
 
 // A separation may run several chunks at once, each on its own thread with a share of the

@@ -4,6 +4,9 @@
 #include <malloc.h>
 #endif
 
+/// Hands the allocator's whole free pages back to the system (`malloc_trim`; nothing elsewhere).
+void stemify_release_free_memory(void);
+
 /// The parallel width of the engine's loops on this thread; 0 when none was set.
 int stemify_thread_width(void);
 /// Sets it for this thread (0 restores the process-wide width).

@@ -1,3 +1,4 @@
+import CStemifySystem
 import Dispatch
 
 /// How a separation spreads the engine's threads over chunks.
@@ -13,6 +14,14 @@ import Dispatch
 struct Lanes {
     let count: Int
     let width: Int
+    /// Whether the allocator's free pages go back to the system before each group of chunks
+    /// (the first: what loading the model left).
+    /// Chunks of `releaseAfterSeconds` and up (Demucs v3's 44 s) leave free blocks of hundreds of
+    /// MB whose sizes drift from chunk to chunk (see `stemify_release_free_memory`); shorter ones
+    /// reuse theirs (htdemucs: 311 MB free after every group of a 60 s song, and releasing them
+    /// cost 5 % of its run in pages faulted back in).
+    let releasesFreeMemory: Bool
+    static let releaseAfterSeconds = 20.0
 
     /// Seconds of audio in flight the automatic choice allows: each lane holds one chunk's
     /// activations (htdemucs: ~280 MB a 7.8 s chunk), so Demucs v3's 44 s chunks run one at a time.
@@ -26,6 +35,7 @@ struct Lanes {
         let limit = requested ?? EngineThreads.maxLanes ?? max(1, Int(Self.audioInFlight / max(seconds, 0.001)))
         count = max(1, min(threads, chunks, limit))
         width = max(1, threads / count)
+        releasesFreeMemory = seconds >= Self.releaseAfterSeconds
     }
 
     /// `forward(job)` for every job, `count` at a time, results in the jobs' order. A group
@@ -33,6 +43,7 @@ struct Lanes {
     /// htdemucs chunks on one of two cores left the other idle for a seventh of the run.
     func map<Job, Result>(_ jobs: [Job], _ forward: (Job) -> Result) -> [Result] {
         precondition(jobs.count <= count, "more jobs than lanes")
+        if releasesFreeMemory { stemify_release_free_memory() }
         let width = max(1, self.width * count / max(jobs.count, 1))
         if jobs.count == 1 { return [EngineThreads.withWidth(width) { forward(jobs[0]) }] }
         var results = [Result?](repeating: nil, count: jobs.count)
