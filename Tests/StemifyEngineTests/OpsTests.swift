@@ -361,7 +361,7 @@ struct CompactWeightTests {
           arguments: [255, 16383])
     func diffQLevels(_ largest: Int) {
         let groupSize = 8, groups = 1 << 14
-        // Widths 2…14 in turn; levels up to `largest` (above 255 they need two bytes).
+        // Widths 2…14 in turn; levels up to `largest` (above 255 they need two bytes unpacked).
         let bits = (0..<groups).map { UInt8(2 + $0 % 13) }
         let levels = (0..<(groups * groupSize)).map { Int16(($0 * 7919) % (min(largest, (1 << Int(bits[$0 / groupSize])) - 1) + 1)) }
         let (span, low) = (Float(0.731), Float(-0.377))
@@ -371,6 +371,9 @@ struct CompactWeightTests {
         #expect(w.isCompact)
         let same = w.tensor.data == expected && w.reshaped([groupSize, groups]).tensor.data == expected
         #expect(same)
+        // Held at the groups' widths: 8 · Σ bits bits, and the 8 bytes every read may reach past.
+        let levelsHeld = DiffQLevels(levels: levels, bits: bits, groupSize: groupSize, span: span, low: low)
+        #expect(levelsHeld.byteCount == bits.reduce(0) { $0 + Int($1) } * groupSize / 8 + 8)
         // A small weight is dequantised once, to the same values.
         let small = CompactWeight(levels: DiffQLevels(levels: Array(levels[..<64]), bits: Array(bits[..<8]), groupSize: groupSize,
                                                       span: span, low: low), shape: [64])

@@ -5,8 +5,8 @@
 /// they need (hdemucs_mmi: 334 MB instead of 167) for no accuracy, since every value is a
 /// Float16. So a large weight whose every value survives the round trip stays Float16 and is
 /// widened for the one operation that uses it: the same Float32 values, so the same results.
-/// DiffQ's quantised weights (mdx_q, mdx_extra_q) likewise keep their integer levels (one or two
-/// bytes a value) and are dequantised per call by the same expression as at load. Weights that
+/// DiffQ's quantised weights (mdx_q, mdx_extra_q) likewise keep their integer levels (bit-packed,
+/// as stored) and are dequantised per call by the same expression as at load. Weights that
 /// do neither (Float32 checkpoints) stay as they are.
 public struct CompactWeight: Sendable {
     public let shape: [Int]
@@ -103,36 +103,60 @@ public struct CompactWeight: Sendable {
 
 /// One DiffQ-quantised weight as its integer levels: value `i` of group `g` (`groupSize` values
 /// each, `bits[g]` bits) is `uniform_unquantize`'s `level · 1/(2^bits − 1) · (max − min) + min`
-/// in Float32, the expression `DiffQState` dequantised with at load. Levels that all fit in a
-/// byte take a byte each, others two.
+/// in Float32, the expression `DiffQState` dequantised with at load.
+///
+/// The levels are held bit-packed at their group's width, as the checkpoint stores them: the
+/// mdx_q members' groups run 2 to 13 bits, so a byte or two per value held 211 MB of levels for
+/// a waveform member whose packed levels take 110 MB.
 public struct DiffQLevels: Sendable {
-    private let narrow: [UInt8]
-    private let wide: [Int16]
+    /// Every level in its group's width, group after group, least significant bit first, then
+    /// eight zero bytes so that any value is one unaligned 64-bit load away.
+    private let packed: [UInt8]
     private let bits: [UInt8]
     private let groupSize: Int
     private let span: Float, low: Float
 
-    /// `levels` holds every value's level; `bits` each group's width (1…14); `span` is
-    /// `max − min` and `low` is `min`, both rounded to Float32.
+    /// `levels` holds every value's level, each below `2^bits` of its group; `bits` each
+    /// group's width (1…14); `span` is `max − min` and `low` is `min`, both rounded to Float32.
     public init(levels: [Int16], bits: [UInt8], groupSize: Int, span: Float, low: Float) {
         precondition(levels.count == bits.count * groupSize, "DiffQLevels: \(levels.count) levels for \(bits.count) groups of \(groupSize)")
-        if levels.allSatisfy({ (0...255).contains($0) }) {
-            (narrow, wide) = (levels.map { UInt8($0) }, [])
-        } else {
-            (narrow, wide) = ([], levels)
+        precondition(bits.allSatisfy { (1...14).contains($0) }, "DiffQLevels: a width outside 1…14")
+        let width = bits.reduce(0) { $0 + Int($1) } * groupSize
+        var packed = [UInt8](repeating: 0, count: (width + 7) / 8 + 8)
+        packed.withUnsafeMutableBytes { p in
+            var offset = 0
+            for g in 0..<bits.count {
+                let b = Int(bits[g])
+                for j in (g * groupSize)..<((g + 1) * groupSize) {
+                    let level = Int(levels[j])
+                    precondition(level >= 0 && level < 1 << b, "DiffQLevels: level \(level) does not fit \(b) bits")
+                    let word = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: offset >> 3, as: UInt64.self))
+                    p.storeBytes(of: (word | UInt64(level) << UInt64(offset & 7)).littleEndian, toByteOffset: offset >> 3, as: UInt64.self)
+                    offset += b
+                }
+            }
         }
-        (self.bits, self.groupSize, self.span, self.low) = (bits, groupSize, span, low)
+        (self.packed, self.bits, self.groupSize, self.span, self.low) = (packed, bits, groupSize, span, low)
     }
 
     var count: Int { bits.count * groupSize }
 
+    /// Bytes the levels take.
+    public var byteCount: Int { packed.count }
+
     func values() -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { out, n in
-            for g in 0..<bits.count {
-                let unit = 1 / (Float(1 << Int(bits[g])) - 1)
-                for j in (g * groupSize)..<((g + 1) * groupSize) {
-                    let level = narrow.isEmpty ? Float(wide[j]) : Float(narrow[j])
-                    out[j] = level * unit * span + low
+            packed.withUnsafeBytes { p in
+                var offset = 0
+                for g in 0..<bits.count {
+                    let b = Int(bits[g])
+                    let mask = UInt64(1) << UInt64(b) - 1
+                    let unit = 1 / (Float(1 << b) - 1)
+                    for j in (g * groupSize)..<((g + 1) * groupSize) {
+                        let word = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: offset >> 3, as: UInt64.self))
+                        out[j] = Float(word >> UInt64(offset & 7) & mask) * unit * span + low
+                        offset += b
+                    }
                 }
             }
             n = count
