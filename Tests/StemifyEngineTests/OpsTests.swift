@@ -257,6 +257,15 @@ struct CropTests {
     }
 }
 
+/// Uniform values in [-1, 1) from a fixed seed.
+func uniform(_ shape: [Int], seed: UInt64) -> Tensor {
+    var state = seed
+    return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(state >> 40) / Float(1 << 24) * 2 - 1
+    })
+}
+
 /// The time branch is a single row of up to 2 M positions: its scratch (im2col columns, gate
 /// inputs, col2im columns) is split into stretches of that row. Rows long enough to need several
 /// stretches, against the definitions in Double.
@@ -267,13 +276,7 @@ struct LongRowConvolutionTests {
         var testDescription: String { "\(cin)→\(cout), width \(width), kernel \(kernel), stride \(stride), pad \(pad)" }
     }
 
-    func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var state = seed
-        return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(state >> 40) / Float(1 << 24) * 2 - 1
-        })
-    }
+    func random(_ shape: [Int], seed: UInt64) -> Tensor { uniform(shape, seed: seed) }
 
     /// `conv1d` of `[Cin, 1, W]` by `[Cout, Cin, 1, K]`, in Double.
     func definition(_ x: Tensor, _ w: Tensor, _ b: Tensor, stride: Int, pad: Int) -> Tensor {
@@ -374,10 +377,55 @@ struct CompactWeightTests {
         // Held at the groups' widths: 8 · Σ bits bits, and the 8 bytes every read may reach past.
         let levelsHeld = DiffQLevels(levels: levels, bits: bits, groupSize: groupSize, span: span, low: low)
         #expect(levelsHeld.byteCount == bits.reduce(0) { $0 + Int($1) } * groupSize / 8 + 8)
+        // Any run of output channels, along either axis, widens to those values alone.
+        for (axis, shape) in [(0, [groups / 4, 4, 1, groupSize]), (1, [4, groups / 4, 1, groupSize])] {
+            let all = w.reshaped(shape).tensor
+            for part in [0..<1, 3..<700, 1000..<(groups / 4)] {
+                let cut = w.reshaped(shape).widened(outputs: part, axis: axis)
+                let inner = shape[(axis + 1)...].reduce(1, *), outer = axis == 0 ? 1 : shape[0]
+                let expected = (0..<outer).flatMap { o in all.data[(o * shape[axis] + part.lowerBound) * inner..<(o * shape[axis] + part.upperBound) * inner] }
+                #expect(cut.data == expected && cut.shape[axis] == part.count, "axis \(axis), outputs \(part)")
+            }
+        }
         // A small weight is dequantised once, to the same values.
         let small = CompactWeight(levels: DiffQLevels(levels: Array(levels[..<64]), bits: Array(bits[..<8]), groupSize: groupSize,
                                                       span: span, low: low), shape: [64])
         #expect(!small.isCompact && small.tensor.data == Array(expected[..<64]))
+    }
+}
+
+@Suite("Compact weights widened a group of output channels at a time")
+struct GroupedWideningTests {
+    /// Float16 values, so that the layer holds its weight compact.
+    func halfExact(_ shape: [Int], seed: UInt64) -> Tensor {
+        var t = uniform(shape, seed: seed)
+        for i in 0..<t.count { t.data[i] = Float(Float16(t.data[i] / 8)) }
+        return t
+    }
+
+    @Test("a convolution and a transposed one give the same outputs widened in groups of 512 channels",
+          arguments: [false, true])
+    func grouped(_ transposed: Bool) {
+        let (cin, cout, k) = (48, 1300, transposed ? 8 : 3)
+        let weight = halfExact(transposed ? [cin, cout, 1, k] : [cout, cin, 1, k], seed: 7)
+        let bias = uniform([cout], seed: 8)
+        let geometry = transposed ? ConvGeometry(kernel: (1, k), stride: (1, 4)) : ConvGeometry(kernel: (1, k), padding: (0, 1))
+        let layer = ConvLayer(weight: weight, bias: bias, geometry: geometry, isTransposed: transposed)
+        let x = uniform([cin, 1, 700], seed: 9)
+        let whole = layer(x, maxWidenedBytes: .max)
+        let grouped = layer(x, maxWidenedBytes: 1)  // three groups: 512, 512, 276 channels
+        #expect(grouped.shape == whole.shape)
+        let scale = whole.data.map(abs).max()!
+        let worst = zip(grouped.data, whole.data).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-6 * scale, "largest difference \(worst) against outputs up to \(scale)")
+        // And each channel comes from its own weights: a group's outputs misplaced would differ by far more.
+        var shifted = weight
+        if !transposed { for i in 0..<(cin * k) { shifted.data[600 * cin * k + i] = 0 } }
+        else { for ci in 0..<cin { for j in 0..<k { shifted.data[(ci * cout + 600) * k + j] = 0 } } }
+        let broken = ConvLayer(weight: shifted, bias: bias, geometry: geometry, isTransposed: transposed)(x, maxWidenedBytes: 1)
+        let plane = whole.count / cout
+        #expect(broken.data[(600 * plane)..<(601 * plane)] != whole.data[(600 * plane)..<(601 * plane)])
+        #expect(broken.data[(601 * plane)...] == grouped.data[(601 * plane)...])
     }
 }
 

@@ -87,6 +87,41 @@ public struct CompactWeight: Sendable {
     /// Whether the values are held as Float16 or DiffQ levels.
     public var isCompact: Bool { !half.isEmpty || levels != nil }
 
+    /// Output channels `outputs` along `axis` (0 for `[Cout, Cin, …]`, 1 for a transposed
+    /// convolution's `[Cin, Cout, …]`), as a Float32 tensor with that axis cut to them.
+    public func widened(outputs: Range<Int>, axis: Int) -> Tensor {
+        precondition((0...1).contains(axis) && axis < shape.count && outputs.lowerBound >= 0 && outputs.upperBound <= shape[axis],
+                     "widened: outputs \(outputs) along axis \(axis) of \(shape)")
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        let (outer, outerStride) = axis == 0 ? (1, 0) : (shape[0], shape[1] * inner)
+        let ranges = (0..<outer).map { o in (o * outerStride + outputs.lowerBound * inner)..<(o * outerStride + outputs.upperBound * inner) }
+        var cut = shape
+        cut[axis] = outputs.count
+        let count = outer * outputs.count * inner
+        let data = [Float](unsafeUninitializedCapacity: count) { out, n in
+            var o = out.baseAddress!
+            if let levels {
+                levels.decode(ranges, into: o)
+            } else if !half.isEmpty {
+                half.withUnsafeBufferPointer { h in
+                    for r in ranges {
+                        for i in r { o[i - r.lowerBound] = Float(h[i]) }
+                        o += r.count
+                    }
+                }
+            } else {
+                full.withUnsafeBufferPointer { f in
+                    for r in ranges {
+                        o.update(from: f.baseAddress! + r.lowerBound, count: r.count)
+                        o += r.count
+                    }
+                }
+            }
+            n = count
+        }
+        return Tensor(shape: cut, data: data)
+    }
+
     /// The Float32 tensor (a fresh copy when compact).
     public var tensor: Tensor {
         if let levels { return Tensor(shape: shape, data: levels.values()) }
@@ -146,20 +181,40 @@ public struct DiffQLevels: Sendable {
 
     func values() -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { out, n in
-            packed.withUnsafeBytes { p in
-                var offset = 0
-                for g in 0..<bits.count {
+            decode([0..<count], into: out.baseAddress!)
+            n = count
+        }
+    }
+
+    /// The values of `ranges` (ascending, disjoint) one after another into `out`, in one pass
+    /// that skips the groups between them without reading their levels.
+    func decode(_ ranges: [Range<Int>], into out: UnsafeMutablePointer<Float>) {
+        packed.withUnsafeBytes { p in
+            var o = out
+            // Group `g` starts at bit `start`.
+            var g = 0, start = 0
+            for r in ranges {
+                precondition(r.lowerBound >= g * groupSize && r.upperBound <= count, "DiffQLevels.decode: ranges out of order")
+                var j = r.lowerBound
+                while j < r.upperBound {
+                    while (g + 1) * groupSize <= j {
+                        start += Int(bits[g]) * groupSize
+                        g += 1
+                    }
                     let b = Int(bits[g])
                     let mask = UInt64(1) << UInt64(b) - 1
                     let unit = 1 / (Float(1 << b) - 1)
-                    for j in (g * groupSize)..<((g + 1) * groupSize) {
-                        let word = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: offset >> 3, as: UInt64.self))
-                        out[j] = Float(word >> UInt64(offset & 7) & mask) * unit * span + low
-                        offset += b
+                    var bit = start + (j - g * groupSize) * b
+                    let end = min(r.upperBound, (g + 1) * groupSize)
+                    while j < end {
+                        let word = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: bit >> 3, as: UInt64.self))
+                        o.pointee = Float(word >> UInt64(bit & 7) & mask) * unit * span + low
+                        o += 1
+                        j += 1
+                        bit += b
                     }
                 }
             }
-            n = count
         }
     }
 }

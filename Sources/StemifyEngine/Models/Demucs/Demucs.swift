@@ -1,3 +1,4 @@
+import CStemifySystem
 import Foundation
 
 /// Time-domain Demucs (v2, and the waveform members of the `mdx` bags), `demucs/demucs.py`.
@@ -62,7 +63,12 @@ public struct Demucs: Sendable {
         }
         // Whether `x` already holds the next skip with the last decoder's output summed in.
         var summed = false
+        // The last level's tensors (250 MB each in a 44 s chunk) are too large for the heap's
+        // free blocks, which the levels before left at ~200 MB: handed back first, they no longer
+        // add to the peak (`stemify_release_free_memory`; long chunks only, as in ``Lanes``).
+        let releasesBeforeLast = Double(length) >= Lanes.releaseAfterSeconds * Double(cfg.samplerate)
         for (i, decode) in weights.decoder.enumerated() {
+            if releasesBeforeLast && i + 1 == weights.decoder.count { stemify_release_free_memory() }
             var y: Tensor
             if summed {
                 y = consume x
