@@ -86,6 +86,12 @@ struct FamiliesTests {
         #expect(moved != bytes)
         let error = try #require(try modelError(moved, suffix: ".safetensors"))
         #expect(error.description.contains("DiffQ") || error.description.contains("shape"), "\(error)")
+        // The 3-bit levels' tensor given as the 2-bit ones: levels beyond their width.
+        let swapped = replacing("{\\\"_tensor\\\": \\\"t0\\\"}, {\\\"_tensor\\\": \\\"t1\\\"}",
+                                with: "{\\\"_tensor\\\": \\\"t1\\\"}, {\\\"_tensor\\\": \\\"t0\\\"}", in: bytes)
+        #expect(swapped != bytes)
+        let beyond = try #require(try modelError(swapped, suffix: ".safetensors"))
+        #expect(beyond.description.contains("beyond its 2-bit width"), "\(beyond)")
     }
 
     @Test("Hybrid Demucs kwargs this engine does not implement are refused by name")

@@ -121,6 +121,11 @@ public struct DiffQState: Sendable {
                 throw CheckpointError.malformedPackage("DiffQ state: '\(key)' has \(bit)-bit groups but no levels for them")
             }
             let levels = try packed.unpack(members.count * groupSize)
+            // A packed tensor with more bit planes than its width (a crafted file) would give
+            // levels `DiffQLevels` cannot hold.
+            if let bad = levels.first(where: { $0 < 0 || Int($0) >= 1 << bit }) {
+                throw CheckpointError.malformedPackage("DiffQ state: '\(key)' has a level \(bad) beyond its \(bit)-bit width")
+            }
             for (n, g) in members.enumerated() {
                 for j in 0..<groupSize { all[g * groupSize + j] = levels[n * groupSize + j] }
             }
