@@ -67,9 +67,10 @@ public struct ConvLayer: Sendable {
     public func callAsFunction(_ x: Tensor, maxWidenedBytes: Int) -> Tensor {
         let axis = isTransposed ? 1 : 0
         let outputs = stored.shape[axis]
-        let bytesPerOutput = stored.shape.reduce(1, *) / outputs * MemoryLayout<Float>.size
-        let group = max(512, maxWidenedBytes / bytesPerOutput / 512 * 512)
-        guard stored.isCompact, group < outputs else {
+        // Only compact weights widen (at least `CompactWeight.minimumCompactCount` values).
+        let bytesPerOutput = stored.isCompact && outputs > 0 ? stored.shape.reduce(1, *) / outputs * MemoryLayout<Float>.size : 0
+        let group = bytesPerOutput > 0 ? max(512, maxWidenedBytes / bytesPerOutput / 512 * 512) : outputs
+        guard group < outputs else {
             return isTransposed
                 ? convTranspose2d(x, weight: weight, bias: bias, stride: geometry.stride)
                 : conv2d(x, weight: weight, bias: bias, geometry: geometry)
