@@ -276,8 +276,6 @@ struct LongRowConvolutionTests {
         var testDescription: String { "\(cin)→\(cout), width \(width), kernel \(kernel), stride \(stride), pad \(pad)" }
     }
 
-    func random(_ shape: [Int], seed: UInt64) -> Tensor { uniform(shape, seed: seed) }
-
     /// `conv1d` of `[Cin, 1, W]` by `[Cout, Cin, 1, K]`, in Double.
     func definition(_ x: Tensor, _ w: Tensor, _ b: Tensor, stride: Int, pad: Int) -> Tensor {
         let (cin, width, cout, k) = (x.shape[0], x.shape[2], w.shape[0], w.shape[3])
@@ -302,8 +300,8 @@ struct LongRowConvolutionTests {
           arguments: [Case(cin: 64, cout: 24, width: 40_000, kernel: 8, stride: 4, pad: 2),
                       Case(cin: 64, cout: 48, width: 30_000, kernel: 3, stride: 1, pad: 1)])
     func convolutions(_ c: Case) {
-        let x = random([c.cin, 1, c.width], seed: 1)
-        let w = random([c.cout, c.cin, 1, c.kernel], seed: 2), b = random([c.cout], seed: 3)
+        let x = uniform([c.cin, 1, c.width], seed: 1)
+        let w = uniform([c.cout, c.cin, 1, c.kernel], seed: 2), b = uniform([c.cout], seed: 3)
         let g = ConvGeometry(kernel: (1, c.kernel), stride: (1, c.stride), padding: (0, c.pad))
         let expected = definition(x, w, b, stride: c.stride, pad: c.pad)
         expectClose(conv2d(x, weight: w, bias: b, geometry: g), expected, "conv2d \(c)", minSNR: 120)
@@ -313,8 +311,8 @@ struct LongRowConvolutionTests {
     @Test("convTranspose2d splits a long row and equals the definition")
     func transposed() {
         let (cin, cout, width, k, s) = (16, 48, 12_000, 8, 4)
-        let x = random([cin, 1, width], seed: 4)
-        let w = random([cin, cout, 1, k], seed: 5), b = random([cout], seed: 6)
+        let x = uniform([cin, 1, width], seed: 4)
+        let w = uniform([cin, cout, 1, k], seed: 5), b = uniform([cout], seed: 6)
         let wo = (width - 1) * s + k
         var expected = [Double](repeating: 0, count: cout * wo)
         for o in 0..<cout {
@@ -466,9 +464,8 @@ struct WinogradTests {
         Case(cin: 16, cout: 8, h: 4, w: 301), Case(cin: 64, cout: 128, h: 12, w: 70), Case(cin: 4, cout: 6, h: 2, w: 9),
     ])
     func convolutions(_ c: Case) {
-        let lcg = LongRowConvolutionTests()
-        let x = lcg.random([c.cin, c.h, c.w], seed: 7)
-        let k = lcg.random([c.cout, c.cin, 3, 3], seed: 8), b = lcg.random([c.cout], seed: 9)
+        let x = uniform([c.cin, c.h, c.w], seed: 7)
+        let k = uniform([c.cout, c.cin, 3, 3], seed: 8), b = uniform([c.cout], seed: 9)
         let g = ConvGeometry(kernel: (3, 3), padding: (1, 1))
         let expected = definition(x, k, b)
         expectClose(conv2d(x, weight: k, bias: b, geometry: g), expected, "conv2d \(c)", minSNR: 120)
@@ -486,11 +483,10 @@ struct SummedTransposedConvolutionTests {
         (8, 64, 8, 4, 20_000), (3, 5, 8, 4, 37), (4, 16, 4, 2, 5001), (2, 48, 8, 4, 9000), (4, 8, 3, 4, 700), (4, 32, 8, 2, 3000),
     ])
     func summed(_ c: (cin: Int, cout: Int, k: Int, stride: Int, length: Int)) {
-        let lcg = LongRowConvolutionTests()
-        let x = lcg.random([c.cin, 1, c.length], seed: 21), w = lcg.random([c.cin, c.cout, 1, c.k], seed: 22)
-        let b = lcg.random([c.cout], seed: 23)
+        let x = uniform([c.cin, 1, c.length], seed: 21), w = uniform([c.cin, c.cout, 1, c.k], seed: 22)
+        let b = uniform([c.cout], seed: 23)
         let outLength = (c.length - 1) * c.stride + c.k, pad = 7
-        let skip = lcg.random([c.cout, 1, outLength + pad], seed: 24)
+        let skip = uniform([c.cout, 1, outLength + pad], seed: 24)
         for activation in [OutputActivation.identity, .relu, .gelu] {
             var expected = convTranspose2d(x, weight: w, bias: b, stride: (1, c.stride))
             switch activation {
@@ -527,11 +523,10 @@ struct ThreadSplitTests {
     /// size where products split and OpenBLAS's small-matrix bound.
     @Test("linear and pointwise convolutions give the same bits on 1 to 4 threads")
     func widths() {
-        let lcg = LongRowConvolutionTests()
         for (rows, cin, cout) in [(64, 48, 700), (300, 512, 2048), (2688, 512, 64), (96, 48, 1031), (5000, 40, 24),
                                   (1344, 24, 96), (700, 96, 48), (3000, 12, 96), (336, 384, 24), (2100, 16, 64)] {
-            let x = lcg.random([rows, cin], seed: 11), w = lcg.random([cout, cin], seed: 12), b = lcg.random([cout], seed: 13)
-            let planes = lcg.random([cin, 1, rows], seed: 14), k = lcg.random([cout, cin, 1, 1], seed: 15)
+            let x = uniform([rows, cin], seed: 11), w = uniform([cout, cin], seed: 12), b = uniform([cout], seed: 13)
+            let planes = uniform([cin, 1, rows], seed: 14), k = uniform([cout, cin, 1, 1], seed: 15)
             func run(_ width: Int) -> ([Float], [Float]) {
                 EngineThreads.withWidth(width) {
                     (linear(x, weight: w, bias: b).data, conv2d(planes, weight: k, bias: nil, geometry: ConvGeometry(kernel: (1, 1))).data)

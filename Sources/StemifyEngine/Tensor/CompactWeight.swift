@@ -99,24 +99,7 @@ public struct CompactWeight: Sendable {
         cut[axis] = outputs.count
         let count = outer * outputs.count * inner
         let data = [Float](unsafeUninitializedCapacity: count) { out, n in
-            var o = out.baseAddress!
-            if let levels {
-                levels.decode(ranges, into: o)
-            } else if !half.isEmpty {
-                half.withUnsafeBufferPointer { h in
-                    for r in ranges {
-                        for i in r { o[i - r.lowerBound] = Float(h[i]) }
-                        o += r.count
-                    }
-                }
-            } else {
-                full.withUnsafeBufferPointer { f in
-                    for r in ranges {
-                        o.update(from: f.baseAddress! + r.lowerBound, count: r.count)
-                        o += r.count
-                    }
-                }
-            }
+            widen(ranges, into: out.baseAddress!)
             n = count
         }
         return Tensor(shape: cut, data: data)
@@ -124,15 +107,34 @@ public struct CompactWeight: Sendable {
 
     /// The Float32 tensor (a fresh copy when compact).
     public var tensor: Tensor {
-        if let levels { return Tensor(shape: shape, data: levels.values()) }
         guard isCompact else { return Tensor(shape: shape, data: full) }
-        let data = half.withUnsafeBufferPointer { h in
-            [Float](unsafeUninitializedCapacity: h.count) { out, n in
-                for i in 0..<h.count { out[i] = Float(h[i]) }
-                n = h.count
-            }
+        let count = shape.reduce(1, *)
+        let data = [Float](unsafeUninitializedCapacity: count) { out, n in
+            widen([0..<count], into: out.baseAddress!)
+            n = count
         }
         return Tensor(shape: shape, data: data)
+    }
+
+    /// The Float32 values of the flat index `ranges` (ascending, disjoint), one after another.
+    private func widen(_ ranges: [Range<Int>], into out: UnsafeMutablePointer<Float>) {
+        if let levels { return levels.decode(ranges, into: out) }
+        var o = out
+        if !half.isEmpty {
+            half.withUnsafeBufferPointer { h in
+                for r in ranges {
+                    for i in r { o[i - r.lowerBound] = Float(h[i]) }
+                    o += r.count
+                }
+            }
+        } else {
+            full.withUnsafeBufferPointer { f in
+                for r in ranges {
+                    o.update(from: f.baseAddress! + r.lowerBound, count: r.count)
+                    o += r.count
+                }
+            }
+        }
     }
 }
 
