@@ -24,9 +24,9 @@ swift build -c release --build-tests
 swift test -c release --skip-build --skip StemifyServerTests
 swift test -c release --skip-build --no-parallel --filter StemifyServerTests
 # The tests above run the engine's AVX-512 kernels and products where the CPU has them; parity
-# again on the AVX2 ones, which an AVX2-only machine runs.
+# and the engine's suite again on the AVX2 ones, which an AVX2-only machine runs.
 if grep -qw avx512f /proc/cpuinfo; then
-    STEMIFY_ISA=avx2 swift test -c release --skip-build --filter "StemifyCoreTests.ParityTests|matrixKernels|ThreadSplitTests"
+    STEMIFY_ISA=avx2 swift test -c release --skip-build --filter "StemifyCoreTests.ParityTests|StemifyEngineTests"
 fi
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL"
 python3 tools/fault_test.py --redis --s3 "$STEMIFY_TEST_S3_URL"

@@ -473,6 +473,9 @@ struct WinogradTests {
     }
 }
 
+/// OpenBLAS kernels whose columns do not depend on the width of the call.
+let widthIndependentProducts: Set = ["SkylakeX", "Cooperlake", "SapphireRapids"]
+
 @Suite("Transposed convolutions summed into a skip")
 struct SummedTransposedConvolutionTests {
     /// `convTranspose1d(addingInto:)` against `convTranspose2d`, the activation and `add` on a
@@ -482,7 +485,7 @@ struct SummedTransposedConvolutionTests {
     @Test("equal to the transposed convolution, activation and add", arguments: [
         (8, 64, 8, 4, 20_000), (3, 5, 8, 4, 37), (4, 16, 4, 2, 5001), (2, 48, 8, 4, 9000), (4, 8, 3, 4, 700), (4, 32, 8, 2, 3000),
     ])
-    func summed(_ c: (cin: Int, cout: Int, k: Int, stride: Int, length: Int)) {
+    func summed(_ c: (cin: Int, cout: Int, k: Int, stride: Int, length: Int)) throws {
         let x = uniform([c.cin, 1, c.length], seed: 21), w = uniform([c.cin, c.cout, 1, c.k], seed: 22)
         let b = uniform([c.cout], seed: 23)
         let outLength = (c.length - 1) * c.stride + c.k, pad = 7
@@ -506,7 +509,11 @@ struct SummedTransposedConvolutionTests {
             }
             #expect(untouched, "\(c) \(activation): columns outside the window changed")
             summed.cropLast(3..<(3 + outLength))
-            if c.k <= 2 * c.stride {
+            // Two taps sum the same in either order, so the sums are bit-equal wherever the
+            // products are. The two functions make products of other widths, which only
+            // OpenBLAS's AVX-512 sgemm computes column by column alike; its Haswell one (the
+            // AVX2 level, Zen's too) rounds a column by the width of the call it is in.
+            if try c.k <= 2 * c.stride && widthIndependentProducts.contains(MatrixKernels.load()) {
                 let same = summed.data.map(\.bitPattern) == cropped.data.map(\.bitPattern)
                 #expect(same, "\(c) \(activation)")
             } else {

@@ -390,7 +390,9 @@ public enum OutputActivation: Sendable { case identity, relu, gelu }
 /// time-domain chunk) never exists. Output columns are produced a block at a time from the
 /// inputs that reach them. Where a kernel is at most twice its stride (every Demucs decoder)
 /// each output sums at most two taps, whose sum does not depend on their order, so the result
-/// equals ``convTranspose2d`` followed by the activation and the add to the bit.
+/// equals ``convTranspose2d`` followed by the activation and the add to the bit wherever
+/// OpenBLAS's products do not depend on their call's width (its AVX-512 level; at AVX2 they
+/// differ in the last bits).
 ///
 /// - Parameters:
 ///   - x: `[Cin, 1, L]`.
