@@ -23,6 +23,12 @@ export is checked against the PyTorch model and kept beside the checkpoints as
 `demucs-onnx`'s own overlap-add (7.8 s chunks, overlap 0.25, like the reference's). HTDemucs
 models only (one network; demucs-onnx exports nothing else). `--rounds N` repeats the sides in
 turn N times, so a machine's drift shows in every column.
+
+`--reference-isa auto,avx2` runs the reference once per level: `avx2` caps PyTorch's own
+kernels (`ATEN_CPU_CAPABILITY`), MKL's products (`MKL_ENABLE_INSTRUCTIONS`) and oneDNN's
+convolutions (`ONEDNN_MAX_CPU_ISA`) at AVX2, as they run on an AVX2-only CPU; with `--isa avx2`
+that is an AVX2 machine's side by side on an AVX-512 one. ONNX Runtime has no such switch and
+always runs its widest kernels.
 """
 import argparse
 import os
@@ -107,6 +113,14 @@ out = _chunked_separate_single(session, sources, (wav - mean) / std, progress=Fa
 '''
 
 
+# What caps the reference's libraries at a level ("auto": nothing, their own CPU tables).
+REFERENCE_LEVELS = {
+    "auto": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+}
+
+
 def measure(cmd, env=None):
     """Wall seconds and the child's own peak RSS in MB."""
     start = time.perf_counter()
@@ -139,6 +153,8 @@ def main():
     p.add_argument("--stemify", type=Path, default=ROOT / ".build" / "release" / "stemify")
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--isa", default="auto", help="comma-separated kernel sets for stemify (auto, avx512, avx2, portable)")
+    p.add_argument("--reference-isa", default="auto",
+                   help="comma-separated levels for the reference (auto, avx2, avx512)")
     p.add_argument("--onnx", action="store_true", help="also time the network exported to ONNX, run by onnxruntime")
     p.add_argument("--rounds", type=int, default=1, help="times to run every side, in turn")
     args = p.parse_args()
@@ -147,15 +163,21 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = Path("/tmp/stemify-bench")
     configured = (args.repo / f"{args.model}.ckpt").exists() and (args.repo / f"{args.model}.yaml").exists()
+    levels = args.reference_isa.split(",")
+    if unknown := [level for level in levels if level not in REFERENCE_LEVELS]:
+        raise SystemExit(f"--reference-isa: unknown level {', '.join(unknown)} (known: {', '.join(REFERENCE_LEVELS)})")
+    # (name, command, extra environment)
     sides = [(f"stemify ({isa})", [str(args.stemify), "separate", "-n", args.model, "--repo", str(args.repo),
                                    "-o", str(out), "--shifts", "1", "-j", str(args.threads), "--isa", isa,
-                                   "--quiet", str(args.input)])
+                                   "--quiet", str(args.input)], {})
              for isa in args.isa.split(",")]
     if not args.skip_reference:
         script = MSST_REFERENCE if configured else REFERENCE
-        sides.append((f"reference ({'msst demix' if configured else 'demucs apply_model'})",
-                      [sys.executable, "-c", script, str(args.repo), args.model, str(args.input), str(args.threads),
-                       str(ROOT / "tools")]))
+        for level in levels:
+            label = "msst demix" if configured else "demucs apply_model"
+            sides.append((f"reference ({label}{'' if level == 'auto' else ', ' + level})",
+                          [sys.executable, "-c", script, str(args.repo), args.model, str(args.input), str(args.threads),
+                           str(ROOT / "tools")], REFERENCE_LEVELS[level]))
     if args.onnx:
         exported = args.repo / "onnx" / f"{args.model}.onnx"
         if not exported.exists():
@@ -164,11 +186,11 @@ def main():
             subprocess.run([sys.executable, "-c", ONNX_EXPORT, str(args.repo), args.model, str(exported),
                             str(ROOT / "tools")], check=True, stderr=subprocess.DEVNULL)
         sides.append(("onnxruntime (demucs-onnx)", [sys.executable, "-c", ONNX_RUN, str(exported), str(args.input),
-                                                     str(args.threads)]))
-    times = {name: [] for name, _ in sides}
+                                                     str(args.threads)], {}))
+    times = {name: [] for name, _, _ in sides}
     for round in range(args.rounds):
-        for name, cmd in sides:
-            wall, rss = measure(cmd, env)
+        for name, cmd, extra in sides:
+            wall, rss = measure(cmd, dict(env, **extra))
             times[name].append(wall)
             print(f"{name:36} {args.model}: {wall:7.1f} s wall, peak RSS {rss:7.0f} MB", flush=True)
     best = {name: min(walls) for name, walls in times.items()}
