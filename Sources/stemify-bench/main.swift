@@ -98,7 +98,7 @@ bench("dconv 6->96 pointwise", [("sgemm", { _ = conv2d(h6, weight: dconvOut, bia
 let rewrite = random([96, 48, 3, 3], scale: 0.05)
 let rewrite384 = random([768, 384, 3, 3], scale: 0.01)
 for (name, input, weight) in [("rewrite 3x3 48->96", x48, rewrite), ("rewrite 3x3 384->768", x384, rewrite384)] {
-    bench(name, [("Winograd F(2x2,3x3)", true), ("im2col + sgemm", false)].map { label, winograd in
+    bench(name, [("Winograd", true), ("im2col + sgemm", false)].map { label, winograd in
         (label, {
             winogradConvolutions = winograd
             _ = conv2d(input, weight: weight, bias: nil, geometry: ConvGeometry(kernel: (3, 3), padding: (1, 1)))

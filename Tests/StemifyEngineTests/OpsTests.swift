@@ -456,20 +456,26 @@ struct WinogradTests {
         return out
     }
 
-    /// Odd sizes leave half tiles at the bottom and right edges; widths past eight tiles and
-    /// short last vectors exercise the tile loop's tail; 64 → 128 over 12 rows runs in several
-    /// bands; 2 rows is too small for tiles and goes through im2col.
+    /// Sizes that are not whole tiles leave partial tiles at the bottom and right edges; widths
+    /// past eight tiles and short last vectors exercise the tile loop's tail; 64 → 128 over 12
+    /// rows runs in several bands, 192 → 384 sums as many channels as a deep decoder, 192 → 768
+    /// has kernels too large for 4×4 tiles and runs 2×2 ones; 2 rows is too small for tiles and
+    /// goes through im2col. F(4×4, 3×3)'s transforms scale by up to 8,
+    /// so it lands at 110–122 dB here where im2col's plain sums reach 129–142 (the error grows
+    /// with the channels summed): 105 dB, while a wrong transform entry or a misplaced tile
+    /// lands far below parity's 60.
     @Test("conv2d and conv2dGLU equal the definition", arguments: [
         Case(cin: 3, cout: 4, h: 4, w: 4), Case(cin: 5, cout: 6, h: 5, w: 7), Case(cin: 48, cout: 96, h: 9, w: 23),
         Case(cin: 16, cout: 8, h: 4, w: 301), Case(cin: 64, cout: 128, h: 12, w: 70), Case(cin: 4, cout: 6, h: 2, w: 9),
+        Case(cin: 192, cout: 384, h: 8, w: 33), Case(cin: 8, cout: 16, h: 7, w: 32), Case(cin: 192, cout: 768, h: 5, w: 19),
     ])
     func convolutions(_ c: Case) {
         let x = uniform([c.cin, c.h, c.w], seed: 7)
         let k = uniform([c.cout, c.cin, 3, 3], seed: 8), b = uniform([c.cout], seed: 9)
         let g = ConvGeometry(kernel: (3, 3), padding: (1, 1))
         let expected = definition(x, k, b)
-        expectClose(conv2d(x, weight: k, bias: b, geometry: g), expected, "conv2d \(c)", minSNR: 120)
-        expectClose(conv2dGLU(x, weight: k, bias: b, geometry: g), glu(expected), "conv2dGLU \(c)", minSNR: 120)
+        expectClose(conv2d(x, weight: k, bias: b, geometry: g), expected, "conv2d \(c)", minSNR: 105)
+        expectClose(conv2dGLU(x, weight: k, bias: b, geometry: g), glu(expected), "conv2dGLU \(c)", minSNR: 105)
     }
 }
 
