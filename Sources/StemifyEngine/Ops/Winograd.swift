@@ -91,7 +91,7 @@ extension WinogradTiles {
 
     /// `U[ξ][co][ci]`. One output channel's points for every input channel are made in a small
     /// buffer, then copied out as one run a point: stored straight, a pair's points lie a
-    /// multiple of 4 KB apart and thrash one cache set (110 ms for 768 × 384 at F(4×4), 10 ms
+    /// multiple of 4 KB apart and thrash one cache set (110 ms for 768 × 384 at F(4×4), 18 ms
     /// this way).
     static func transformKernels(_ weight: Tensor) -> [Float] {
         let (cout, cin) = (weight.shape[0], weight.shape[1])
