@@ -34,12 +34,12 @@ struct Winograd3x3 {
     static let maxLargeTileKernelBytes = 16 << 20
 
     /// A case per size, so that each runs specialised code.
-    private enum Tiles { case small(SmallTiles), large(LargeTiles) }
+    private enum Tiles { case small(WinogradTiles<SmallTiles>), large(WinogradTiles<LargeTiles>) }
     private let tiles: Tiles
 
     init(weight: Tensor, h: Int, w: Int) {
         let large = LargeTiles.points * weight.shape[0] * weight.shape[1] * 4 <= Self.maxLargeTileKernelBytes
-        tiles = large ? .large(LargeTiles(weight: weight, h: h, w: w)) : .small(SmallTiles(weight: weight, h: h, w: w))
+        tiles = large ? .large(WinogradTiles(weight: weight, h: h, w: w)) : .small(WinogradTiles(weight: weight, h: h, w: w))
     }
 
     /// The convolution (no bias) of `x` (`[Cin, H, W]`), a band of output rows at a time, in
@@ -57,19 +57,12 @@ struct Winograd3x3 {
 /// compares both by setting it; the tests check both against the definition).
 nonisolated(unsafe) public var winogradConvolutions = true
 
-/// One tile size: its kernel, patch and output transforms; the bands, the staging of input
-/// rows and the products are shared.
-private protocol WinogradTiles: Sendable {
+/// One tile size: its kernel, patch and output transforms (``WinogradTiles`` does the rest).
+private protocol TileTransforms {
     /// Outputs along a tile's side (m).
     static var size: Int { get }
     /// One output row of eight tiles, `8m` values.
     associatedtype Row: SIMD where Row.Scalar == Float
-    var cin: Int { get }
-    var cout: Int { get }
-    var h: Int { get }
-    var w: Int { get }
-    /// Transformed kernels, `[points][Cout][Cin]`.
-    var u: [Float] { get }
     /// `G g Gᵀ` of the 3×3 kernel `k`, point ξ written to `out[ξ · stride]`.
     static func transformKernel(_ k: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, stride: Int)
     /// `V = Bᵀ d B` for the eight tiles starting at `tx` of one tile row, from its staged input
@@ -80,13 +73,26 @@ private protocol WinogradTiles: Sendable {
     static func transformBack(_ get: (Int) -> SIMD8<Float>, _ store: (Int, Row) -> Void)
 }
 
-extension WinogradTiles {
+extension TileTransforms {
     static var points: Int { (size + 2) * (size + 2) }
+}
+
+/// A convolution's transformed kernels at one tile size, and the bands, the staging of input
+/// rows and the products every size shares.
+private struct WinogradTiles<T: TileTransforms>: Sendable {
+    let cin: Int, cout: Int, h: Int, w: Int
+    /// Transformed kernels, `[points][Cout][Cin]`.
+    let u: [Float]
     /// Tiles in a tile row, rounded up to whole vectors of eight.
-    var tilesPerRow: Int { ((w + Self.size - 1) / Self.size + 7) / 8 * 8 }
+    var tilesPerRow: Int { ((w + T.size - 1) / T.size + 7) / 8 * 8 }
     /// Tile rows per band.
     var bandTileRows: Int {
-        max(1, min((h + Self.size - 1) / Self.size, (1 << 18) / (Self.points * (cin + cout) * tilesPerRow)))
+        max(1, min((h + T.size - 1) / T.size, (1 << 18) / (T.points * (cin + cout) * tilesPerRow)))
+    }
+
+    init(weight: Tensor, h: Int, w: Int) {
+        (cout, cin, self.h, self.w) = (weight.shape[0], weight.shape[1], h, w)
+        u = Self.transformKernels(weight)
     }
 
     /// `U[ξ][co][ci]`. One output channel's points for every input channel are made in a small
@@ -94,7 +100,7 @@ extension WinogradTiles {
     /// multiple of 4 KB apart and thrash one cache set (110 ms for 768 × 384 at F(4×4), 18 ms
     /// this way).
     static func transformKernels(_ weight: Tensor) -> [Float] {
-        let (cout, cin) = (weight.shape[0], weight.shape[1])
+        let (cout, cin, points) = (weight.shape[0], weight.shape[1], T.points)
         return [Float](unsafeUninitializedCapacity: points * cout * cin) { buffer, count in
             let dst = UnsafeMutableSendablePointer(buffer.baseAddress!)
             weight.data.withUnsafeBufferPointer { g in
@@ -103,7 +109,7 @@ extension WinogradTiles {
                     var local = [Float](repeating: 0, count: points * cin)
                     local.withUnsafeMutableBufferPointer { lb in
                         for co in outputs {
-                            for ci in 0..<cin { transformKernel(src.pointer + (co * cin + ci) * 9, into: lb.baseAddress! + ci, stride: cin) }
+                            for ci in 0..<cin { T.transformKernel(src.pointer + (co * cin + ci) * 9, into: lb.baseAddress! + ci, stride: cin) }
                             for xi in 0..<points {
                                 (dst.pointer + (xi * cout + co) * cin).update(from: lb.baseAddress! + xi * cin, count: cin)
                             }
@@ -117,8 +123,8 @@ extension WinogradTiles {
 
     func forEachBand(_ x: Tensor, _ body: (_ rows: Range<Int>, _ output: UnsafeMutablePointer<Float>) -> Void) {
         precondition(x.shape == [cin, h, w], "Winograd3x3: input \(x.shape), expected \([cin, h, w])")
-        let m = Self.size, tiles = bandTileRows * tilesPerRow
-        let scratchCount = Self.points * (cin + cout) * tiles, outputCount = cout * m * bandTileRows * w
+        let m = T.size, tiles = bandTileRows * tilesPerRow
+        let scratchCount = T.points * (cin + cout) * tiles, outputCount = cout * m * bandTileRows * w
         var scratch = [Float](unsafeUninitializedCapacity: scratchCount + outputCount) { _, k in k = scratchCount + outputCount }
         x.data.withUnsafeBufferPointer { xp in
             scratch.withUnsafeMutableBufferPointer { sp in
@@ -137,7 +143,7 @@ extension WinogradTiles {
     /// The output rows of `band`, written to `out[co · channelStride + (row − m·band.lowerBound) · W + column]`.
     private func run(_ x: UnsafePointer<Float>, band: Range<Int>, scratch: UnsafeMutablePointer<Float>,
                      into out: UnsafeMutablePointer<Float>, channelStride: Int) {
-        let (size, points) = (Self.size, Self.points)
+        let (size, points) = (T.size, T.points)
         let tiles = band.count * tilesPerRow
         let v = UnsafeMutableSendablePointer(scratch)
         let products = UnsafeMutableSendablePointer(scratch + points * cin * tiles)
@@ -165,7 +171,7 @@ extension WinogradTiles {
                         }
                         for tx in stride(from: 0, to: tilesPerRow, by: 8) {
                             let base = v.pointer + ci * tiles + bt * tilesPerRow + tx
-                            Self.transformPatches(r, padded: padded, tx: tx) { xi, value in
+                            T.transformPatches(r, padded: padded, tx: tx) { xi, value in
                                 UnsafeMutableRawPointer(base + xi * cin * tiles).storeBytes(of: value, as: SIMD8<Float>.self)
                             }
                         }
@@ -193,12 +199,12 @@ extension WinogradTiles {
                         guard columns > 0 else { continue }
                         let base = products.pointer + co * tiles + bt * tilesPerRow + tx
                         let valid = min(size * columns, w - size * tx)
-                        Self.transformBack({ xi in UnsafeRawPointer(base + xi * cout * tiles).loadUnaligned(as: SIMD8<Float>.self) }) { dy, row in
+                        T.transformBack({ xi in UnsafeRawPointer(base + xi * cout * tiles).loadUnaligned(as: SIMD8<Float>.self) }) { dy, row in
                             let oh = size * ty + dy
                             guard oh < h else { return }
                             let dst = o.pointer + co * channelStride + (oh - rowBase) * w + size * tx
-                            if valid == Row.scalarCount {
-                                UnsafeMutableRawPointer(dst).storeBytes(of: row, as: Row.self)
+                            if valid == T.Row.scalarCount {
+                                UnsafeMutableRawPointer(dst).storeBytes(of: row, as: T.Row.self)
                             } else {
                                 for column in 0..<valid { dst[column] = row[column] }
                             }
@@ -211,16 +217,9 @@ extension WinogradTiles {
 }
 
 /// F(2×2, 3×3).
-private struct SmallTiles: WinogradTiles {
+private enum SmallTiles: TileTransforms {
     static let size = 2
     typealias Row = SIMD16<Float>
-    let cin: Int, cout: Int, h: Int, w: Int
-    let u: [Float]
-
-    init(weight: Tensor, h: Int, w: Int) {
-        (cout, cin, self.h, self.w) = (weight.shape[0], weight.shape[1], h, w)
-        u = Self.transformKernels(weight)
-    }
 
     /// G's rows: (1, 0, 0), ½(1, 1, 1), ½(1, −1, 1), (0, 0, 1).
     @inline(__always)
@@ -274,16 +273,9 @@ private struct SmallTiles: WinogradTiles {
 }
 
 /// F(4×4, 3×3).
-private struct LargeTiles: WinogradTiles {
+private enum LargeTiles: TileTransforms {
     static let size = 4
     typealias Row = SIMD32<Float>
-    let cin: Int, cout: Int, h: Int, w: Int
-    let u: [Float]
-
-    init(weight: Tensor, h: Int, w: Int) {
-        (cout, cin, self.h, self.w) = (weight.shape[0], weight.shape[1], h, w)
-        u = Self.transformKernels(weight)
-    }
 
     /// G's rows: (¼, 0, 0), −⅙(1, 1, 1), −⅙(1, −1, 1), (1/24, 1/12, ⅙), (1/24, −1/12, ⅙), (0, 0, 1).
     @inline(__always)
