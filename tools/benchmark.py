@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from kernel_libraries import FORCE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 REFERENCE = r'''
@@ -113,11 +115,10 @@ out = _chunked_separate_single(session, sources, (wav - mean) / std, progress=Fa
 '''
 
 
-# What caps the reference's libraries at a level ("auto": nothing, their own CPU tables).
-REFERENCE_LEVELS = {
-    "auto": {},
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+# What caps the reference's libraries at a level ("auto": nothing, their own CPU tables):
+# PyTorch's own kernels, and MKL and oneDNN as kernel_libraries.py forces them.
+REFERENCE_LEVELS = {"auto": {}} | {
+    level: {"ATEN_CPU_CAPABILITY": level, **force["mkl"], **force["onednn"]} for level, force in FORCE.items()
 }
 
 

@@ -195,10 +195,10 @@ private struct WinogradTiles<T: TileTransforms>: Sendable {
             for co in outputs {
                 for (bt, ty) in band.enumerated() {
                     for tx in stride(from: 0, to: tilesPerRow, by: 8) {
-                        let columns = min(8, (w + size - 1) / size - tx)
-                        guard columns > 0 else { continue }
+                        // Output columns of these eight tiles inside the plane.
+                        let valid = min(8 * size, w - size * tx)
+                        guard valid > 0 else { continue }
                         let base = products.pointer + co * tiles + bt * tilesPerRow + tx
-                        let valid = min(size * columns, w - size * tx)
                         T.transformBack({ xi in UnsafeRawPointer(base + xi * cout * tiles).loadUnaligned(as: SIMD8<Float>.self) }) { dy, row in
                             let oh = size * ty + dy
                             guard oh < h else { return }
