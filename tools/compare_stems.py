@@ -5,7 +5,7 @@
     .build/release/stemify separate -n htdemucs --repo /tmp/full -o /tmp/out --shifts 0 --float32 --clip-mode none /tmp/full/parity.wav
     .reference/bin/python tools/compare_stems.py /tmp/full/parity__htdemucs.npy /tmp/out/htdemucs/parity
 
-The reference is clamped to [-1, 1] first, as the float WAV writer (the reference's too) clamps.
+The stems are compared as they are: stemify's float WAV keeps samples over full scale.
 SNR = reference energy over error energy, in dB.
 """
 import sys
@@ -24,7 +24,7 @@ def main():
     folder = Path(sys.argv[2])
     for k, name in enumerate(SOURCES[ref.shape[0]]):
         est, _ = sf.read(folder / f"{name}.wav", dtype="float32", always_2d=True)
-        r = np.clip(ref[k], -1, 1)
+        r = ref[k]
         snr = 10 * np.log10((r ** 2).sum() / max(((r - est.T) ** 2).sum(), 1e-30))
         print(f"{name:8s} SNR {snr:6.1f} dB")
 

@@ -5,8 +5,8 @@ Run by hand, never by tests or CI:
 
     tools/setup_reference.sh                               # once (installs msst --no-deps too)
     .reference/bin/python tools/make_msst_fixtures.py      # small fixtures -> Tests/Fixtures/msst
-    .reference/bin/python tools/make_msst_fixtures.py --full DIR [--family bs,mel] [--seconds 12]
-        # full-size published configs with random weights, for tools/msst_parity.py
+    .reference/bin/python tools/make_msst_fixtures.py --only scnet_large_default,bs_default
+        # (re)write only these entries, keeping the others and merging the manifest
 
 What it writes (small mode), under Tests/Fixtures/msst:
   NAME.yaml, NAME.ckpt  a model folder entry as Music-Source-Separation-Training publishes them:
@@ -16,10 +16,19 @@ What it writes (small mode), under Tests/Fixtures/msst:
   mel_bands.json        the bins of each band of `MelBandRoformer` for several band counts.
   manifest.json         what each reference file was made from.
 
-The models keep the published band layouts, STFT and depth structure at reduced width. Every
-RMSNorm gain and bias is drawn away from its initial value (1 / 0) and the Linear weights get a
-gain that keeps activations near unit scale, so a missing sub-layer cannot hide below the
-parity threshold.
+The models keep the published band layouts, STFT and depth structure at reduced width. Two
+weight draws:
+  trained-like (`*_small`)    every RMSNorm gain and bias drawn away from its initial value
+                              (1 / 0) and the Linear weights at a gain that keeps activations near
+                              unit scale, so a missing sub-layer cannot hide below the parity bar;
+  default init (`*_default`)  PyTorch's own initialisation of every layer (seeded), then every
+                              norm's gain 1 + 0.3·N(0, 1) and bias 0.1·N(0, 1). Its stems peak
+                              over full scale (the last up-sampling's biases land on every bin),
+                              which the trained-like draw was scaled to avoid: the case that hid
+                              a clamping float writer (issue 35). The published `inference`
+                              section comes along (batch size, `normalize: false`).
+`music16` (audio/music16.wav) is a 16-bit synthetic mix: a bass line, a chord pad, a kick, hi-hat
+bursts and a vibrato lead.
 """
 import argparse
 import json
@@ -43,7 +52,8 @@ AUDIO = ROOT / "Tests" / "Fixtures" / "audio"
 BS_BANDS = [2] * 24 + [4] * 12 + [12] * 8 + [24] * 8 + [48] * 8 + [128, 129]
 
 
-def yaml_text(model: dict, *, chunk: int, overlap: int, batch: int, instruments, target, model_type=None) -> str:
+def yaml_text(model: dict, *, chunk: int, overlap: int, batch: int, instruments, target, model_type=None,
+              normalize=None) -> str:
     """The config as the published files write it (tuples tagged `!!python/tuple`)."""
     lines = ["audio:", f"  chunk_size: {chunk}", "  dim_f: 1024", "  dim_t: 801", "  hop_length: 441",
              "  n_fft: 2048", "  num_channels: 2", "  sample_rate: 44100", "  min_mean_abs: 0.000", "", "model:"]
@@ -63,8 +73,10 @@ def yaml_text(model: dict, *, chunk: int, overlap: int, batch: int, instruments,
         lines.append(f"  target_instrument: {target}")
     if model_type:
         lines.append(f"  model_type: {model_type}")
-    lines += ["  use_amp: true", "", "inference:", f"  batch_size: {batch}", "  dim_t: 801", f"  num_overlap: {overlap}", ""]
-    return "\n".join(lines)
+    lines += ["  use_amp: true", "", "inference:", f"  batch_size: {batch}", "  dim_t: 801", f"  num_overlap: {overlap}"]
+    if normalize is not None:
+        lines.append(f"  normalize: {'true' if normalize else 'false'}")
+    return "\n".join(lines + [""])
 
 
 def load_config(text: str) -> ConfigDict:
@@ -85,6 +97,41 @@ def trained_like(model: torch.nn.Module, seed: int):
             else:
                 fan_in = p.shape[-1]
                 p.copy_(torch.randn(p.shape, generator=g) * (1.0 / fan_in) ** 0.5)
+
+
+def default_init(model: torch.nn.Module, seed: int):
+    """PyTorch's initialisation as the constructor left it (seed it before building), with the
+    norms activated: a gain of 1 and bias of 0 would hide a norm applied to the wrong axis."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm)) and module.weight is not None:
+                module.weight.copy_(1 + 0.3 * torch.randn(module.weight.shape, generator=g))
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
+
+
+def music(seconds: float, channels: int = 2, samplerate: int = 44100, seed: int = 0) -> np.ndarray:
+    """A 16-bit synthetic mix [C, L]: bass line, chord pad, kick, hi-hat bursts, vibrato lead.
+    Quantised to 16 bits, so the spectrum has the noise floor of a real CD master."""
+    n = int(round(seconds * samplerate))
+    t = np.arange(n) / samplerate
+    rng = np.random.default_rng(seed)
+    beat = 60 / rng.uniform(90, 130)
+    out = np.zeros((channels, n))
+    notes = 41.2 * 2 ** (rng.integers(0, 12, 4) / 12)
+    bass = notes[(t / (2 * beat)).astype(int) % 4]
+    for c in range(channels):
+        out[c] += 0.25 * np.sin(2 * np.pi * np.cumsum(bass) / samplerate)
+        for f0 in 220 * 2 ** (np.array([0, 4, 7]) / 12):
+            out[c] += 0.05 * np.sin(2 * np.pi * f0 * (1 + 0.002 * c) * t + rng.uniform(0, 2 * np.pi))
+        ph = t % beat
+        out[c] += 0.5 * np.exp(-30 * ph) * np.sin(2 * np.pi * (50 + 100 * np.exp(-40 * ph)) * ph)
+        out[c] += 0.08 * np.exp(-80 * (t % (beat / 2))) * rng.standard_normal(n)
+        out[c] += 0.1 * np.sin(2 * np.pi * 660 * t + 3 * np.sin(2 * np.pi * 5.5 * t) + c)
+    return (np.round(np.clip(out, -1, 1) * 32767) / 32768).astype(np.float32)
 
 
 def scnet_trained_like(model: torch.nn.Module, seed: int):
@@ -158,12 +205,40 @@ SMALL["scnet_vocals_small"] = dict(SCNET_SMALL, overlap=2, batch=1, instruments=
                                    model=dict(SCNET_SMALL["model"], sources=["vocals", "other"], band_SR=[0.225, 0.372, 0.403],
                                               dims=[4, 8, 16, 24], expand=2))
 
+# Default-initialised networks in the published layouts, with the published inference sections.
+SCNET_LARGE = dict(sources=["drums", "bass", "other", "vocals"], audio_channels=2, dims=[4, 8, 16, 32], nfft=4096,
+                   hop_size=1024, win_size=4096, normalized=True, band_SR=[0.225, 0.372, 0.403], band_stride=[1, 4, 16],
+                   band_kernel=[3, 4, 16], conv_depths=[3, 2, 1], compress=4, conv_kernel=3, num_dplayer=6, expand=1)
+DEFAULT = {
+    # config_musdb18_scnet_large.yaml's layout (inference batch 8, normalize false).
+    "scnet_large_default": dict(family=SCNet, chunk=22050, overlap=4, batch=8, instruments=SCNET_LARGE["sources"],
+                                target=None, nested=False, model_type="scnet", normalize=False, model=SCNET_LARGE),
+    # SCNet XL IHF's layout: eight dual-path layers, stride and kernel 4 in the high band.
+    "scnet_xl_ihf_default": dict(family=SCNet, chunk=22050, overlap=4, batch=4, instruments=SCNET_LARGE["sources"],
+                                 target=None, nested=True, model_type="scnet", normalize=False,
+                                 model=dict(SCNET_LARGE, band_SR=[0.23, 0.37, 0.4], band_stride=[1, 4, 4],
+                                            band_kernel=[3, 4, 4], conv_depths=[3, 3, 3], num_dplayer=8)),
+    # config_vocals_scnet.yaml's layout: the small band split, two sources, no target.
+    "scnet_vocals_default": dict(family=SCNet, chunk=22050, overlap=4, batch=8, instruments=["vocals", "other"],
+                                 target=None, nested=False, model_type="scnet", normalize=False,
+                                 model=dict(SCNET_LARGE, sources=["vocals", "other"], band_SR=[0.175, 0.392, 0.433],
+                                            dims=[4, 8, 12, 16])),
+    # BS-RoFormer viperx 1297 and Mel-Band RoFormer KJ layouts.
+    "bs_default": dict(SMALL["bs_small"], batch=4),
+    "mel_default": dict(SMALL["mel_small"], overlap=2, batch=4),
+}
+
 SIGNALS = {
     "scnet_small": ["short", "long", "gaps", "mono44k"],
     "scnet_vocals_small": ["long"],
     "bs_small": ["short", "long", "gaps", "mono44k"],
     "bs4_small": ["long"],
     "mel_small": ["short", "long", "gaps", "mono44k"],
+    "scnet_large_default": ["short", "long", "mono44k", "music16"],
+    "scnet_xl_ihf_default": ["music16"],
+    "scnet_vocals_default": ["music16"],
+    "bs_default": ["long", "music16", "mono44k"],
+    "mel_default": ["long", "music16"],
 }
 
 
@@ -187,16 +262,29 @@ def separate(config: ConfigDict, model: torch.nn.Module, mix: np.ndarray, model_
     return np.stack([out[n] for n in names]).astype(np.float32)
 
 
-def small(args):
+def small(only=None):
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = {"generator": "tools/make_msst_fixtures.py", "msst": "0.1.0", "torch": torch.__version__, "cases": []}
-    for seed, (name, spec) in enumerate(SMALL.items()):
+    if only:
+        old = json.loads((OUT / "manifest.json").read_text())
+        manifest["cases"] = [c for c in old["cases"] if c["model"] not in only]
+    music_path = AUDIO / "music16.wav"
+    if not music_path.exists():
+        soundfile.write(str(music_path), music(1.5, seed=16).T, 44100, subtype="PCM_16")
+    entries = [(name, spec, seed, 100 + seed, trained_like) for seed, (name, spec) in enumerate(SMALL.items())]
+    entries += [(name, spec, 200 + seed, 300 + seed, default_init) for seed, (name, spec) in enumerate(DEFAULT.items())]
+    for name, spec, seed, draw_seed, draw in entries:
+        if only and name not in only:
+            continue
         text = yaml_text(spec["model"], chunk=spec["chunk"], overlap=spec["overlap"], batch=spec["batch"],
-                         instruments=spec["instruments"], target=spec["target"], model_type=spec.get("model_type"))
+                         instruments=spec["instruments"], target=spec["target"], model_type=spec.get("model_type"),
+                         normalize=spec.get("normalize"))
         config = load_config(text)
         torch.manual_seed(seed)
         model = spec["family"](**dict(config.model)).eval()
-        (scnet_trained_like if spec["family"] is SCNet else trained_like)(model, 100 + seed)
+        if draw is trained_like and spec["family"] is SCNet:
+            draw = scnet_trained_like
+        draw(model, draw_seed)
         (OUT / f"{name}.yaml").write_text(text)
         save_checkpoint(model, OUT / f"{name}.ckpt", spec["nested"])
         model_type = {BSRoformer: "bs_roformer", MelBandRoformer: "mel_band_roformer", SCNet: "scnet"}[spec["family"]]
@@ -204,8 +292,9 @@ def small(args):
             mix = read_signal(signal)
             out = separate(config, model, mix, model_type)
             np.save(OUT / f"{name}-{signal}.npy", out)
-            manifest["cases"].append({"model": name, "signal": signal, "shape": list(out.shape)})
-            print(name, signal, out.shape, float(np.abs(out).max()))
+            peak = float(np.abs(out).max())
+            manifest["cases"].append({"model": name, "signal": signal, "shape": list(out.shape), "peak": round(peak, 4)})
+            print(name, signal, out.shape, peak)
     # The band layout of Mel-Band RoFormer, for several band counts and transform sizes.
     bands = []
     for num_bands, nfft, rate in [(60, 2048, 44100), (128, 2048, 44100), (40, 4096, 44100), (60, 2048, 48000)]:
@@ -220,8 +309,9 @@ def small(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.parse_args()
-    small(None)
+    p.add_argument("--only", help="comma-separated entries to (re)write; the rest of the folder is kept")
+    args = p.parse_args()
+    small(set(args.only.split(",")) if args.only else None)
 
 
 if __name__ == "__main__":

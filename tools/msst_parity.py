@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Self-check for the RoFormer families anyone can run: build a full-size network of a published
-configuration with random trained-like weights, run the reference (`msst` 0.1.0 `demix`) and
+"""Self-check for the RoFormer and SCNet families anyone can run: build a full-size network of a
+published configuration with random weights, run the reference (`msst` 0.1.0 `demix`) and
 `stemify separate` on the same input, print per-stem SNR and both wall times.
 
     tools/setup_reference.sh && swift build -c release
@@ -8,6 +8,21 @@ configuration with random trained-like weights, run the reference (`msst` 0.1.0 
     .reference/bin/python tools/msst_parity.py --config mel_kj --seconds 12 --channels 1
     .reference/bin/python tools/msst_parity.py --config mel_kj --seconds 5 --samplerate 48000
     .reference/bin/python tools/msst_parity.py --config all --small --seconds 4
+    # any MSST config file as it is published, PyTorch's default initialisation:
+    .reference/bin/python tools/msst_parity.py --config-file config_musdb18_scnet_large.yaml --weights default --seconds 13
+
+Weights (`--weights`):
+  default  PyTorch's initialisation of every layer (seeded), then every norm's gain 1 + 0.3·N(0, 1)
+           and bias 0.1·N(0, 1): stems that peak over full scale, as issue 35's case;
+  trained  the fixtures' trained-like draw (RoFormers: gains 1 ± 0.5, linears at unit gain; SCNet:
+           convolutions at unit gain, the last up-sampling scaled to the mix's level);
+  unit     every convolution, linear and LSTM weight N(0, 1/fan_in), biases 0.1·N(0, 1), norms as
+           in default, nothing rescaled.
+Input (`--input-kind`): `music` a 16-bit synthetic mix (bass line, chord pad, kick, hi-hat bursts,
+vibrato lead; tools/make_msst_fixtures.music), `tones` partials, clicks and noise in float.
+`--config-file PATH` reads an MSST YAML as it is; the family comes from `--model-type`, else
+`training.model_type`, else the model keys. The stems are compared as they are: a float32 file
+keeps samples over full scale (the reference's writer does too).
 
 Configurations (hyperparameters of the published checkpoints, see
 ../shared/notes/modern-models.md): bs_viperx (BS-RoFormer viperx 12.9755: dim 512, depth 12),
@@ -74,9 +89,39 @@ CONFIGS = {
 }
 
 
-def write_model(name, repo, seed, small=False):
-    """A random trained-like network of configuration `name` as `repo/NAME.ckpt` + `NAME.yaml`.
-    Returns (config, model, spec, model_type)."""
+FAMILIES = {mm.BSRoformer: "bs_roformer", mm.MelBandRoformer: "mel_band_roformer", mm.SCNet: "scnet"}
+
+
+def unit_gain(model: torch.nn.Module, seed: int):
+    """Every weight matrix N(0, 1/fan_in), biases 0.1·N(0, 1), norms activated as default_init's."""
+    mm.default_init(model, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel() if not isinstance(module, torch.nn.ConvTranspose2d) \
+                    else module.weight.shape[0] * module.weight.shape[2] // module.stride[0]
+                module.weight.copy_(torch.randn(module.weight.shape, generator=g) / fan_in ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+            elif isinstance(module, torch.nn.LSTM):
+                for name, p in module.named_parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) / module.hidden_size ** 0.5 if "weight" in name
+                            else 0.1 * torch.randn(p.shape, generator=g))
+
+
+def draw(model, klass, weights, seed):
+    if weights == "default":
+        mm.default_init(model, seed)
+    elif weights == "unit":
+        unit_gain(model, seed)
+    else:
+        (mm.scnet_trained_like if klass is mm.SCNet else mm.trained_like)(model, seed)
+
+
+def write_model(name, repo, seed, small=False, weights="trained"):
+    """A random network of configuration `name` as `repo/NAME.ckpt` + `NAME.yaml`.
+    Returns (name, config, model, stems, model_type)."""
     klass, model_kw, spec = CONFIGS[name]
     if small and klass is mm.SCNet:
         model_kw = dict(model_kw, dims=[4, 8, 12, 16])
@@ -87,11 +132,44 @@ def write_model(name, repo, seed, small=False):
     config = mm.load_config(text)
     torch.manual_seed(seed)
     model = klass(**dict(config.model)).eval()
-    (mm.scnet_trained_like if klass is mm.SCNet else mm.trained_like)(model, seed + 100)
+    draw(model, klass, weights, seed + 100)
     (repo / f"{name}.yaml").write_text(text)
     mm.save_checkpoint(model, repo / f"{name}.ckpt", nested=False)
-    model_type = {mm.BSRoformer: "bs_roformer", mm.MelBandRoformer: "mel_band_roformer", mm.SCNet: "scnet"}[klass]
-    return config, model, spec, model_type
+    return name, config, model, [spec["target"]] if spec["target"] else spec["instruments"], FAMILIES[klass]
+
+
+def infer_model_type(config) -> str:
+    keys = set(config.model.keys())
+    if "band_SR" in keys or "conv_depths" in keys:
+        return "scnet"
+    if "num_bands" in keys:
+        return "mel_band_roformer"
+    if "freqs_per_bands" in keys:
+        return "bs_roformer"
+    sys.exit("cannot tell the model family from the config's model keys: pass --model-type")
+
+
+def write_model_from_file(path, repo, seed, model_type=None, weights="default"):
+    """The network of an MSST YAML as published (`model_type` added to `training` if absent, as
+    stemify needs it there), saved as `repo/NAME.ckpt` + `NAME.yaml`. Returns (name, config, model,
+    stems, model_type)."""
+    from msst.utils.settings import get_model_from_config
+    path = Path(path)
+    text = path.read_text()
+    config = mm.load_config(text)
+    model_type = model_type or config.training.get("model_type") or infer_model_type(config)
+    torch.manual_seed(seed)
+    model, config = get_model_from_config(model_type, str(path))
+    model.eval()
+    draw(model, type(model), weights, seed + 100)
+    if "model_type" not in config.training:
+        # The first `training:` line of the file, as written: the rest of the file stays byte for byte.
+        text = text.replace("\ntraining:\n", f"\ntraining:\n  model_type: {model_type}\n", 1)
+    name = path.stem.replace(".", "_")
+    (repo / f"{name}.yaml").write_text(text)
+    mm.save_checkpoint(model, repo / f"{name}.ckpt", nested=False)
+    target = config.training.get("target_instrument")
+    return name, config, model, [target] if target else list(config.training.instruments), model_type
 
 
 def snr(ref, est):
@@ -101,6 +179,11 @@ def snr(ref, est):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="all", help="a configuration above, a comma list, or all")
+    p.add_argument("--config-file", action="append", default=[],
+                   help="an MSST YAML as published (repeatable); replaces --config")
+    p.add_argument("--model-type", help="the family of --config-file (bs_roformer, mel_band_roformer, scnet)")
+    p.add_argument("--weights", choices=["default", "trained", "unit"], default="trained")
+    p.add_argument("--input-kind", choices=["music", "tones"], default="music")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--channels", type=int, default=2)
@@ -112,7 +195,7 @@ def main():
     p.add_argument("--keep", help="write the model folder and input here and keep them (for benchmarks and profiling)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    names = list(CONFIGS) if args.config == "all" else args.config.split(",")
+    names = [] if args.config_file else list(CONFIGS) if args.config == "all" else args.config.split(",")
     worst = math.inf
     with tempfile.TemporaryDirectory() as tmp:
         if args.keep:
@@ -120,14 +203,21 @@ def main():
         repo, out = Path(tmp) / "repo", Path(tmp) / "out"
         repo.mkdir(parents=True, exist_ok=True)
         wav_path = Path(tmp) / "input.wav"
-        x = mf.signal(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
-        sf.write(str(wav_path), x.T, args.samplerate, subtype="FLOAT")
+        if args.input_kind == "music":
+            x = mm.music(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
+            sf.write(str(wav_path), x.T, args.samplerate, subtype="PCM_16")
+        else:
+            x = mf.signal(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
+            sf.write(str(wav_path), x.T, args.samplerate, subtype="FLOAT")
         mix = torch.from_numpy(x)
         if args.samplerate != 44100:
             from demucs.audio import convert_audio
             mix = convert_audio(mix, args.samplerate, 44100, args.channels)
-        for i, name in enumerate(names):
-            config, model, spec, model_type = write_model(name, repo, args.seed + i, args.small)
+        builds = [lambda seed, n=n: write_model(n, repo, seed, args.small, args.weights) for n in names]
+        builds += [lambda seed, f=f: write_model_from_file(f, repo, seed, args.model_type, args.weights)
+                   for f in args.config_file]
+        for i, build in enumerate(builds):
+            name, config, model, stems, model_type = build(args.seed + i)
             start = time.perf_counter()
             ref = mm.separate(config, model, mix.numpy(), model_type)
             ref_seconds = time.perf_counter() - start
@@ -137,16 +227,15 @@ def main():
             start = time.perf_counter()
             subprocess.run(cmd, check=True)
             ours_seconds = time.perf_counter() - start
-            stems = [spec["target"]] if spec["target"] else spec["instruments"]
             line = []
             for k, stem in enumerate(stems):
                 est, _ = sf.read(out / name / wav_path.stem / f"{stem}.wav", dtype="float32", always_2d=True)
-                # Files hold [-1, 1], as the reference's writer clamps too.
-                db = snr(np.clip(ref[k], -1, 1), est.T)
+                db = snr(ref[k], est.T)
                 worst = min(worst, db)
                 line.append(f"{stem} {db:6.1f} dB")
             print(f"{name:10s} {'  '.join(line)}   reference {ref_seconds:6.1f} s, stemify {ours_seconds:6.1f} s "
-                  f"(whole process, {args.seconds:g} s of audio, {args.channels} ch, {args.samplerate} Hz)", flush=True)
+                  f"(whole process, {args.seconds:g} s of {args.input_kind}, {args.channels} ch, {args.samplerate} Hz, "
+                  f"{args.weights} weights, peak {float(np.abs(ref).max()):.2f})", flush=True)
     print(f"worst {worst:.1f} dB (bar {args.bar:g})")
     return 0 if worst >= args.bar else 1
 

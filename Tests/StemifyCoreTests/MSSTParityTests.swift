@@ -5,7 +5,8 @@ import StemifyTestSupport
 import Testing
 
 /// BS-RoFormer, Mel-Band RoFormer and SCNet against `msst` 0.1.0's `demix` on the fixtures of
-/// `tools/make_msst_fixtures.py` (reduced width, published band layouts, trained-like weights).
+/// `tools/make_msst_fixtures.py` (reduced width, published band layouts; trained-like weights,
+/// `*_small`, and PyTorch's default initialisation with activated norms, `*_default`).
 @Suite("RoFormer and SCNet parity with msst")
 struct MSSTParityTests {
     static let folder = fixturesDirectory().appendingPathComponent("msst")
@@ -69,6 +70,9 @@ struct MSSTParityTests {
         ("scnet_small", "encoder.1.SDlayer.convs.2.weight"),  // the high band's down-sampling
         ("scnet_small", "encoder.0.conv_modules.0.layers.2.6.weight"),  // one convolution module layer
         ("scnet_vocals_small", "decoder.2.1.convtrs.0.bias"),  // the last up-sampling of the low band
+        ("scnet_large_default", "decoder.2.1.convtrs.2.bias"),  // the high band's last up-sampling bias, at default init
+        ("scnet_large_default", "encoder.2.conv_modules.0.layers.0.4.weight"),  // an activated norm's gain in the deepest SD block
+        ("bs_default", "layers.1.0.layers.0.0.to_gates.weight"),  // an attention gate at default init
     ])
     func sensitivity(_ name: String, _ key: String) throws {
         let model = try Self.model(name) { state in
@@ -81,6 +85,33 @@ struct MSSTParityTests {
             snr(reference: ref.data[(k * plane)..<((k + 1) * plane)], estimate: out.data[(k * plane)..<((k + 1) * plane)])
         }.min()!
         #expect(worst < parityThresholdDB, "zeroing \(key) still gives \(worst) dB")
+    }
+
+    /// At default init SCNet's stems peak over full scale (the up-sampling biases put a constant
+    /// on every bin: a spike at every frame start). msst writes them as they are; clamping the
+    /// float file cost 12–38 dB on such stems and the trained-like fixtures, scaled to stay under
+    /// full scale, could not show it (issue 35).
+    @Test("the file path (float32 WAV, clip mode none) keeps stems beyond full scale, as msst writes them",
+          arguments: ["short", "mono44k"])
+    func filePathBeyondFullScale(_ signal: String) throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-msst-file-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let ref = try Self.reference("scnet_large_default", signal)
+        // Without samples over full scale the case could not tell a clamping writer.
+        try #require(ref.data.contains { abs($0) > 1.2 })
+        let model = try ConfiguredModelPipelineTests.repository.load(named: "scnet_large_default")
+        let files = try TrackSeparator(model: model, separation: SeparationOptions(),
+                                       output: StemOutputOptions(format: .wav, encoding: .float32, clipMode: .none))
+            .separate(input: audioFixture(signal), into: out)
+        #expect(files.map(\.lastPathComponent) == ["drums.wav", "bass.wav", "other.wav", "vocals.wav"])
+        let plane = ref.count / 4
+        for (k, file) in files.enumerated() {
+            let wav = try WAVFileSource(path: file.path)
+            let est = try wav.read(from: 0, count: wav.frameCount)
+            #expect(est.count == plane)
+            let db = snr(reference: ref.data[(k * plane)..<((k + 1) * plane)], estimate: est.data[...])
+            #expect(db >= parityThresholdDB, "\(file.lastPathComponent): SNR \(db) dB")
+        }
     }
 
     @Test("a checkpoint in a training-loop dict with module. prefixes loads like a plain one")
@@ -104,7 +135,8 @@ struct ConfiguredModelPipelineTests {
     @Test("NAME.ckpt + NAME.yaml in a model folder is a model called NAME")
     func folder() throws {
         let listing = Self.repository.list()
-        #expect(listing.configured == ["bs4_small", "bs_small", "mel_small", "scnet_small", "scnet_vocals_small"])
+        #expect(listing.configured == ["bs4_small", "bs_default", "bs_small", "mel_default", "mel_small", "scnet_large_default",
+                                       "scnet_small", "scnet_vocals_default", "scnet_vocals_small", "scnet_xl_ihf_default"])
         #expect(listing.bags.isEmpty)
         guard case let .configured(model) = try Self.repository.load(named: "mel_small") else {
             Issue.record("mel_small did not load as a configured model")

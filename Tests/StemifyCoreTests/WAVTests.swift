@@ -28,6 +28,23 @@ struct WAVTests {
         #expect(try r.read(from: 9, count: 3).data == [y.data[4], 0, 0, y.data[9], 0, 0])
     }
 
+    /// Stems can peak over full scale before a clip mode (`--clip-mode none`): a float file keeps
+    /// them, integers saturate. Clamping float output made every SCNet with default-initialised
+    /// weights look 12–38 dB off its reference (issue 35).
+    @Test("float output keeps samples beyond full scale; integer output saturates; NaN is written as 0", arguments: WAVEncoding.allCases)
+    func beyondFullScale(_ encoding: WAVEncoding) throws {
+        let path = temp()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let x = Tensor(shape: [1, 5], data: [1.75, -3.5, 0.5, .nan, -1.0000001])
+        let w = try WAVWriter(path: path, channels: 1, sampleRate: 44100, encoding: encoding)
+        try w.write(x)
+        try w.finish()
+        let y = try WAVFileSource(path: path).read(from: 0, count: 5).data
+        let expected: [Float] = encoding == .float32 ? [1.75, -3.5, 0.5, 0, -1.0000001] : [1, -1, 0.5, 0, -1]
+        let step: Float = encoding == .float32 ? 0 : encoding == .int16 ? 2 / 32768 : 2 / 8_388_608
+        for i in 0..<5 { #expect(abs(y[i] - expected[i]) <= step, "sample \(i): \(y[i]) for \(x.data[i])") }
+    }
+
     @Test("hostile or unsupported files give a clear error")
     func hostile() throws {
         let cases: [(String, [UInt8])] = [

@@ -126,8 +126,10 @@ public enum WAVEncoding: String, Sendable, CaseIterable {
 
 /// Writes a WAV file frame block by frame block; the header is completed on `finish()`.
 ///
-/// Conversion matches the reference's `encode_wav`: values are clamped to [-1, 1], then
-/// integers are `trunc(x · (2^(bits-1) - 1))`; float output is the clamped value.
+/// Integers are `trunc(x · (2^(bits-1) - 1))` of the value clamped to [-1, 1], as the reference's
+/// `encode_wav`. Float output keeps the value as it is, beyond full scale too (NaN written as 0):
+/// a stem may peak over 1 before any clip mode, and a float file is how such a stem is kept
+/// whole (msst's writer, soundfile's `FLOAT`, does not clamp either).
 public final class WAVWriter {
     public let path: String
     private let handle: FileHandle
@@ -159,8 +161,8 @@ public final class WAVWriter {
                 for c in 0..<channels {
                     let row = samples.baseAddress! + c * n
                     for f in 0..<n {
-                        let raw = row[f]
-                        let v = raw.isNaN ? 0 : min(max(raw, -1), 1)
+                        let raw = row[f].isNaN ? 0 : row[f]
+                        let v = min(max(raw, -1), 1)
                         let at = (f * channels + c) * width
                         switch encoding {
                         case .int16:
@@ -171,7 +173,7 @@ public final class WAVWriter {
                             out.storeBytes(of: UInt8(truncatingIfNeeded: i >> 8), toByteOffset: at + 1, as: UInt8.self)
                             out.storeBytes(of: UInt8(truncatingIfNeeded: i >> 16), toByteOffset: at + 2, as: UInt8.self)
                         case .float32:
-                            out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
+                            out.storeBytes(of: raw.bitPattern.littleEndian, toByteOffset: at, as: UInt32.self)
                         }
                     }
                 }
