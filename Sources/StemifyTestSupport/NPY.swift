@@ -4,6 +4,16 @@ import Foundation
 /// Reads a little-endian float32 `.npy` file (format 1.0/2.0, C order), as written by
 /// `numpy.save` in the fixture generator.
 public func readNPY(_ url: URL) throws -> Tensor {
+    let (shape, values): ([Int], [Float]) = try readNPYValues(url, descr: "<f4")
+    return Tensor(shape: shape, data: values)
+}
+
+/// A float64 `.npy` file: the shape and the values, for references computed in double precision.
+public func readNPYDouble(_ url: URL) throws -> (shape: [Int], values: [Double]) {
+    try readNPYValues(url, descr: "<f8")
+}
+
+private func readNPYValues<T: BinaryFloatingPoint>(_ url: URL, descr: String) throws -> ([Int], [T]) {
     let data = try Data(contentsOf: url)
     guard data.count > 10, data.prefix(6) == Data([0x93]) + Data("NUMPY".utf8) else { throw NPYError.notNPY(url.path) }
     let major = data[data.startIndex + 6]
@@ -17,19 +27,20 @@ public func readNPY(_ url: URL) throws -> Tensor {
         headerStart = 12
     }
     let header = String(decoding: data[(data.startIndex + headerStart)..<(data.startIndex + headerStart + headerLength)], as: UTF8.self)
-    guard header.contains("'descr': '<f4'"), header.contains("'fortran_order': False") else { throw NPYError.unsupported(url.path, header) }
+    guard header.contains("'descr': '\(descr)'"), header.contains("'fortran_order': False") else { throw NPYError.unsupported(url.path, header) }
     guard let open = header.range(of: "'shape': ("), let close = header[open.upperBound...].firstIndex(of: ")") else {
         throw NPYError.unsupported(url.path, header)
     }
     let shape = header[open.upperBound..<close].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     let count = shape.reduce(1, *)
+    let width = MemoryLayout<T>.size
     let start = data.startIndex + headerStart + headerLength
-    guard data.count - (start - data.startIndex) >= count * 4 else { throw NPYError.truncated(url.path) }
-    var values = [Float](repeating: 0, count: count)
+    guard data.count - (start - data.startIndex) >= count * width else { throw NPYError.truncated(url.path) }
+    var values = [T](repeating: 0, count: count)
     values.withUnsafeMutableBytes { dst in
-        data[start..<(start + count * 4)].withUnsafeBytes { src in dst.copyMemory(from: src) }
+        data[start..<(start + count * width)].withUnsafeBytes { src in dst.copyMemory(from: src) }
     }
-    return Tensor(shape: shape, data: values)
+    return (shape, values)
 }
 
 public enum NPYError: Error {

@@ -12,15 +12,15 @@ public struct CenteredSTFT: Sendable {
     /// `normalized=True`: the forward transform is scaled by `1/√nfft` and the inverse undoes it.
     public let normalized: Bool
     private let fft: FFT
-    private let window: [Float]
+    /// In Double: frames are windowed before any rounding (see ``FFT``).
+    private let window: [Double]
 
     public init(nfft: Int, hop: Int, normalized: Bool = false, hann: Bool = true) {
         self.nfft = nfft
         self.hop = hop
         self.normalized = normalized
         fft = FFT(size: nfft)
-        window = hann ? (0..<nfft).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nfft))) }
-                      : [Float](repeating: 1, count: nfft)
+        window = hann ? periodicHann(nfft) : [Double](repeating: 1, count: nfft)
     }
 
     /// Bins of a one-sided spectrum.
@@ -34,7 +34,7 @@ public struct CenteredSTFT: Sendable {
         let channels = x.shape[0], length = x.shape[1]
         let t = frames(for: length), f = bins
         var out = Tensor(uninitialized: [t, f, channels, 2])
-        let scale: Float = normalized ? 1 / Float(nfft).squareRoot() : 1
+        let scale = normalized ? 1 / Double(nfft).squareRoot() : 1
         out.data.withUnsafeMutableBufferPointer { ob in
             let op = UnsafeMutableSendablePointer(ob.baseAddress!)
             for c in 0..<channels {
@@ -42,16 +42,16 @@ public struct CenteredSTFT: Sendable {
                 padded.withUnsafeBufferPointer { pp in
                     let src = UnsafeSendable(pp.baseAddress!)
                     parallelFor(t, minPerTask: 16) { range in
-                        var re = [Float](repeating: 0, count: nfft), im = [Float](repeating: 0, count: nfft)
+                        var re = [Double](repeating: 0, count: nfft), im = [Double](repeating: 0, count: nfft)
                         for frame in range {
-                            for i in 0..<nfft { re[i] = src.pointer[frame * hop + i] * window[i]; im[i] = 0 }
+                            for i in 0..<nfft { re[i] = Double(src.pointer[frame * hop + i]) * window[i]; im[i] = 0 }
                             re.withUnsafeMutableBufferPointer { r in
                                 im.withUnsafeMutableBufferPointer { m in fft.transform(re: r.baseAddress!, im: m.baseAddress!, inverse: false) }
                             }
                             for b in 0..<f {
                                 let at = ((frame * f + b) * channels + c) * 2
-                                op.pointer[at] = re[b] * scale
-                                op.pointer[at + 1] = im[b] * scale
+                                op.pointer[at] = Float(re[b] * scale)
+                                op.pointer[at + 1] = Float(im[b] * scale)
                             }
                         }
                     }
@@ -69,26 +69,27 @@ public struct CenteredSTFT: Sendable {
         precondition(f == bins && spec.shape[3] == 2, "inverse: spectrum \(spec.shape) for nfft \(nfft)")
         let full = nfft + hop * (t - 1)
         precondition(nfft / 2 + length <= full, "inverse: \(t) frames are too few for \(length) samples")
-        var envelope = [Float](repeating: 0, count: full)
+        var envelope = [Double](repeating: 0, count: full)
         for frame in 0..<t {
             for i in 0..<nfft { envelope[frame * hop + i] += window[i] * window[i] }
         }
-        let scale: Float = (normalized ? Float(nfft).squareRoot() : 1) / Float(nfft)
+        let scale = (normalized ? Double(nfft).squareRoot() : 1) / Double(nfft)
         var out = Tensor(zeros: [channels, length])
-        // Each frame's inverse transform on its own (in parallel), then the overlap-add.
-        var frameBuffer = [Float](repeating: 0, count: t * nfft)
+        // Each frame's inverse transform on its own (in parallel), then the overlap-add, all in
+        // Double and rounded once per sample.
+        var frameBuffer = [Double](repeating: 0, count: t * nfft)
         for c in 0..<channels {
             frameBuffer.withUnsafeMutableBufferPointer { fb in
                 let fp = UnsafeMutableSendablePointer(fb.baseAddress!)
                 spec.data.withUnsafeBufferPointer { sb in
                     let sp = UnsafeSendable(sb.baseAddress!)
                     parallelFor(t, minPerTask: 16) { range in
-                        var re = [Float](repeating: 0, count: nfft), im = [Float](repeating: 0, count: nfft)
+                        var re = [Double](repeating: 0, count: nfft), im = [Double](repeating: 0, count: nfft)
                         for frame in range {
                             for b in 0..<f {
                                 let at = ((frame * f + b) * channels + c) * 2
-                                re[b] = sp.pointer[at]
-                                im[b] = sp.pointer[at + 1]
+                                re[b] = Double(sp.pointer[at])
+                                im[b] = Double(sp.pointer[at + 1])
                             }
                             im[0] = 0
                             im[nfft / 2] = 0
@@ -105,14 +106,14 @@ public struct CenteredSTFT: Sendable {
                     }
                 }
             }
-            var y = [Float](repeating: 0, count: full)
+            var y = [Double](repeating: 0, count: full)
             for frame in 0..<t {
                 for i in 0..<nfft { y[frame * hop + i] += frameBuffer[frame * nfft + i] }
             }
             let begin = nfft / 2
             for i in 0..<length {
                 let e = envelope[begin + i]
-                out.data[c * length + i] = e > 1e-11 ? y[begin + i] / e : y[begin + i]
+                out.data[c * length + i] = Float(e > 1e-11 ? y[begin + i] / e : y[begin + i])
             }
         }
         return out

@@ -16,15 +16,15 @@ public struct Spectrogram: Sendable {
     public let hop: Int
     public let hybridOld: Bool
     private let fft: FFT
-    private let window: [Float]
+    /// In Double: frames are windowed before any rounding (see ``FFT``).
+    private let window: [Double]
 
     public init(nfft: Int, hybridOld: Bool = false) {
         self.nfft = nfft
         self.hybridOld = hybridOld
         self.hop = nfft / 4
         fft = FFT(size: nfft)
-        // Periodic Hann: torch.hann_window(nfft) with periodic=True.
-        window = (0..<nfft).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nfft))) }
+        window = periodicHann(nfft)
     }
 
     /// Number of frames `_spec` keeps for `length` samples.
@@ -38,27 +38,27 @@ public struct Spectrogram: Sendable {
         let bins = nfft / 2
         var re = Tensor(zeros: [channels, bins, le])
         var im = Tensor(zeros: [channels, bins, le])
-        let scale = 1 / Float(nfft).squareRoot()
+        let scale = 1 / Double(nfft).squareRoot()
         for c in 0..<channels {
             let signal = Array(x.data[c * length..<(c + 1) * length])
             let once = hybridOld
                 ? [Float](repeating: 0, count: pad) + signal + [Float](repeating: 0, count: pad + le * hop - length)
                 : reflectPad1d(signal, left: pad, right: pad + le * hop - length)
             let padded = reflectPad1d(once, left: nfft / 2, right: nfft / 2)
-            var fr = [Float](repeating: 0, count: nfft)
-            var fi = [Float](repeating: 0, count: nfft)
+            var fr = [Double](repeating: 0, count: nfft)
+            var fi = [Double](repeating: 0, count: nfft)
             for frame in 0..<le {
                 // Frame `frame + 2` of the centred STFT.
                 let start = (frame + 2) * hop
-                for i in 0..<nfft { fr[i] = padded[start + i] * window[i]; fi[i] = 0 }
+                for i in 0..<nfft { fr[i] = Double(padded[start + i]) * window[i]; fi[i] = 0 }
                 fr.withUnsafeMutableBufferPointer { rp in
                     fi.withUnsafeMutableBufferPointer { ip in
                         fft.transform(re: rp.baseAddress!, im: ip.baseAddress!, inverse: false)
                     }
                 }
                 for b in 0..<bins {
-                    re.data[(c * bins + b) * le + frame] = fr[b] * scale
-                    im.data[(c * bins + b) * le + frame] = fi[b] * scale
+                    re.data[(c * bins + b) * le + frame] = Float(fr[b] * scale)
+                    im.data[(c * bins + b) * le + frame] = Float(fi[b] * scale)
                 }
             }
         }
@@ -101,17 +101,17 @@ public struct Spectrogram: Sendable {
         let full = nfft + hop * (frames - 1)
         // torch.istft trims nfft/2 at the start (center=True) and keeps `le` samples.
         precondition(nfft / 2 + le <= full, "inverse: \(t) frames are too few for \(length) samples")
-        var envelope = [Float](repeating: 0, count: full)
+        var envelope = [Double](repeating: 0, count: full)
         for f in 0..<frames {
             for i in 0..<nfft { envelope[f * hop + i] += window[i] * window[i] }
         }
         var out = Tensor(zeros: [channels, length])
         // normalized=True undoes the forward 1/√nfft; the inverse FFT carries 1/nfft.
-        let scale = Float(nfft).squareRoot() / Float(nfft)
-        var fr = [Float](repeating: 0, count: nfft)
-        var fi = [Float](repeating: 0, count: nfft)
-        var ya = [Float](repeating: 0, count: full)
-        var yb = [Float](repeating: 0, count: full)
+        let scale = Double(nfft).squareRoot() / Double(nfft)
+        var fr = [Double](repeating: 0, count: nfft)
+        var fi = [Double](repeating: 0, count: nfft)
+        var ya = [Double](repeating: 0, count: full)
+        var yb = [Double](repeating: 0, count: full)
         // Two channels per transform: their signals are real, so the inverse of Xa + i·Xb is
         // xa + i·xb; half the FFTs of one channel at a time.
         for c0 in stride(from: 0, to: channels, by: 2) {
@@ -122,11 +122,11 @@ public struct Spectrogram: Sendable {
                 // Hermitian completion of each; irfft ignores the imaginary parts of DC and Nyquist.
                 for b in 0..<bins {
                     let a = c0 * channelStride + b * t + frame
-                    let ar = re[a], ai = b == 0 ? 0 : im[a]
-                    var (br, bi): (Float, Float) = (0, 0)
+                    let ar = Double(re[a]), ai = b == 0 ? 0 : Double(im[a])
+                    var (br, bi): (Double, Double) = (0, 0)
                     if let c1 {
                         let k = c1 * channelStride + b * t + frame
-                        (br, bi) = (re[k], b == 0 ? 0 : im[k])
+                        (br, bi) = (Double(re[k]), b == 0 ? 0 : Double(im[k]))
                     }
                     fr[b] = ar - bi
                     fi[b] = ai + br
@@ -154,7 +154,7 @@ public struct Spectrogram: Sendable {
                 guard let c else { continue }
                 for i in 0..<length {
                     let e = envelope[begin + i]
-                    out.data[c * length + i] = e > 1e-11 ? y[begin + i] / e : y[begin + i]
+                    out.data[c * length + i] = Float(e > 1e-11 ? y[begin + i] / e : y[begin + i])
                 }
             }
         }

@@ -504,7 +504,7 @@ func addChannelBias(_ x: inout Tensor, _ bias: Tensor) {
 }
 
 /// A raw pointer that may cross into `concurrentPerform` tasks writing disjoint ranges.
-struct UnsafeMutableSendablePointer: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
-    init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
+struct UnsafeMutableSendablePointer<Element>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Element>
+    init(_ pointer: UnsafeMutablePointer<Element>) { self.pointer = pointer }
 }
