@@ -266,6 +266,31 @@ def signal(seconds, channels=2, samplerate=44100, seed=0):
     return out.astype(np.float32)
 
 
+def music(seconds, channels=2, samplerate=44100, seed=0, bits=16):
+    """A synthetic mix [C, L]: bass line, chord pad, kick, hi-hat bursts, vibrato lead, quantised
+    to `bits` (16: the noise floor of a CD master; 32: float, unquantised)."""
+    n = int(round(seconds * samplerate))
+    t = np.arange(n) / samplerate
+    rng = np.random.default_rng(seed)
+    beat = 60 / rng.uniform(90, 130)
+    out = np.zeros((channels, n))
+    notes = 41.2 * 2 ** (rng.integers(0, 12, 4) / 12)
+    bass = notes[(t / (2 * beat)).astype(int) % 4]
+    for c in range(channels):
+        out[c] += 0.25 * np.sin(2 * np.pi * np.cumsum(bass) / samplerate)
+        for f0 in 220 * 2 ** (np.array([0, 4, 7]) / 12):
+            out[c] += 0.05 * np.sin(2 * np.pi * f0 * (1 + 0.002 * c) * t + rng.uniform(0, 2 * np.pi))
+        ph = t % beat
+        out[c] += 0.5 * np.exp(-30 * ph) * np.sin(2 * np.pi * (50 + 100 * np.exp(-40 * ph)) * ph)
+        out[c] += 0.08 * np.exp(-80 * (t % (beat / 2))) * rng.standard_normal(n)
+        out[c] += 0.1 * np.sin(2 * np.pi * 660 * t + 3 * np.sin(2 * np.pi * 5.5 * t) + c)
+    out = np.clip(out, -1, 1)
+    if bits < 32:
+        scale = 2 ** (bits - 1)
+        out = np.round(out * (scale - 1)) / scale
+    return out.astype(np.float32)
+
+
 def write_wav(path, data, samplerate, int16=False):
     """[C, L] float32 -> WAV (float32, or 16-bit PCM)."""
     import soundfile as sf

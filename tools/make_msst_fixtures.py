@@ -45,6 +45,9 @@ from msst.models.bs_roformer import BSRoformer, MelBandRoformer
 from msst.models.scnet import SCNet
 from msst.utils.model_utils import demix
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_fixtures import music  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "Tests" / "Fixtures" / "msst"
 AUDIO = ROOT / "Tests" / "Fixtures" / "audio"
@@ -111,27 +114,6 @@ def default_init(model: torch.nn.Module, seed: int):
         for name, p in model.named_parameters():
             if name.endswith("gamma"):
                 p.copy_(1 + 0.3 * torch.randn(p.shape, generator=g))
-
-
-def music(seconds: float, channels: int = 2, samplerate: int = 44100, seed: int = 0) -> np.ndarray:
-    """A 16-bit synthetic mix [C, L]: bass line, chord pad, kick, hi-hat bursts, vibrato lead.
-    Quantised to 16 bits, so the spectrum has the noise floor of a real CD master."""
-    n = int(round(seconds * samplerate))
-    t = np.arange(n) / samplerate
-    rng = np.random.default_rng(seed)
-    beat = 60 / rng.uniform(90, 130)
-    out = np.zeros((channels, n))
-    notes = 41.2 * 2 ** (rng.integers(0, 12, 4) / 12)
-    bass = notes[(t / (2 * beat)).astype(int) % 4]
-    for c in range(channels):
-        out[c] += 0.25 * np.sin(2 * np.pi * np.cumsum(bass) / samplerate)
-        for f0 in 220 * 2 ** (np.array([0, 4, 7]) / 12):
-            out[c] += 0.05 * np.sin(2 * np.pi * f0 * (1 + 0.002 * c) * t + rng.uniform(0, 2 * np.pi))
-        ph = t % beat
-        out[c] += 0.5 * np.exp(-30 * ph) * np.sin(2 * np.pi * (50 + 100 * np.exp(-40 * ph)) * ph)
-        out[c] += 0.08 * np.exp(-80 * (t % (beat / 2))) * rng.standard_normal(n)
-        out[c] += 0.1 * np.sin(2 * np.pi * 660 * t + 3 * np.sin(2 * np.pi * 5.5 * t) + c)
-    return (np.round(np.clip(out, -1, 1) * 32767) / 32768).astype(np.float32)
 
 
 def scnet_trained_like(model: torch.nn.Module, seed: int):

@@ -204,7 +204,7 @@ def main():
         repo.mkdir(parents=True, exist_ok=True)
         wav_path = Path(tmp) / "input.wav"
         if args.input_kind == "music":
-            x = mm.music(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
+            x = mf.music(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
             sf.write(str(wav_path), x.T, args.samplerate, subtype="PCM_16")
         else:
             x = mf.signal(args.seconds, channels=args.channels, samplerate=args.samplerate, seed=args.seed)
