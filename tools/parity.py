@@ -112,39 +112,10 @@ def reference_output(name, repo, wav_path):
     return model, mf.separate(model, wav).numpy()
 
 
-def spectro64(x, n_fft=512, hop_length=None, pad=0):
-    """demucs.spec.spectro computed in float64 (window included), rounded to complex64 after."""
-    *other, length = x.shape
-    z = torch.stft(x.reshape(-1, length).double(), n_fft * (1 + pad), hop_length or n_fft // 4,
-                   window=torch.hann_window(n_fft, dtype=torch.float64), win_length=n_fft, normalized=True,
-                   center=True, return_complex=True, pad_mode="reflect")
-    _, freqs, frames = z.shape
-    return z.to(torch.complex64).view(*other, freqs, frames)
-
-
-def ispectro64(z, hop_length=None, length=None, pad=0):
-    """demucs.spec.ispectro computed in float64, rounded to float32 after."""
-    *other, freqs, frames = z.shape
-    n_fft = 2 * freqs - 2
-    win_length = n_fft // (1 + pad)
-    x = torch.istft(z.reshape(-1, freqs, frames).to(torch.complex128), n_fft, hop_length,
-                    window=torch.hann_window(win_length, dtype=torch.float64), win_length=win_length,
-                    normalized=True, length=length, center=True)
-    return x.float().view(*other, x.shape[-1])
-
-
 def reference_output_float64_stft(name, repo, wav_path):
     """The reference with its STFT pair in float64: the same network, a more exact transform."""
-    import demucs.hdemucs
-    import demucs.htdemucs
-    saved = {m: (m.spectro, m.ispectro) for m in (demucs.hdemucs, demucs.htdemucs)}
-    try:
-        for m in saved:
-            m.spectro, m.ispectro = spectro64, ispectro64
+    with mf.float64_stft():
         return reference_output(name, repo, wav_path)[1]
-    finally:
-        for m, (a, b) in saved.items():
-            m.spectro, m.ispectro = a, b
 
 
 def reference_self_check(name, repo, wav_path, threads):

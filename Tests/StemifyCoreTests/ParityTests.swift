@@ -11,7 +11,18 @@ let parityThresholdDB = 60.0
 struct ParityCase: CustomTestStringConvertible, Sendable {
     let model: String
     let signal: String
+    /// Per stem, the reference against itself with a float64 STFT (`tools/make_fixtures.py`),
+    /// where the input has bins at the noise floor.
+    var spread: [Double]? = nil
     var testDescription: String { "\(model) on \(signal)" }
+
+    /// Per stem: 60 dB, or the reference's spread less 1.5 dB where that is lower. A magnitude
+    /// member takes the mixture's phase, which on noise-floor bins the FFT's rounding decides: no
+    /// implementation can be closer to the reference than the reference is to its own float64
+    /// run (issue 30).
+    func thresholds(stems: Int) -> [Double] {
+        (0..<stems).map { k in min(parityThresholdDB, (spread?[k] ?? .infinity) - 1.5) }
+    }
 }
 
 let fixtureRepo = ModelRepository(directory: fixturesDirectory().appendingPathComponent("repo"))
@@ -40,13 +51,15 @@ func separateFixture(_ bag: ModelBag, _ signal: String, options: SeparationOptio
     return out
 }
 
-func expectParity(_ estimate: Tensor, _ ref: Tensor, sources: [String], label: String, threshold: Double = parityThresholdDB) {
+func expectParity(_ estimate: Tensor, _ ref: Tensor, sources: [String], label: String, threshold: Double = parityThresholdDB,
+                  perStem: [Double]? = nil) {
     #expect(estimate.shape == ref.shape, "\(label): shape \(estimate.shape) vs \(ref.shape)")
     guard estimate.shape == ref.shape else { return }
     let plane = ref.count / sources.count
     for (k, name) in sources.enumerated() {
         let db = snr(reference: ref.data[(k * plane)..<((k + 1) * plane)], estimate: estimate.data[(k * plane)..<((k + 1) * plane)])
-        #expect(db >= threshold, "\(label) \(name): SNR \(db) dB")
+        let bar = perStem?[k] ?? threshold
+        #expect(db >= bar, "\(label) \(name): SNR \(db) dB (bar \(bar) dB)")
         if ProcessInfo.processInfo.environment["STEMIFY_PRINT_SNR"] != nil { print("SNR \(label) \(name): \(String(format: "%.1f", db)) dB") }
     }
 }
@@ -55,13 +68,16 @@ func expectParity(_ estimate: Tensor, _ ref: Tensor, sources: [String], label: S
 struct ParityTests {
     static let cases: [ParityCase] = {
         let manifest = try! JSONSerialization.jsonObject(with: Data(contentsOf: fixturesDirectory().appendingPathComponent("manifest.json"))) as! [String: Any]
-        return (manifest["cases"] as! [[String: Any]]).map { ParityCase(model: $0["model"] as! String, signal: $0["signal"] as! String) }
+        return (manifest["cases"] as! [[String: Any]]).map {
+            ParityCase(model: $0["model"] as! String, signal: $0["signal"] as! String, spread: $0["spread"] as? [Double])
+        }
     }()
 
-    @Test("every stem within 60 dB of the reference", arguments: cases)
+    @Test("every stem within 60 dB of the reference, or of its own float64-STFT spread on noise-floor inputs", arguments: cases)
     func parity(_ c: ParityCase) throws {
         let bag = try fixtureRepo.loadBag(named: c.model)
-        expectParity(try separateFixture(bag, c.signal), try reference(c.model, c.signal), sources: bag.sources, label: c.testDescription)
+        expectParity(try separateFixture(bag, c.signal), try reference(c.model, c.signal), sources: bag.sources, label: c.testDescription,
+                     perStem: c.thresholds(stems: bag.sources.count))
     }
 
     @Test("stemify's file path (float32 WAV, no clipping) matches the reference")

@@ -16,8 +16,11 @@ public struct ConvertedAudioSource: AudioSource {
     private let oldRate: Int
     private let newRate: Int
     private let width: Int
-    /// `kernels[i]`: filter of output phase `i`, `2·width + oldRate` taps.
-    private let kernels: [[Float]]
+    /// `kernels[i]`: filter of output phase `i`, `2·width + oldRate` taps. In Double, as the
+    /// products are summed: an upsampled track's empty upper band is then the resampler's
+    /// rounding, which a magnitude-output Demucs turns into phase (see ``FFT``), so it is kept at
+    /// least as small as the reference's float32 one.
+    private let kernels: [[Double]]
 
     /// - Parameters:
     ///   - rate: the base source's sample rate.
@@ -39,7 +42,7 @@ public struct ConvertedAudioSource: AudioSource {
         let sr = Double(min(oldRate, newRate)) * rolloff
         let w = Int((zeros * Double(oldRate) / sr).rounded(.up))
         width = w
-        var ks: [[Float]] = []
+        var ks: [[Double]] = []
         for i in 0..<newRate {
             var k = [Double](repeating: 0, count: 2 * w + oldRate)
             for (j, idx) in (-w..<(w + oldRate)).enumerated() {
@@ -50,7 +53,7 @@ public struct ConvertedAudioSource: AudioSource {
                 k[j] = sinc * window
             }
             let sum = k.reduce(0, +)
-            ks.append(k.map { Float($0 / sum) })
+            ks.append(k.map { $0 / sum })
         }
         kernels = ks
         // Parity: the floored output length, `int(new_sr * length / old_sr)`.
@@ -81,13 +84,13 @@ public struct ConvertedAudioSource: AudioSource {
             for m in lo..<hi {
                 let n = m / newRate, i = m % newRate
                 let k = kernels[i]
-                var acc: Float = 0
+                var acc = 0.0
                 let first = n * oldRate - width
                 for j in 0..<k.count {
                     let p = min(max(first + j, 0), inputLength - 1) - readLo
-                    acc += k[j] * x.data[row + p]
+                    acc += k[j] * Double(x.data[row + p])
                 }
-                out.data[c * count + (m - start)] = acc
+                out.data[c * count + (m - start)] = Float(acc)
             }
         }
         return out
