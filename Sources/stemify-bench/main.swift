@@ -119,3 +119,20 @@ for set in InstructionSet.allCases.reversed() where set.isSupported {
     ])
 }
 InstructionSet.select(try InstructionSet(setting: isa))
+
+// The spectrogram pairs: htdemucs's 7.8 s stereo segment (`_spec` / `_ispec`) and an 11 s SCNet
+// chunk (centred STFT, no window). Transforms run in Double (issue 30).
+let segment = random([2, 343_980], scale: 0.5)
+let spectrogram = Spectrogram(nfft: 4096)
+let (segRe, segIm) = spectrogram.forward(segment)
+bench("spectrogram 7.8 s stereo", [
+    ("_spec", { _ = spectrogram.forward(segment) }),
+    ("_ispec", { _ = spectrogram.inverse(re: segRe, im: segIm, length: 343_980) }),
+])
+let chunk = random([2, 486_400], scale: 0.5)
+let centred = CenteredSTFT(nfft: 4096, hop: 1024, normalized: true, hann: false)
+let chunkSpec = centred.forward(chunk)
+bench("centred STFT 11 s stereo", [
+    ("stft", { _ = centred.forward(chunk) }),
+    ("istft", { _ = centred.inverse(chunkSpec, length: 486_400) }),
+])
