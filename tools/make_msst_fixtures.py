@@ -43,6 +43,7 @@ from ml_collections import ConfigDict
 
 from msst.models.bs_roformer import BSRoformer, MelBandRoformer
 from msst.models.scnet import SCNet
+from msst.utils.audio_utils import denormalize_audio, normalize_audio
 from msst.utils.model_utils import demix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -208,6 +209,10 @@ DEFAULT = {
     # BS-RoFormer viperx 1297 and Mel-Band RoFormer KJ layouts.
     "bs_default": dict(SMALL["bs_small"], batch=4),
     "mel_default": dict(SMALL["mel_small"], overlap=2, batch=4),
+    # `inference.normalize: true`: the track divided by its mono mix's mean and std around demix.
+    "scnet_norm_default": dict(family=SCNet, chunk=22050, overlap=2, batch=1, instruments=["vocals", "other"],
+                               target=None, nested=False, model_type="scnet", normalize=True,
+                               model=dict(SCNET_LARGE, sources=["vocals", "other"], dims=[4, 8, 12, 16])),
 }
 
 SIGNALS = {
@@ -219,6 +224,7 @@ SIGNALS = {
     "scnet_large_default": ["short", "long", "mono44k", "music16"],
     "scnet_xl_ihf_default": ["music16"],
     "scnet_vocals_default": ["music16"],
+    "scnet_norm_default": ["music16", "mono44k"],
     "bs_default": ["long", "music16", "mono44k"],
     "mel_default": ["long", "music16"],
 }
@@ -239,9 +245,16 @@ def save_checkpoint(model: torch.nn.Module, path: Path, nested: bool):
 
 
 def separate(config: ConfigDict, model: torch.nn.Module, mix: np.ndarray, model_type: str) -> np.ndarray:
+    """`demix`, inside `inference.normalize`'s wrapping as msst's inference applies it."""
+    normalize = bool(config.inference.get("normalize", False))
+    if normalize:
+        mix, params = normalize_audio(mix)
     out = demix(config, model, mix, torch.device("cpu"), model_type)
     names = [config.training.target_instrument] if config.training.get("target_instrument") else config.training.instruments
-    return np.stack([out[n] for n in names]).astype(np.float32)
+    stems = np.stack([out[n] for n in names])
+    if normalize:
+        stems = denormalize_audio(stems, params)
+    return stems.astype(np.float32)
 
 
 def small(only=None):

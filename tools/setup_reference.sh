@@ -14,7 +14,7 @@ python3 -m venv "$VENV"
 # msst pins torch<2.12; its model code runs on 2.13, so it goes in without its dependencies, and
 # what its model files import is added by hand.
 "$VENV/bin/pip" install --no-deps msst==0.1.0 rotary-embedding-torch==0.9.1
-"$VENV/bin/pip" install beartype librosa ml-collections scipy packaging
+"$VENV/bin/pip" install beartype librosa ml-collections scipy packaging matplotlib
 # The ONNX Runtime peer of tools/benchmark.py --onnx: demucs-onnx's export patches and overlap-add
 # (its export extra pins torch<2.5; the legacy exporter it calls runs on 2.13).
 "$VENV/bin/pip" install onnx onnxscript onnxruntime

@@ -114,6 +114,24 @@ struct MSSTParityTests {
         }
     }
 
+    /// msst's inference divides the track by its mono mix's mean and std when the configuration
+    /// says `inference.normalize: true`, and the stems are scaled back: without it the stems are
+    /// those of another input.
+    @Test("inference.normalize wraps the separation; ignoring it fails the bar")
+    func normalize() throws {
+        let model = try Self.model("scnet_norm_default")
+        #expect(model.config.normalize)
+        var plain = model.config
+        plain.normalize = false
+        let ignoring = ConfiguredModel(config: plain, network: model.network)
+        let ref = try Self.reference("scnet_norm_default", "music16")
+        let db = snr(reference: ref, estimate: try Self.separate(ignoring, "music16"))
+        #expect(db < parityThresholdDB, "ignoring inference.normalize still gives \(db) dB")
+        #expect(throws: CheckpointError.self) {
+            try TrainingConfig(yaml: "audio: {chunk_size: 100}\nmodel: {band_SR: [0.2, 0.3, 0.5]}\ntraining: {instruments: [a]}\ninference: {normalize: 3}\n")
+        }
+    }
+
     @Test("a checkpoint in a training-loop dict with module. prefixes loads like a plain one")
     func nestedCheckpoint() throws {
         let nested = try ModelPackage.loadStateDict(bytes: [UInt8](Data(contentsOf: Self.folder.appendingPathComponent("mel_small.ckpt"))))
@@ -136,7 +154,8 @@ struct ConfiguredModelPipelineTests {
     func folder() throws {
         let listing = Self.repository.list()
         #expect(listing.configured == ["bs4_small", "bs_default", "bs_small", "mel_default", "mel_small", "scnet_large_default",
-                                       "scnet_small", "scnet_vocals_default", "scnet_vocals_small", "scnet_xl_ihf_default"])
+                                       "scnet_norm_default", "scnet_small", "scnet_vocals_default", "scnet_vocals_small",
+                                       "scnet_xl_ihf_default"])
         #expect(listing.bags.isEmpty)
         guard case let .configured(model) = try Self.repository.load(named: "mel_small") else {
             Issue.record("mel_small did not load as a configured model")

@@ -27,6 +27,9 @@ public struct TrainingConfig: Sendable {
     public var batchSize: Int
     /// `audio.sample_rate`.
     public var sampleRate: Int
+    /// `inference.normalize`: msst's inference divides the track by the mean and standard
+    /// deviation of its mono mix before `demix` and undoes it on the stems.
+    public var normalize: Bool
     /// `training.instruments`: the network's outputs, in order.
     public var instruments: [String]
     /// `training.target_instrument`: the one stem a single-output network estimates.
@@ -61,6 +64,11 @@ public struct TrainingConfig: Sendable {
         numOverlap = try int(inference, "num_overlap", in: "inference", range: 1...chunk) ?? 2
         batchSize = try int(inference, "batch_size", in: "inference", range: 1...1024) ?? 1
         sampleRate = try int(audio, "sample_rate", in: "audio", range: 1000...768_000) ?? 44100
+        switch inference["normalize"] {
+        case nil, .none?: normalize = false
+        case let .bool(b)?: normalize = b
+        case let v?: throw bad("'inference.normalize' must be true or false, got \(v)")
+        }
         guard case let .list(names)? = training["instruments"], !names.isEmpty, names.count <= 64 else {
             throw bad("'training.instruments' must be a list of stem names")
         }

@@ -66,6 +66,9 @@ public struct ConfiguredModel: Sendable {
 ///   fade-in when the batch holds only the first chunk, else no fade-out for a batch that reaches
 ///   the end. Chunks are still run one at a time here.
 /// - Mono input is duplicated to stereo and the first output channel kept.
+/// - With `inference.normalize`, the track is taken as `(x − mean) / std` of its mono mix
+///   (population std, 1 where it is not above float32's epsilon) and the stems as `y · std + mean`,
+///   as msst's inference wraps `demix`.
 public struct FadedChunkSeparation {
     public let model: ConfiguredModel
     public let numOverlap: Int
@@ -127,13 +130,20 @@ public struct FadedChunkSeparation {
             (next, base, acc, weights, emitted) = (state.next, state.base, state.acc, state.weightSum, resume.emitted)
         }
 
+        var normalization: (mean: Float, std: Float)? = nil
+        if config.normalize {
+            let stats = try monoMeanAndStd(source, unbiased: false)
+            normalization = (stats.mean, stats.std.isFinite && stats.std > Float.ulpOfOne ? stats.std : 1)
+        }
+
         let lanes = Lanes(chunks: chunks, seconds: Double(chunk) / Double(config.sampleRate), requested: self.lanes)
         while next < chunks {
             if isCancelled() { throw SeparationError.cancelled }
             let group = next..<min(chunks, next + lanes.count)
             let inputs = try group.map { n in
                 let start = n * step
-                return try readChunk(source, from: start - offset, count: min(chunk, paddedLength - start), chunk: chunk, length: length)
+                return try readChunk(source, from: start - offset, count: min(chunk, paddedLength - start), chunk: chunk, length: length,
+                                     normalization: normalization)
             }
             for (k, var out) in lanes.map(inputs, model.network.forward).enumerated() {
                 // Cancellation still lands between chunks, as one at a time.
@@ -186,8 +196,10 @@ public struct FadedChunkSeparation {
                     for r in 0..<(outputs * inChannels) {
                         for i in 0..<n {
                             let k = lo - base + i
-                            let v = acc[r * chunk + k] / weights[k]
-                            stems.data[r * n + i] = v.isNaN ? 0 : v
+                            var v = acc[r * chunk + k] / weights[k]
+                            if v.isNaN { v = 0 }
+                            if let normalization { v = v * normalization.std + normalization.mean }
+                            stems.data[r * n + i] = v
                         }
                     }
                     try emit(lo - offset, stems, try source.read(from: lo - offset, count: n))
@@ -204,14 +216,19 @@ public struct FadedChunkSeparation {
     }
 
     /// Padded positions `from ..< from + count` of the track (reflected past its ends), as a
-    /// stereo chunk of `chunk` samples padded the reference's way.
-    private func readChunk(_ source: any AudioSource, from: Int, count: Int, chunk: Int, length: Int) throws -> Tensor {
+    /// stereo chunk of `chunk` samples padded the reference's way, normalised before the padding
+    /// (the reference normalises the whole track, then pads).
+    private func readChunk(_ source: any AudioSource, from: Int, count: Int, chunk: Int, length: Int,
+                           normalization: (mean: Float, std: Float)?) throws -> Tensor {
         let channels = source.channelCount
         // The stretch of the track the reflections and the chunk touch.
         func reflect(_ i: Int) -> Int { i < 0 ? -i : (i >= length ? 2 * (length - 1) - i : i) }
         let indices = (0..<count).map { reflect(from + $0) }
         let lo = indices.min()!, hi = indices.max()!
-        let raw = try source.read(from: lo, count: hi - lo + 1)
+        var raw = try source.read(from: lo, count: hi - lo + 1)
+        if let (mean, std) = normalization {
+            for i in raw.data.indices { raw.data[i] = (raw.data[i] - mean) / std }
+        }
         let span = hi - lo + 1
         var part = Tensor(zeros: [2, chunk])
         let reflectTail = count > chunk / 2

@@ -125,7 +125,7 @@ public struct StreamingSeparation {
         guard length > 0 else { return }
 
         // Parity: `ref = wav.mean(0); (wav - ref.mean()) / (ref.std() + 1e-8)`, unbiased std.
-        let (mean, std) = try monoMeanAndStd(source)
+        let (mean, std) = try monoMeanAndStd(source, unbiased: true)
         let scale = std + 1e-8
 
         var rng = SplitMix64(seed: options.seed ?? UInt64.random(in: 0...UInt64.max))
@@ -244,37 +244,6 @@ public struct StreamingSeparation {
         }
     }
 
-    private func monoMeanAndStd(_ source: any AudioSource) throws -> (Float, Float) {
-        let block = 1 << 16
-        let length = source.frameCount, channels = source.channelCount
-        var sum = 0.0
-        var start = 0
-        while start < length {
-            let n = min(block, length - start)
-            let x = try source.read(from: start, count: n)
-            for i in 0..<n {
-                var m: Float = 0
-                for c in 0..<channels { m += x.data[c * n + i] }
-                sum += Double(m / Float(channels))
-            }
-            start += n
-        }
-        let mean = sum / Double(length)
-        var sq = 0.0
-        start = 0
-        while start < length {
-            let n = min(block, length - start)
-            let x = try source.read(from: start, count: n)
-            for i in 0..<n {
-                var m: Float = 0
-                for c in 0..<channels { m += x.data[c * n + i] }
-                let d = Double(m / Float(channels)) - mean
-                sq += d * d
-            }
-            start += n
-        }
-        return (Float(mean), Float((sq / Double(max(length - 1, 1))).squareRoot()))
-    }
 }
 
 /// Where a separation stands: what was emitted and each pass's overlap-add state, enough to
@@ -440,4 +409,40 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// Mean and standard deviation of a track's mono mix (channels averaged), read a block at a time:
+/// Demucs divides by the unbiased one (`torch.std`), msst's `normalize_audio` by the population one
+/// (`numpy.std`).
+func monoMeanAndStd(_ source: any AudioSource, unbiased: Bool) throws -> (mean: Float, std: Float) {
+    let block = 1 << 16
+    let length = source.frameCount, channels = source.channelCount
+    var sum = 0.0
+    var start = 0
+    while start < length {
+        let n = min(block, length - start)
+        let x = try source.read(from: start, count: n)
+        for i in 0..<n {
+            var m: Float = 0
+            for c in 0..<channels { m += x.data[c * n + i] }
+            sum += Double(m / Float(channels))
+        }
+        start += n
+    }
+    let mean = sum / Double(length)
+    var sq = 0.0
+    start = 0
+    while start < length {
+        let n = min(block, length - start)
+        let x = try source.read(from: start, count: n)
+        for i in 0..<n {
+            var m: Float = 0
+            for c in 0..<channels { m += x.data[c * n + i] }
+            let d = Double(m / Float(channels)) - mean
+            sq += d * d
+        }
+        start += n
+    }
+    let divisor = unbiased ? max(length - 1, 1) : max(length, 1)
+    return (Float(mean), Float((sq / Double(divisor)).squareRoot()))
 }
