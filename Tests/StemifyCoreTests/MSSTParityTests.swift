@@ -104,14 +104,7 @@ struct MSSTParityTests {
                                        output: StemOutputOptions(format: .wav, encoding: .float32, clipMode: .none))
             .separate(input: audioFixture(signal), into: out)
         #expect(files.map(\.lastPathComponent) == ["drums.wav", "bass.wav", "other.wav", "vocals.wav"])
-        let plane = ref.count / 4
-        for (k, file) in files.enumerated() {
-            let wav = try WAVFileSource(path: file.path)
-            let est = try wav.read(from: 0, count: wav.frameCount)
-            #expect(est.count == plane)
-            let db = snr(reference: ref.data[(k * plane)..<((k + 1) * plane)], estimate: est.data[...])
-            #expect(db >= parityThresholdDB, "\(file.lastPathComponent): SNR \(db) dB")
-        }
+        try expectFilesMatch(files, ref)
     }
 
     /// msst's inference divides the track by its mono mix's mean and std when the configuration

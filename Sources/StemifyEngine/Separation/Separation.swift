@@ -415,34 +415,26 @@ struct SplitMix64: RandomNumberGenerator {
 /// Demucs divides by the unbiased one (`torch.std`), msst's `normalize_audio` by the population one
 /// (`numpy.std`).
 func monoMeanAndStd(_ source: any AudioSource, unbiased: Bool) throws -> (mean: Float, std: Float) {
-    let block = 1 << 16
     let length = source.frameCount, channels = source.channelCount
-    var sum = 0.0
-    var start = 0
-    while start < length {
-        let n = min(block, length - start)
-        let x = try source.read(from: start, count: n)
-        for i in 0..<n {
-            var m: Float = 0
-            for c in 0..<channels { m += x.data[c * n + i] }
-            sum += Double(m / Float(channels))
+    func forEachMonoSample(_ body: (Double) -> Void) throws {
+        let block = 1 << 16
+        var start = 0
+        while start < length {
+            let n = min(block, length - start)
+            let x = try source.read(from: start, count: n)
+            for i in 0..<n {
+                var m: Float = 0
+                for c in 0..<channels { m += x.data[c * n + i] }
+                body(Double(m / Float(channels)))
+            }
+            start += n
         }
-        start += n
     }
+    var sum = 0.0
+    try forEachMonoSample { sum += $0 }
     let mean = sum / Double(length)
     var sq = 0.0
-    start = 0
-    while start < length {
-        let n = min(block, length - start)
-        let x = try source.read(from: start, count: n)
-        for i in 0..<n {
-            var m: Float = 0
-            for c in 0..<channels { m += x.data[c * n + i] }
-            let d = Double(m / Float(channels)) - mean
-            sq += d * d
-        }
-        start += n
-    }
+    try forEachMonoSample { sq += ($0 - mean) * ($0 - mean) }
     let divisor = unbiased ? max(length - 1, 1) : max(length, 1)
     return (Float(mean), Float((sq / Double(divisor)).squareRoot()))
 }
