@@ -116,6 +116,22 @@ struct MixTests {
             for c in 0..<2 { for i in 0..<frames { withVocals[c][i] += audio["vocals"]![c][i] } }
             #expect(snr(withVocals, rendered) < 30)
 
+            // Left out, the karaoke instrumental stays out of the mix where the stems it sums are
+            // in it: the default mix is the song, and muting vocals (the README's example) is a
+            // minus-one, not the backing twice.
+            for (body, left) in [("{}", ["drums", "bass", "other", "vocals"]),
+                                 ("{\"stems\":{\"vocals\":{\"muted\":true}}}", ["drums", "bass", "other"]),
+                                 ("{\"stems\":{\"instrumental\":{}}}", ["drums", "bass", "other", "vocals", "instrumental"])] {
+                let response = try await post(client, id, body)
+                #expect(response.status == .ok, "\(body): \(String(buffer: response.body))")
+                var sum = [[Float]](repeating: [Float](repeating: 0, count: frames), count: 2)
+                for name in left {
+                    for c in 0..<2 { for i in 0..<frames { sum[c][i] += audio[name]![c][i] } }
+                }
+                let db = snr(sum, try planar(response.body))
+                #expect(db >= 60, "\(body): the mix against \(left.joined(separator: "+")): \(db) dB")
+            }
+
             let mp3 = try await post(client, id, "{\"format\":\"mp3\"}")
             #expect(mp3.status == .ok && mp3.headers[.contentType] == "audio/mpeg")
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-mix-\(UUID().uuidString).mp3")
@@ -140,7 +156,10 @@ struct MixTests {
             for bad in ["not json", "[1]", "{\"stems\":[]}", "{\"format\":\"ogg\"}", "{\"format\":3}",
                         "{\"stems\":{\"kazoo\":{}}}", "{\"stems\":{\"drums\":{\"volume\":2.5}}}",
                         "{\"stems\":{\"drums\":{\"volume\":-0.1}}}", "{\"stems\":{\"bass\":{\"pan\":-1.5}}}",
-                        "{\"stems\":{\"bass\":{\"muted\":\"yes\"}}}", String(repeating: " ", count: 70_000) + "{}"] {
+                        "{\"stems\":{\"bass\":{\"muted\":\"yes\"}}}", String(repeating: " ", count: 70_000) + "{}",
+                        // Members the schema does not name (additionalProperties: false).
+                        "{\"foo\":1}", "{\"Format\":\"mp3\"}", "{\"stems\":{\"vocals\":{\"mute\":true}}}",
+                        "{\"format\":\"wav\",\"stems\":{\"drums\":{\"volume\":1,\"gain\":2}}}", "{\"stems\":{\"drums\":null}}"] {
                 let r = try await post(client, id, bad)
                 #expect(r.status == .badRequest && errorCode(r.body) == "invalid_mix", "\(bad.prefix(40)): \(String(buffer: r.body))")
                 #expect(!String(buffer: r.body).contains("/tmp"))

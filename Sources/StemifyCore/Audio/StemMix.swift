@@ -15,6 +15,14 @@ public struct StemMixSettings: Codable, Sendable, Equatable {
         (self.volume, self.pan, self.muted) = (volume, pan, muted)
     }
 
+    /// How a stem the request leaves out enters the mix: at full volume, centred, except the
+    /// karaoke `instrumental` (the other stems summed) where those stems are there too: the mix
+    /// is then the song, not the song plus its backing again, as the page's mixer starts.
+    public static func left(out stem: String, of stems: [String]) -> StemMixSettings {
+        let doubles = stem == "instrumental" && stems.contains { $0 != "vocals" && $0 != "instrumental" }
+        return StemMixSettings(muted: doubles)
+    }
+
     /// Members left out keep their defaults (full volume, centre, not muted).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)

@@ -33,7 +33,11 @@ struct MixController: Sendable {
         let invalid = StemifyError(.invalidMix, "send JSON {\"format\": \"wav\"|\"mp3\"|\"flac\", \"stems\": {NAME: {\"volume\": 0–2, \"pan\": −1–1, \"muted\": bool}}}")
         let body: ByteBuffer
         do { body = try await request.body.collect(upTo: 64 * 1024) } catch { throw invalid }
-        guard let mix = try? JSONDecoder().decode(MixRequest.self, from: Data(body.readableBytesView)) else { throw invalid }
+        let data = Data(body.readableBytesView)
+        guard let mix = try? JSONDecoder().decode(MixRequest.self, from: data) else { throw invalid }
+        if let member = Self.unknownMember(in: data) {
+            throw StemifyError(.invalidMix, "unknown member '\(member.prefix(64))': a mix takes format and stems, each stem volume, pan and muted")
+        }
         guard let job = try await queue.job(id: id) else {
             throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
@@ -57,13 +61,14 @@ struct MixController: Sendable {
         var copies: [(StemFile, String)] = []
         for stem in job.stems { copies.append((stem, try await localCopy(stem, in: folder))) }
         let local = copies
+        let names = job.stems.map(\.name)
         let output = folder.appendingPathComponent("mix.\(format.rawValue)").path
         let bitrate = configuration.mp3Bitrate
         try await limiter.run {
             try await onThread {
                 let inputs = try local.map { stem, path in
                     let probe = try FFmpeg.probe(path)
-                    let m = (settings[stem.name] ?? StemMixSettings()).matrix(channels: probe.channels)
+                    let m = (settings[stem.name] ?? StemMixSettings.left(out: stem.name, of: names)).matrix(channels: probe.channels)
                     return FFmpeg.MixInput(path: path, probe: probe, left: m.left, right: m.right)
                 }
                 try FFmpeg.mix(inputs, to: output, format: format, mp3Bitrate: bitrate)
@@ -85,6 +90,19 @@ struct MixController: Sendable {
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// The first member of the body that the schema does not name (`additionalProperties:
+    /// false`), as `key` or `stems.NAME.key`. Decoding alone skips unknown keys, so a misspelt
+    /// `{"Format": "mp3"}` or `{"muted ": true}` gave a WAV with every stem in.
+    static func unknownMember(in data: Data) -> String? {
+        guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        if let key = top.keys.sorted().first(where: { $0 != "format" && $0 != "stems" }) { return key }
+        for (name, value) in (top["stems"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let members = (value as? [String: Any] ?? [:]).keys.sorted()
+            if let key = members.first(where: { !["volume", "pan", "muted"].contains($0) }) { return "stems.\(name).\(key)" }
+        }
+        return nil
     }
 
     /// A stem as a local file: its own path in a folder store, a download from the bucket otherwise.
