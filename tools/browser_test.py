@@ -313,6 +313,14 @@ def main():
 
         # The input takes several files: empty it before choosing the song.
         driver.find_element(By.ID, "file-input").clear()
+        # The links box takes one link per line: words with spaces are one bad line, refused in
+        # the page (no batch of four "songs" stuck at "Checking the songs…").
+        driver.find_element(By.ID, "youtube-input").send_keys("hello not a link")
+        driver.find_element(By.ID, "submit-button").click()
+        wait.until(lambda d: "Line 1 is not a link" in d.find_element(By.ID, "form-error").text)
+        if driver.find_element(By.ID, "batch-section").is_displayed() or driver.find_element(By.ID, "job-section").is_displayed():
+            fail("a line of words became a submission")
+        driver.find_element(By.ID, "youtube-input").clear()
         driver.find_element(By.ID, "file-input").send_keys(str(song))
         driver.find_element(By.ID, "submit-button").click()
         wait.until(lambda d: d.find_element(By.ID, "job-section").is_displayed())

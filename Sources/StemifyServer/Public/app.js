@@ -147,7 +147,8 @@ async function submit(event) {
   event.preventDefault();
   showFormError(null);
   const files = [...$("file-input").files];
-  const links = $("youtube-input").value.split(/\s+/).map((l) => l.trim()).filter(Boolean);
+  const { links, error: linkError } = parseLinks($("youtube-input").value);
+  if (linkError) return showFormError(linkError);
   if (files.length + links.length === 0) return showFormError(messages.missing_input);
   const problem = checkFiles(files);
   if (problem) return showFormError(problem);
@@ -174,6 +175,26 @@ async function submit(event) {
   }
 }
 
+/** The links box holds one link per line: a line with a space in it is one mistyped link, not
+ *  several songs, and a line that is not an http(s) address is refused here, before anything is
+ *  uploaded or counted. */
+function parseLinks(text) {
+  const lines = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  for (const [index, line] of lines.entries()) {
+    let url;
+    try {
+      url = new URL(line);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !["http:", "https:"].includes(url.protocol) || /\s/.test(line)) {
+      const shown = line.length > 60 ? `${line.slice(0, 60)}…` : line;
+      return { links: [], error: `Line ${index + 1} is not a link: “${shown}”. Put one YouTube link on each line.` };
+    }
+  }
+  return { links: lines };
+}
+
 function showUpload(stored, total) {
   const percent = total > 0 ? Math.round((stored / total) * 100) : 0;
   $("upload-status").hidden = false;
@@ -197,6 +218,16 @@ async function submitBatch(files, links) {
   $("batch-cancel-button").hidden = true;
   $("batch-list").replaceChildren();
   const rows = [...files.map((f) => f.name), ...links].map((name, index) => songRow(`pending-${index}`, name));
+  try {
+    await uploadAndRequestBatch(files, links, rows);
+  } catch (error) {
+    // Nothing was queued: the form's error says why, and no card is left saying "Checking…".
+    $("batch-section").hidden = true;
+    throw error;
+  }
+}
+
+async function uploadAndRequestBatch(files, links, rows) {
   const songs = [];
   for (const [index, file] of files.entries()) {
     const row = rows[index];
