@@ -65,16 +65,6 @@ public struct FFT: Sendable {
             }
         }
     }
-
-    /// The same on Float arrays: widened, transformed in Double, rounded once.
-    public func transform(re: UnsafeMutablePointer<Float>, im: UnsafeMutablePointer<Float>, inverse: Bool) {
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * size) { buffer in
-            let (xr, xi) = (buffer.baseAddress!, buffer.baseAddress! + size)
-            for i in 0..<size { xr[i] = Double(re[i]); xi[i] = Double(im[i]) }
-            transform(re: xr, im: xi, inverse: inverse)
-            for i in 0..<size { re[i] = Float(xr[i]); im[i] = Float(xi[i]) }
-        }
-    }
 }
 
 /// A periodic Hann window in Double (`torch.hann_window(n)` as its float64 run computes it).

@@ -38,7 +38,7 @@ export interface StemMix {
 /** `components.schemas.MixRequest` */
 export interface MixRequest {
     format?: OutputFormat;
-    /** By stem name; stems left out play at volume 1, centred. */
+    /** By stem name; stems left out play at volume 1, centred, except a karaoke job's `instrumental`, which stays out unless named. */
     stems?: Record<string, StemMix>;
 }
 /** `components.schemas.Job.properties.error` */
