@@ -11,7 +11,10 @@ public import StemifyCore
 /// - Returns: the application, with in-process workers and the expiry janitor as services.
 public func buildApplication(configuration: StemifyConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
     let services = try await StemifyServices.build(configuration: configuration, logger: logger, janitor: true)
-    let router = Router(context: AppRequestContext.self)
+    // HEAD on every GET route (RFC 9110 §9.3.2): the GET's headers without its body.
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
+    let routes = RouteTable()
+    router.add(middleware: WebConventionsMiddleware(routes: routes, allowedOrigins: configuration.corsOrigins))
     router.add(middleware: ErrorMiddleware())
     let uploads = ResumableUploads(directory: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("resumable"),
                                    expiry: configuration.uploadExpirySeconds)
@@ -26,6 +29,7 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
         .addRoutes(to: router)
     ServiceController(queue: services.queue, models: services.models, configuration: configuration, metrics: services.metrics)
         .addRoutes(to: router)
+    routes.record(router.routes.map { ("\($0.path)", $0.method) })
 
     var app = Application(
         router: router,

@@ -13,7 +13,10 @@ extension ErrorCode {
              .youtubePlaylist, .videoTooLong, .unknownModel, .invalidOption, .invalidFilename, .invalidBatch,
              .invalidMix:
             .badRequest
-        case .fileTooLarge: .contentTooLarge
+        case .fileTooLarge, .uploadLengthExceeded: .contentTooLarge
+        case .methodNotAllowed: .methodNotAllowed
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
         case .unsupportedFormat, .invalidContentType: .unsupportedMediaType
         case .uploadNotFound: .notFound
         case .uploadExpired: .gone

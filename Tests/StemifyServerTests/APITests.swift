@@ -47,6 +47,21 @@ func withServer(_ configuration: StemifyConfiguration, _ body: @Sendable @escapi
     try await app.test(.live) { client in try await body(client) }
 }
 
+/// RFC 9110's conditionals on a kept file whose ETag is `etag`: a weak or listed If-None-Match
+/// is a match (304); If-Range with another tag, a weak tag or a date serves the whole file.
+func expectConditionals(_ client: any TestClientProtocol, _ path: String, etag: String, bytes: [UInt8]) async throws {
+    for match in ["W/\(etag)", "\"other\", \(etag)", "*"] {
+        #expect(try await client.execute(uri: path, method: .get, headers: [.ifNoneMatch: match]).status == .notModified, "If-None-Match: \(match)")
+    }
+    #expect(try await client.execute(uri: path, method: .get, headers: [.ifNoneMatch: "\"other\""]).status == .ok)
+    for stale in ["\"stale\"", "W/\(etag)", "Tue, 01 Dec 2026 00:00:00 GMT"] {
+        let whole = try await client.execute(uri: path, method: .get, headers: [.range: "bytes=0-9", .ifRange: stale])
+        #expect(whole.status == .ok && whole.body.readableBytes == bytes.count, "If-Range: \(stale)")
+    }
+    let fresh = try await client.execute(uri: path, method: .get, headers: [.range: "bytes=0-9", .ifRange: etag])
+    #expect(fresh.status == .partialContent && [UInt8](fresh.body.readableBytesView) == Array(bytes[0...9]))
+}
+
 /// An audio file made by the real ffmpeg from a lavfi source (test input only).
 func makeAudio(seconds: Double, format: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-in-\(UUID().uuidString).\(format)")
@@ -197,6 +212,7 @@ struct APITests {
             #expect(part.headers[.contentRange] == "bytes 100-199/\(bytes.count)")
             let head = try await client.execute(uri: path, method: .head)
             #expect(head.status == .ok && head.headers[.contentLength] == "\(bytes.count)")
+            try await expectConditionals(client, path, etag: etag, bytes: bytes)
 
             // DELETE removes the job's objects, and the expired ones' as the janitor runs.
             for id in ids { #expect(try await client.execute(uri: "/api/jobs/\(id)", method: .delete).status == .ok) }
@@ -254,6 +270,7 @@ struct APITests {
             let part = try await client.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .get, headers: [.range: "bytes=10-19"])
             #expect(part.status == .partialContent)
             #expect([UInt8](part.body.readableBytesView) == [UInt8]([UInt8](full.body.readableBytesView)[10...19]))
+            try await expectConditionals(client, "/api/jobs/\(id)/stems/vocals.wav", etag: etag, bytes: [UInt8](full.body.readableBytesView))
             let head = try await client.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .head)
             #expect(head.status == .ok)
             let missingStem = try await client.execute(uri: "/api/jobs/\(id)/stems/guitar.wav", method: .get)

@@ -57,13 +57,21 @@ struct ErrorBoundaryTests {
         }
     }
 
-    @Test("unknown routes and methods answer 404 not_found with the error body")
+    @Test("unknown routes answer 404 not_found; a known path with another method 405 with Allow")
     func unknownRoutes() async throws {
         try await withServer(testConfiguration()) { client in
-            for (uri, method) in [("/nope", HTTPRequest.Method.get), ("/api/stemify", .get), ("/api/jobs", .put), ("/lib/secret.js", .get)] {
+            for (uri, method) in [("/nope", HTTPRequest.Method.get), ("/api/nope", .put), ("/lib/secret.js", .get), ("/api/jobs/a/b/c", .get)] {
                 let response = try await client.execute(uri: uri, method: method)
                 #expect(response.status == .notFound, "\(method) \(uri)")
                 #expect(errorCode(response.body) == "not_found", "\(method) \(uri): \(String(buffer: response.body))")
+            }
+            for (uri, method, allow) in [("/api/stemify", HTTPRequest.Method.put, "POST"), ("/api/stemify", .get, "POST"),
+                                         ("/api/models", .delete, "GET, HEAD"), ("/api/jobs/x", .post, "DELETE, GET, HEAD"),
+                                         ("/healthz", .patch, "GET, HEAD"), ("/api/uploads/x", .get, "DELETE, HEAD, PATCH")] {
+                let response = try await client.execute(uri: uri, method: method)
+                #expect(response.status == .methodNotAllowed, "\(method) \(uri)")
+                #expect(response.headers[.allow] == allow, "\(method) \(uri): \(response.headers[.allow] ?? "-")")
+                #expect(errorCode(response.body) == "method_not_allowed", "\(method) \(uri)")
             }
         }
     }

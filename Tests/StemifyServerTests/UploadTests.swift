@@ -180,6 +180,7 @@ struct UploadTests {
             expectCode(noVersion, 412, "tus_version_unsupported", "no Tus-Resumable")
             // tus wants its header on every response, errors too.
             #expect(noVersion.headers[HTTPField.Name("Tus-Resumable")!] == "1.0.0")
+            #expect(noVersion.headers[HTTPField.Name("Tus-Version")!] == "1.0.0", "a 412 names the versions spoken")
             let unknown = try await client.execute(uri: "/api/uploads/\(UUID().uuidString)", method: .head, headers: Self.tus)
             #expect(unknown.status == .notFound && unknown.headers[HTTPField.Name("Tus-Resumable")!] == "1.0.0")
             expectCode(try await client.execute(uri: "/api/uploads", method: .post, headers: headers(["Upload-Length": "\(limit + 1)"])),
@@ -209,7 +210,7 @@ struct UploadTests {
             expectCode(try await patch(client, id, offset: 100, bytes[0..<100], extra: ["Upload-Checksum": "crc32 AAAA"]),
                        400, "invalid_request", "unknown checksum algorithm")
             // Past the declared length.
-            expectCode(try await patch(client, id, offset: 100, [UInt8](repeating: 1, count: 1000)), 413, "file_too_large", "past the length")
+            expectCode(try await patch(client, id, offset: 100, [UInt8](repeating: 1, count: 1000)), 413, "upload_length_exceeded", "past the length")
             #expect(try await offset(client, id).1 == 100)
             // A job from an unfinished upload.
             let (h, b) = multipart(fields: ["model": "ht_small", "upload_id": id])

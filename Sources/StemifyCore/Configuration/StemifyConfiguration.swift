@@ -29,6 +29,10 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var rateLimitPeriodSeconds = 3600.0
     /// `trusted_proxies` / `TRUSTED_PROXIES` (comma-separated): peers whose X-Forwarded-For is believed.
     public var trustedProxies: [String] = []
+    /// `cors_origins` / `STEMIFY_CORS_ORIGINS` (comma-separated `scheme://host[:port]`, or `*`):
+    /// pages on other origins allowed to call the API from a browser. The default is none (the
+    /// page this server serves is same-origin).
+    public var corsOrigins: [String] = []
     /// `workers` / `STEMIFY_WORKERS`: in-process workers; 0 runs the API only. The default is 1.
     public var workers = 1
     /// `threads` / `STEMIFY_THREADS`: engine threads per worker. The default is all cores.
@@ -176,7 +180,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("host", "STEMIFY_HOST"), ("port", "STEMIFY_PORT"), ("data_dir", "STEMIFY_DATA_DIR"),
         ("model_path", "DEMUCS_MODEL_PATH"), ("youtube_download_dir", "YOUTUBE_DOWNLOAD_DIR"),
         ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
-        ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"),
+        ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"), ("cors_origins", "STEMIFY_CORS_ORIGINS"),
         ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("isa", "STEMIFY_ISA"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("upload_expiry", "STEMIFY_UPLOAD_EXPIRY"), ("max_batch_size", "STEMIFY_MAX_BATCH_SIZE"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
@@ -210,6 +214,13 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "rate_limit": rateLimit = try int()
         case "rate_limit_period": rateLimitPeriodSeconds = try number()
         case "trusted_proxies": trustedProxies = list()
+        case "cors_origins":
+            corsOrigins = list()
+            for origin in corsOrigins where origin != "*" {
+                guard let url = URL(string: origin), ["http", "https"].contains(url.scheme ?? ""), url.host != nil,
+                      url.path.isEmpty, url.query == nil
+                else { throw ConfigurationError(key: source, message: "'\(origin)' is not an origin (scheme://host[:port], no path) or *") }
+            }
         case "workers": workers = try int()
         case "threads": threads = try int()
         case "lanes": lanes = try int()

@@ -61,6 +61,14 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case batchNotFound = "batch_not_found"
     /// A mix export naming a stem the job lacks, a volume or pan out of range, or an unknown format.
     case invalidMix = "invalid_mix"
+    /// A known path asked with a method it does not take (the response lists them in `Allow`).
+    case methodNotAllowed = "method_not_allowed"
+    /// API keys are on and the request carries no key, or one that is unknown or revoked.
+    case unauthorized = "unauthorized"
+    /// The key is valid but lacks the scope this request needs.
+    case forbidden = "forbidden"
+    /// A tus chunk that would run past the upload's declared `Upload-Length`.
+    case uploadLengthExceeded = "upload_length_exceeded"
     /// Separation failed inside the engine.
     case separationFailed = "separation_failed"
     /// The service cannot take requests now (its queue or model folder is not reachable).

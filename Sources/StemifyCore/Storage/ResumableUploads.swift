@@ -256,7 +256,7 @@ public actor ResumableUploads {
         /// Appends `bytes`; more than the declared length is refused (nothing of them kept).
         public func write(_ bytes: some Collection<UInt8>) throws {
             guard offset + bytes.count <= upload.length else {
-                throw StemifyError(.fileTooLarge, "the chunk goes past the declared Upload-Length of \(upload.length) bytes")
+                throw StemifyError(.uploadLengthExceeded, "the chunk goes past the declared Upload-Length of \(upload.length) bytes")
             }
             let start = buffer.count
             buffer.append(contentsOf: bytes)

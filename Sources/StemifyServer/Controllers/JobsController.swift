@@ -188,11 +188,12 @@ struct JobsController: Sendable {
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         let etag = "\"\(String(size, radix: 16))-\(String(Int(modified * 1000), radix: 16))\""
         headers[.eTag] = etag
-        if let match = request.headers[.ifNoneMatch], match == etag || match == "*" {
+        if let match = request.headers[.ifNoneMatch], EntityTags.noneMatchFails(match, etag: etag) {
             return Response(status: .notModified, headers: headers)
         }
         let io = FileIO()
-        if let range = request.headers[.range], let r = parseRange(range, size: size) {
+        if let range = request.headers[.range], EntityTags.rangeApplies(ifRange: request.headers[.ifRange], etag: etag),
+           let r = parseRange(range, size: size) {
             guard let r else {
                 headers[.contentRange] = "bytes */\(size)"
                 return Response(status: .rangeNotSatisfiable, headers: headers)
@@ -211,8 +212,20 @@ struct JobsController: Sendable {
     /// status, ETag, Content-Range and Content-Length come back with the stem's own headers.
     func proxy(_ client: S3Client, key: String, request: Request, headers: HTTPFields, missing: StemifyError) async throws -> Response {
         var forwarded: [(String, String)] = []
-        if let range = request.headers[.range] { forwarded.append(("range", range)) }
-        if let match = request.headers[.ifNoneMatch] { forwarded.append(("if-none-match", match)) }
+        if let range = request.headers[.range] {
+            // If-Range decides here, against the object's current tag (one HEAD), as stores differ in honouring it.
+            var applies = true
+            if let ifRange = request.headers[.ifRange] {
+                let current = try? await client.get(key, headers: [], method: .HEAD).headers.first(name: "etag")
+                applies = EntityTags.rangeApplies(ifRange: ifRange, etag: current)
+            }
+            if applies { forwarded.append(("range", range)) }
+        }
+        if let match = request.headers[.ifNoneMatch] {
+            // Weak comparison (RFC 9110 §13.1.2): the store compares strongly, so send the opaque tags.
+            let tags = match.split(separator: ",").map { String(EntityTags.opaque($0)).trimmingCharacters(in: .whitespaces) }
+            forwarded.append(("if-none-match", tags.joined(separator: ", ")))
+        }
         let answer: HTTPClientResponse
         do {
             answer = try await client.get(key, headers: forwarded, method: request.method == .head ? .HEAD : .GET)

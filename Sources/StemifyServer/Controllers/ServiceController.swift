@@ -18,7 +18,14 @@ struct ServiceController: Sendable {
         router.get("/readyz", use: ready)
         router.get("/metrics", use: renderMetrics)
         router.get("/openapi.yaml") { _, _ in try resource("openapi.yaml", type: "application/yaml") }
-        router.get("/") { _, _ in try resource("index.html", type: "text/html; charset=utf-8") }
+        router.get("/") { _, _ in
+            var page = try resource("index.html", type: "text/html; charset=utf-8")
+            // The page loads only its own files; stems play from here or from the bucket's URLs.
+            page.headers[.contentSecurityPolicy] = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: https:; "
+                + "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+            page.headers[.referrerPolicy] = "same-origin"
+            return page
+        }
         router.get("/app.js") { _, _ in try resource("app.js", type: "text/javascript; charset=utf-8") }
         router.get("/mixer.js") { _, _ in try resource("mixer.js", type: "text/javascript; charset=utf-8") }
         router.get("/style.css") { _, _ in try resource("style.css", type: "text/css; charset=utf-8") }

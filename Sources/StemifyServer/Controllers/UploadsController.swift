@@ -39,6 +39,8 @@ struct UploadsController: Sendable {
                 response = ErrorMiddleware<AppRequestContext>.response(for: error, request: request, context: context)
             }
             response.headers[.tusResumable] = UploadsController.version
+            // tus: a 412 says which versions the server does speak.
+            if response.status == .preconditionFailed { response.headers[.tusVersion] = UploadsController.version }
             return response
         }
     }
@@ -154,7 +156,7 @@ struct UploadsController: Sendable {
         } catch let error as StemifyError where error.code == .checksumMismatch {
             throw error
         } catch let error as StemifyError {
-            await uploads.abandon(chunk, refused: error.code == .fileTooLarge)
+            await uploads.abandon(chunk, refused: error.code == .uploadLengthExceeded)
             throw error
         } catch {
             // The body stream failed: the client went away. What arrived is kept for its resume.
