@@ -451,7 +451,9 @@ def main():
         driver.find_element(By.ID, "export-button").click()
         exported = downloaded(downloads, before, ".wav")
         job_id = rows[0].find_element(By.CSS_SELECTOR, "a.download").get_attribute("href").split("/api/jobs/")[1].split("/")[0]
-        stems = {n: wav_channels(urllib.request.urlopen(f"{url}api/jobs/{job_id}/stems/{n}.wav").read())
+        # The page's jobs belong to the owner cookie the server gave it.
+        owner = {"Cookie": f"stemify_owner={driver.get_cookie('stemify_owner')['value']}"}
+        stems = {n: wav_channels(urllib.request.urlopen(urllib.request.Request(f"{url}api/jobs/{job_id}/stems/{n}.wav", headers=owner)).read())
                  for n in ("drums", "bass", "other", "vocals")}
         mix = wav_channels(exported.read_bytes())
         expected = mixed([(stems["drums"], 0.5, 0.0), (stems["bass"], 1.0, -0.6), (stems["other"], 1.0, 0.0)])

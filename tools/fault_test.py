@@ -247,11 +247,15 @@ class Cluster:
             print("\n".join(l for l in stacks.stdout.splitlines() if l.startswith(("Thread", "#"))), file=sys.stderr)
 
 
+# The owner of every job this script makes (the server answers anyone else 404).
+OWNER = {"Authorization": f"Bearer sto_{uuid.uuid4().hex}{uuid.uuid4().hex}"}
+
+
 def request(port, path, method="GET", body=None, headers=None, attempts=30):
-    """An HTTP request, retried while the server or its database is briefly unavailable."""
+    """An HTTP request as this script's owner, retried while the server or its database is briefly unavailable."""
     for attempt in range(attempts):
         try:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers=headers or {})
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers={**OWNER, **(headers or {})})
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:

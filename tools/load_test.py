@@ -47,6 +47,10 @@ def peak_rss_mb(proc):
     return float("nan")
 
 
+# The owner of every job this script makes (the server answers anyone else 404).
+OWNER = {"Authorization": f"Bearer sto_{uuid.uuid4().hex}{uuid.uuid4().hex}"}
+
+
 def submit(port, audio):
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nht_small\r\n"
@@ -55,7 +59,7 @@ def submit(port, audio):
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\n").encode()
     body += audio + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stemify", data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **OWNER})
     start = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
@@ -65,7 +69,8 @@ def submit(port, audio):
 
 
 def status(port, job):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/jobs/{job}", timeout=10) as response:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/jobs/{job}", headers=OWNER)
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)["status"]
 
 

@@ -1,10 +1,12 @@
 public import Hummingbird
 import NIOCore
 
-/// The request context: only what routes need, the peer address for rate limiting.
+/// The request context: only what routes need, the peer address for rate limiting and the caller.
 public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// Set by ``AccessMiddleware`` before any route runs.
+    var caller = Caller(owner: nil, key: nil, quotaClient: "unknown", quota: 0)
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

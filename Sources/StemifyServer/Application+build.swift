@@ -16,6 +16,7 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
     let routes = RouteTable()
     router.add(middleware: WebConventionsMiddleware(routes: routes, allowedOrigins: configuration.corsOrigins))
     router.add(middleware: ErrorMiddleware())
+    router.add(middleware: AccessMiddleware(configuration: configuration, keys: APIKeyStore(path: configuration.resolvedKeysFile)))
     let uploads = ResumableUploads(directory: URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("resumable"),
                                    expiry: configuration.uploadExpirySeconds)
     let intake = SongIntake(queue: services.queue, models: services.models, configuration: configuration, storage: services.storage,

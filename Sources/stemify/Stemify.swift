@@ -5,6 +5,6 @@ struct Stemify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stemify",
         abstract: "Split music into stems with a native Swift Demucs engine.",
-        subcommands: [Separate.self, Serve.self, Worker.self, Models.self]
+        subcommands: [Separate.self, Serve.self, Worker.self, Models.self, Keys.self]
     )
 }

@@ -52,7 +52,7 @@ struct QueueContractTests {
     func job(_ id: String, at: Date = Date(), youtube: Bool = false) -> Job {
         Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: JobOptions(model: "ht_small"),
             input: youtube ? .youtube(url: "https://youtu.be/dQw4w9WgXcQ") : .upload(path: "/tmp/\(id)", filename: "\(id).mp3"),
-            clientAddress: "1.2.3.4", createdAt: at, startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil,
+            owner: "1.2.3.4", createdAt: at, startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil,
             stems: [], metrics: nil, attempts: 0)
     }
 
@@ -169,7 +169,7 @@ struct QueueContractTests {
     func batches(_ backend: String) async throws {
         let q = try await queue(backend)
         let created = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 100).rounded())
-        let batch = Batch(id: "b1", clientAddress: "1.2.3.4", createdAt: created,
+        let batch = Batch(id: "b1", owner: "1.2.3.4", createdAt: created,
                           songs: [Batch.Song(jobID: "s2", name: "Zwei ü.mp3"), Batch.Song(jobID: "s1", name: "https://youtu.be/x?a=1&b='2'")])
         try await q.enqueue(job("s1"))
         try await q.enqueue(job("s2"))

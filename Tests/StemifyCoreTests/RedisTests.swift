@@ -168,7 +168,7 @@ struct RedisJobQueueTests {
 
     func job(_ id: String, at: Date = Date()) -> Job {
         Job(id: id, status: .queued, progress: 0, etaSeconds: nil, options: JobOptions(model: "ht_small"),
-            input: .upload(path: "/tmp/\(id)", filename: "\(id).mp3"), clientAddress: "1.2.3.4", createdAt: at,
+            input: .upload(path: "/tmp/\(id)", filename: "\(id).mp3"), owner: "1.2.3.4", createdAt: at,
             startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [], metrics: nil, attempts: 0)
     }
 

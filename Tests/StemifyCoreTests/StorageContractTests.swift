@@ -27,7 +27,7 @@ struct StorageContractTests {
 
     static func job(_ id: String, upload: String) -> Job {
         Job(id: id, status: .done, progress: 1, etaSeconds: nil, options: JobOptions(), input: .upload(path: upload, filename: "song.mp3"),
-            clientAddress: "test", createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil,
+            owner: "test", createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil, errorMessage: nil,
             stems: [], metrics: nil, attempts: 1)
     }
 

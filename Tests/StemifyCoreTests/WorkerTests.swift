@@ -70,6 +70,9 @@ final class InterruptedQueue: JobQueue {
         try await base.recordSubmission(client: client, count: count, period: period, limit: limit)
     }
     func expire(olderThan age: Double) async throws -> [Job] { try await base.expire(olderThan: age) }
+    func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
+        try await base.jobs(owner: owner, statuses: statuses, after: cursor, limit: limit)
+    }
     func addBatch(_ batch: Batch) async throws { try await base.addBatch(batch) }
     func batch(id: String) async throws -> Batch? { try await base.batch(id: id) }
     func batches(createdBefore time: Double) async throws -> [Batch] { try await base.batches(createdBefore: time) }
@@ -100,7 +103,7 @@ struct WorkerTests {
                                storage: storage, configuration: c, logger: logger)
         let job = Job(id: "j", status: .queued, progress: 0, etaSeconds: nil,
                       options: JobOptions(model: "ht_small", outputFormat: .wav),
-                      input: .upload(path: upload.path, filename: input), clientAddress: "1.2.3.4", createdAt: Date(), startedAt: nil,
+                      input: .upload(path: upload.path, filename: input), owner: "1.2.3.4", createdAt: Date(), startedAt: nil,
                       finishedAt: nil, errorCode: nil, errorMessage: nil, stems: [], metrics: nil, attempts: 0)
         return (Setup(queue: queue, storage: storage, runner: runner), job)
     }

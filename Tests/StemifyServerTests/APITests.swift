@@ -44,7 +44,28 @@ func withServer(_ configuration: StemifyConfiguration, _ body: @Sendable @escapi
     logger.logLevel = ProcessInfo.processInfo.environment["STEMIFY_TEST_LOG"] != nil ? .debug : .warning
     let app = try await buildApplication(configuration: configuration, logger: logger)
     defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
-    try await app.test(.live) { client in try await body(client) }
+    try await app.test(.live) { client in try await body(OwnedClient(base: client, token: OwnedClient.newToken())) }
+}
+
+/// A test client that sends one owner token with every request (what the page's cookie or an
+/// application's `token` does), unless the request names its own `Authorization`.
+struct OwnedClient: TestClientProtocol {
+    let base: any TestClientProtocol
+    let token: String
+    var port: Int? { base.port }
+
+    static func newToken() -> String { "sto_" + UUID().uuidString.replacingOccurrences(of: "-", with: "") + "test" }
+
+    /// The same server as someone else: another token, or none (`nil`).
+    func other(_ token: String? = OwnedClient.newToken()) -> any TestClientProtocol {
+        token.map { OwnedClient(base: base, token: $0) } ?? base
+    }
+
+    func executeRequest(uri: String, method: HTTPRequest.Method, headers: HTTPFields, body: ByteBuffer?) async throws -> TestResponse {
+        var headers = headers
+        if headers[.authorization] == nil { headers[.authorization] = "Bearer \(token)" }
+        return try await base.executeRequest(uri: uri, method: method, headers: headers, body: body)
+    }
 }
 
 /// RFC 9110's conditionals on a kept file whose ETag is `etag`: a weak or listed If-None-Match

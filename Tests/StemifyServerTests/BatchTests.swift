@@ -179,12 +179,12 @@ struct BatchTests {
                 expectCode(r, 400, "invalid_filename", "upload named \(name)")
             }
             // Another client's upload, an unknown one, an unfinished one.
-            let theirs = try await upload(client, [UInt8](good), filename: "theirs.wav", from: "203.0.113.9")
+            let theirs = try await upload(try #require(client as? OwnedClient).other(), [UInt8](good), filename: "theirs.wav", from: "203.0.113.9")
             expectCode(try await post([("upload_id", nil, Data(theirs.utf8))]), 404, "upload_not_found", "another client's upload")
             expectCode(try await post([("upload_id", nil, Data(UUID().uuidString.lowercased().utf8))]), 404, "upload_not_found", "unknown upload")
             let twice = try await upload(client, [UInt8](good), filename: "twice.wav", from: "203.0.113.9")
             var (th, tb) = multipartParts(Self.options + [("upload_id", nil, Data(twice.utf8)), ("upload_id", nil, Data(twice.utf8))])
-            th[HTTPField.Name("X-Forwarded-For")!] = "203.0.113.9"
+            th[HTTPField.Name("X-Forwarded-For")!] = "203.0.113.10"
             expectCode(try await client.execute(uri: "/api/batches", method: .post, headers: th, body: tb), 400, "invalid_batch", "one upload twice")
             let unfinished = try await uploads.create(client, length: 100)
             expectCode(try await post([("upload_id", nil, Data(unfinished.utf8))]), 409, "upload_incomplete", "unfinished upload")

@@ -71,7 +71,7 @@ struct UploadTests {
 
     /// Sends a PATCH whose body stops after `send` of its declared bytes, then closes the
     /// connection: a network drop in the middle of a chunk.
-    func cutPatch(port: Int, id: String, offset: Int, declared: ArraySlice<UInt8>, sending count: Int) throws {
+    func cutPatch(port: Int, token: String?, id: String, offset: Int, declared: ArraySlice<UInt8>, sending count: Int) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #expect(fd >= 0)
         defer { close(fd) }
@@ -84,6 +84,7 @@ struct UploadTests {
         }
         #expect(connected == 0)
         let head = "PATCH /api/uploads/\(id) HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\n"
+            + (token.map { "Authorization: Bearer \($0)\r\n" } ?? "")
             + "Content-Type: application/offset+octet-stream\r\nUpload-Offset: \(offset)\r\nContent-Length: \(declared.count)\r\n\r\n"
         var bytes = Array(head.utf8) + declared.prefix(count)
         var sent = 0
@@ -103,7 +104,7 @@ struct UploadTests {
         let configuration = testConfiguration { $0.workers = 0; $0.maxFileSize = 64 << 20 }
         try await withServer(configuration) { client in
             let id = try await create(client, length: file.count)
-            try cutPatch(port: try #require(client.port), id: id, offset: 0, declared: file[...], sending: file.count / 2)
+            try cutPatch(port: try #require(client.port), token: (client as? OwnedClient)?.token, id: id, offset: 0, declared: file[...], sending: file.count / 2)
             // The server may not have seen the drop yet: until then the upload is busy (409).
             var sentAfterCut = 0
             var done = false
@@ -220,14 +221,14 @@ struct UploadTests {
                 let r = try await client.execute(uri: "/api/uploads/\(other)", method: .head, headers: Self.tus)
                 #expect(r.status == .notFound, "\(other)")
             }
-            let theirs = try await create(client, length: 10, from: "203.0.113.7")
-            #expect(try await offset(client, theirs, from: "203.0.113.7").0 == .ok)
-            #expect(try await offset(client, theirs, from: "203.0.113.8").0 == .notFound)
-            expectCode(try await patch(client, theirs, offset: 0, bytes[0..<10], from: "203.0.113.8"), 404, "upload_not_found", "another client's")
+            // Another owner's upload, from the same address: its owner token, not the address, decides.
+            let them = try #require(client as? OwnedClient).other()
+            let theirs = try await create(them, length: 10, from: "203.0.113.7")
+            #expect(try await offset(them, theirs, from: "203.0.113.8").0 == .ok)
+            #expect(try await offset(client, theirs, from: "203.0.113.7").0 == .notFound)
+            expectCode(try await patch(client, theirs, offset: 0, bytes[0..<10], from: "203.0.113.7"), 404, "upload_not_found", "another client's")
             let (h2, b2) = multipart(fields: ["model": "ht_small", "upload_id": theirs])
-            var h2x = h2
-            h2x[HTTPField.Name("X-Forwarded-For")!] = "203.0.113.8"
-            expectCode(try await client.execute(uri: "/api/stemify", method: .post, headers: h2x, body: b2), 404, "upload_not_found", "another client's job")
+            expectCode(try await client.execute(uri: "/api/stemify", method: .post, headers: h2, body: b2), 404, "upload_not_found", "another client's job")
             // A file and an upload id at once.
             let (h3, b3) = multipart(fields: ["model": "ht_small", "upload_id": id], file: ("a.wav", Data(bytes)))
             expectCode(try await client.execute(uri: "/api/stemify", method: .post, headers: h3, body: b3), 400, "missing_input", "file and upload id")

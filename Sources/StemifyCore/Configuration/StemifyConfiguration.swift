@@ -64,6 +64,15 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var retryBackoffSeconds = 5.0
     /// `checkpoint_interval`: seconds between separation checkpoints a takeover resumes from.
     public var checkpointInterval = 10.0
+    /// `api_keys` / `STEMIFY_API_KEYS`: require an API key (`Authorization: Bearer sk_…`) on every
+    /// `/api/` request; each key's quota replaces the per-address rate limit. The default is off:
+    /// then whoever creates a job, batch or upload gets an owner token that alone reads it.
+    public var apiKeys = false
+    /// `keys_file` / `STEMIFY_KEYS_FILE`: where `stemify keys` keeps the keys (hashed). The
+    /// default is `DATA_DIR/keys.json`; API processes on several machines share one file.
+    public var keysFile: String?
+    /// The keys file in effect.
+    public var resolvedKeysFile: String { keysFile ?? URL(fileURLWithPath: dataDirectory).appendingPathComponent("keys.json").path }
     /// `log_level` / `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. The default is info.
     public var logLevel = "info"
     /// `youtube_blocklist` / `YOUTUBE_BLOCKLIST` (comma-separated video ids).
@@ -180,7 +189,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("host", "STEMIFY_HOST"), ("port", "STEMIFY_PORT"), ("data_dir", "STEMIFY_DATA_DIR"),
         ("model_path", "DEMUCS_MODEL_PATH"), ("youtube_download_dir", "YOUTUBE_DOWNLOAD_DIR"),
         ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
-        ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"), ("cors_origins", "STEMIFY_CORS_ORIGINS"),
+        ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"), ("cors_origins", "STEMIFY_CORS_ORIGINS"), ("api_keys", "STEMIFY_API_KEYS"), ("keys_file", "STEMIFY_KEYS_FILE"),
         ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("isa", "STEMIFY_ISA"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("upload_expiry", "STEMIFY_UPLOAD_EXPIRY"), ("max_batch_size", "STEMIFY_MAX_BATCH_SIZE"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
@@ -238,6 +247,13 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "youtube_blocklist": youtubeBlocklist = list()
         case "youtube_test_hosts": youtubeTestHosts = list()
         case "mp3_bitrate": mp3Bitrate = try int()
+        case "api_keys":
+            switch value.lowercased() {
+            case "true", "1", "yes", "on": apiKeys = true
+            case "false", "0", "no", "off": apiKeys = false
+            default: throw ConfigurationError(key: source, message: "'\(value)' is not true or false")
+            }
+        case "keys_file": keysFile = value
         case "model_download":
             switch value.lowercased() {
             case "true", "1", "yes", "on": modelDownload = true

@@ -17,13 +17,14 @@ public struct Batch: Codable, Sendable, Equatable {
     }
 
     public var id: String
-    public var clientAddress: String
+    /// As a job's ``Job/owner``.
+    public var owner: String
     public var createdAt: Date
     public var songs: [Song]
 
-    public init(id: String, clientAddress: String, createdAt: Date, songs: [Song]) {
+    public init(id: String, owner: String, createdAt: Date, songs: [Song]) {
         self.id = id
-        self.clientAddress = clientAddress
+        self.owner = owner
         self.createdAt = createdAt
         self.songs = songs
     }
@@ -39,7 +40,7 @@ public struct Batch: Codable, Sendable, Equatable {
             throw StemifyError(.internalError, "a stored batch cannot be read", detail: "batch \(id): songs do not decode: \(error)")
         }
         self.id = id
-        clientAddress = client
+        owner = client
         self.createdAt = Date(timeIntervalSince1970: createdAt)
     }
 

@@ -114,7 +114,9 @@ public struct Job: Sendable, Equatable {
     public var etaSeconds: Double?
     public var options: JobOptions
     public var input: JobInput
-    public var clientAddress: String
+    /// Who may see it: an API key (`k:ID`) or the hash of an owner token (`t:HEX`); rows from
+    /// before owners hold the creator's address (the `client` column) and are open to all.
+    public var owner: String
     public var createdAt: Date
     public var startedAt: Date?
     public var finishedAt: Date?
@@ -125,7 +127,7 @@ public struct Job: Sendable, Equatable {
     public var attempts: Int
 
     public init(id: String, status: JobStatus, progress: Double, etaSeconds: Double?, options: JobOptions, input: JobInput,
-                clientAddress: String, createdAt: Date, startedAt: Date?, finishedAt: Date?, errorCode: ErrorCode?,
+                owner: String, createdAt: Date, startedAt: Date?, finishedAt: Date?, errorCode: ErrorCode?,
                 errorMessage: String?, stems: [StemFile], metrics: JobMetrics?, attempts: Int) {
         self.id = id
         self.status = status
@@ -133,7 +135,7 @@ public struct Job: Sendable, Equatable {
         self.etaSeconds = etaSeconds
         self.options = options
         self.input = input
-        self.clientAddress = clientAddress
+        self.owner = owner
         self.createdAt = createdAt
         self.startedAt = startedAt
         self.finishedAt = finishedAt

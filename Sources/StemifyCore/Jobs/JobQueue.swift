@@ -39,6 +39,9 @@ public protocol JobQueue: Sendable {
     func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double)
     /// Removes finished jobs older than `age` seconds; returns them so their files can go too.
     func expire(olderThan age: Double) async throws -> [Job]
+    /// The jobs of `owner` (every owner's when nil), newest first, those after `cursor` only,
+    /// at most `limit`; `statuses` nil takes any.
+    func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job]
 
     /// Stores a batch (its jobs are enqueued on their own, before it).
     func addBatch(_ batch: Batch) async throws
@@ -48,6 +51,23 @@ public protocol JobQueue: Sendable {
     func batches(createdBefore time: Double) async throws -> [Batch]
     /// Removes a batch record (not its jobs).
     func removeBatch(id: String) async throws
+}
+
+/// Where a listing goes on: the last job of the page before (newest first, ties by id).
+public struct ListCursor: Sendable, Equatable {
+    public var createdAt: Double
+    public var id: String
+
+    public init(createdAt: Double, id: String) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    /// After the last job of a page.
+    public init(after job: Job) { self.init(createdAt: job.createdAt.timeIntervalSince1970, id: job.id) }
+
+    /// Whether a job created at `time` with `id` comes after this cursor in the listing's order.
+    public func precedes(createdAt time: Double, id: String) -> Bool { time < createdAt || (time == createdAt && id < self.id) }
 }
 
 extension JobQueue {
@@ -106,7 +126,7 @@ struct JobRow {
         status = job.status.rawValue
         progress = job.progress
         options = String(decoding: try JSONEncoder().encode(job.options), as: UTF8.self)
-        client = job.clientAddress
+        client = job.owner
         createdAt = job.createdAt.timeIntervalSince1970
         attempts = job.attempts
     }
@@ -132,7 +152,7 @@ struct JobRow {
             id: id, status: JobStatus(rawValue: status) ?? .failed, progress: progress, etaSeconds: eta,
             options: decodedOptions,
             input: inputKind == "youtube" ? .youtube(url: inputValue) : .upload(path: inputValue, filename: inputName ?? "upload"),
-            clientAddress: client,
+            owner: client,
             createdAt: Date(timeIntervalSince1970: createdAt),
             startedAt: startedAt.map { Date(timeIntervalSince1970: $0) },
             finishedAt: finishedAt.map { Date(timeIntervalSince1970: $0) },
@@ -183,6 +203,18 @@ struct JobRow {
         CREATE TABLE submissions (client TEXT NOT NULL, at \(real) NOT NULL);
         CREATE INDEX submissions_by_client ON submissions (client, at);
         """
+    }
+
+    /// Migration 3 of both backends: a job's owner lists its jobs (the `client` column holds the owner).
+    static let ownerIndex = "CREATE INDEX jobs_by_owner ON jobs (client, created_at)"
+
+    /// The `WHERE` conditions of a listing, with `?` for `owner` then the cursor's time, time, id.
+    static func listingConditions(owner: String?, statuses: [JobStatus]?, cursor: ListCursor?) -> [String] {
+        var conditions: [String] = []
+        if owner != nil { conditions.append("client = ?") }
+        if let statuses { conditions.append("status IN \(sqlList(statuses))") }
+        if cursor != nil { conditions.append("(created_at < ? OR (created_at = ? AND id < ?))") }
+        return conditions
     }
 
     /// The status a claimed job starts in.

@@ -94,7 +94,7 @@ public final class PostgresJobQueue: JobQueue {
 
     /// Versioned migrations, applied once under an advisory lock so that processes starting
     /// together do not race. A shipped migration is never edited; changes are new versions.
-    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION")]
+    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION"), JobRow.ownerIndex]
 
     private func migrate(connected: @Sendable () -> Void = {}) async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -144,6 +144,27 @@ public final class PostgresJobQueue: JobQueue {
 
     public func job(id: String) async throws -> Job? {
         try await rows("SELECT \(unescaped: JobRow.columns) FROM jobs WHERE id = \(id)").first?.job()
+    }
+
+    public func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
+        // The shared conditions with `?` numbered as PostgreSQL wants them.
+        var sql = "SELECT \(JobRow.columns) FROM jobs"
+        let conditions = JobRow.listingConditions(owner: owner, statuses: statuses, cursor: cursor)
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+        sql += " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
+        var numbered = ""
+        var n = 0
+        for c in sql {
+            if c == "?" { n += 1; numbered += "$\(n)" } else { numbered.append(c) }
+        }
+        var binds = PostgresBindings()
+        if let owner { binds.append(owner) }
+        if let cursor {
+            binds.append(cursor.createdAt)
+            binds.append(cursor.createdAt)
+            binds.append(cursor.id)
+        }
+        return try await rows(PostgresQuery(unsafeSQL: numbered, binds: binds)).map { try $0.job() }
     }
 
     public func claim(worker: String) async throws -> Job? {
@@ -287,7 +308,7 @@ public final class PostgresJobQueue: JobQueue {
     public func addBatch(_ batch: Batch) async throws {
         let (songs, created) = (try batch.songsJSON(), batch.createdAt.timeIntervalSince1970)
         try await client.query(
-            "INSERT INTO batches (id, client, created_at, songs) VALUES (\(batch.id), \(batch.clientAddress), \(created), \(songs))",
+            "INSERT INTO batches (id, client, created_at, songs) VALUES (\(batch.id), \(batch.owner), \(created), \(songs))",
             logger: logger)
     }
 

@@ -36,6 +36,7 @@ public final class SQLiteJobQueue: JobQueue {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in try db.execute(sql: JobRow.schema(real: "REAL")) }
         m.registerMigration("v2") { db in try db.execute(sql: Batch.schema(real: "REAL")) }
+        m.registerMigration("v3") { db in try db.execute(sql: JobRow.ownerIndex) }
         return m
     }
 
@@ -51,6 +52,18 @@ public final class SQLiteJobQueue: JobQueue {
 
     public func job(id: String) async throws -> Job? {
         try await db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map { try Self.job($0) } }
+    }
+
+    public func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
+        let conditions = JobRow.listingConditions(owner: owner, statuses: statuses, cursor: cursor)
+        var values: [String] = []
+        if let owner { values.append(owner) }
+        var arguments = StatementArguments(values)
+        if let cursor { arguments += [cursor.createdAt, cursor.createdAt, cursor.id] }
+        let sql = "SELECT * FROM jobs" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
+        let bound = arguments
+        return try await db.read { db in try Row.fetchAll(db, sql: sql, arguments: bound).map { try Self.job($0) } }
     }
 
     public func claim(worker: String) async throws -> Job? {
@@ -196,7 +209,7 @@ public final class SQLiteJobQueue: JobQueue {
         let songs = try batch.songsJSON()
         try await db.write { db in
             try db.execute(sql: "INSERT INTO batches (id, client, created_at, songs) VALUES (?, ?, ?, ?)",
-                           arguments: [batch.id, batch.clientAddress, batch.createdAt.timeIntervalSince1970, songs])
+                           arguments: [batch.id, batch.owner, batch.createdAt.timeIntervalSince1970, songs])
         }
     }
 

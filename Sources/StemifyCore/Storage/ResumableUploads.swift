@@ -13,7 +13,7 @@ public actor ResumableUploads {
         public var id: String
         /// Bytes declared at creation.
         public var length: Int
-        /// The client (address) that created it; nobody else sees it.
+        /// Its owner (API key or owner token, never an address); nobody else sees it.
         public var client: String
         public var filename: String
         public var createdAt: Date

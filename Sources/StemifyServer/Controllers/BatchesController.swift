@@ -41,10 +41,12 @@ struct BatchesController: Sendable {
         var statusUrl: String
         var eventsUrl: String
         var zipUrl: String
+        /// Only in the answer to the request that made the caller's owner token.
+        var ownerToken: String?
 
         enum CodingKeys: String, CodingKey {
             case batchId = "batch_id", status, progress, etaSeconds = "eta_seconds", createdAt = "created_at", counts, songs,
-                 statusUrl = "status_url", eventsUrl = "events_url", zipUrl = "zip_url"
+                 statusUrl = "status_url", eventsUrl = "events_url", zipUrl = "zip_url", ownerToken = "owner_token"
         }
 
         var isFinished: Bool { status == "finished" }
@@ -88,9 +90,10 @@ struct BatchesController: Sendable {
             statusUrl: "/api/batches/\(id)", eventsUrl: "/api/batches/\(id)/events", zipUrl: "/api/batches/\(id)/stems.zip")
     }
 
+    /// The batch, when the caller owns it; anyone else gets the same 404 as for no batch.
     func load(_ context: AppRequestContext) async throws -> Batch {
         let id = try context.parameters.require("id")
-        guard let batch = try await queue.batch(id: id) else {
+        guard let batch = try await queue.batch(id: id), context.caller.owns(batch.owner) else {
             throw StemifyError(.batchNotFound, "no batch '\(id.prefix(64))' (it may have expired)")
         }
         return batch
@@ -110,11 +113,12 @@ struct BatchesController: Sendable {
             guard !form.songs.isEmpty else {
                 throw StemifyError(.invalidBatch, "send at least one song: 'file' parts, 'upload_id' or 'youtube_url' fields")
             }
-            let client = clientAddress(request, context, trustedProxies: intake.configuration.trustedProxies)
-            let songs = try await intake.check(form.songs, options: options, client: client)
-            if let refusal = try await intake.admit(songs, client: client) { return refusal }
-            let jobs = try await intake.accept(songs, options: options, client: client)
-            let batch = Batch(id: intake.newJobID(), clientAddress: client, createdAt: Date(),
+            let caller = context.caller
+            let (owner, newToken) = caller.ownerForCreation()
+            let songs = try await intake.check(form.songs, options: options, owner: owner)
+            if let refusal = try await intake.admit(songs, caller: caller) { return refusal }
+            let jobs = try await intake.accept(songs, options: options, owner: owner)
+            let batch = Batch(id: intake.newJobID(), owner: owner, createdAt: Date(),
                               songs: songs.map { Batch.Song(jobID: $0.jobID, name: $0.name) })
             try await intake.enqueue(jobs)
             do {
@@ -127,8 +131,12 @@ struct BatchesController: Sendable {
                 throw error
             }
             accepted = true
-            context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(jobs.count)", "client": "\(client)"])
-            return try jsonResponse(try await response(batch), status: .accepted, headers: [.location: "/api/batches/\(batch.id)"])
+            context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(jobs.count)", "client": "\(caller.quotaClient)"])
+            var answer = try await response(batch)
+            answer.ownerToken = newToken
+            var headers: HTTPFields = [.location: "/api/batches/\(batch.id)"]
+            if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
+            return try jsonResponse(answer, status: .accepted, headers: headers)
         } catch let error as StemifyError {
             intake.metrics.recordRejection(code: error.code)
             throw error

@@ -85,9 +85,10 @@ struct JobsController: Sendable {
         }
     }
 
+    /// The job, when the caller owns it; anyone else gets the same 404 as for no job.
     func load(_ context: AppRequestContext) async throws -> (Job, JobResponse) {
         let id = try context.parameters.require("id")
-        guard let job = try await queue.job(id: id) else {
+        guard let job = try await queue.job(id: id), context.caller.owns(job.owner) else {
             throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
         return (job, JobResponse(job, position: try await queue.position(id: id), storage: storage))
@@ -135,7 +136,7 @@ struct JobsController: Sendable {
     /// Cancels (a running separation stops within one segment) and deletes the job and its files.
     @Sendable func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard let job = try await queue.cancel(id: id) else {
+        guard let owned = try await queue.job(id: id), context.caller.owns(owned.owner), let job = try await queue.cancel(id: id) else {
             throw StemifyError(.jobNotFound, "no job '\(id)'")
         }
         // A running worker notices at its next heartbeat and removes what it writes meanwhile.
@@ -208,24 +209,24 @@ struct JobsController: Sendable {
         return Response(status: .ok, headers: headers, body: try await io.loadFile(path: location, context: context))
     }
 
-    /// A stem in the bucket, streamed through: Range and If-None-Match go to the store, whose
-    /// status, ETag, Content-Range and Content-Length come back with the stem's own headers.
+    /// A stem in the bucket, streamed through: Range goes to the store, whose status, ETag,
+    /// Content-Range and Content-Length come back with the stem's own headers. The conditionals
+    /// are decided here against the object's current tag (one HEAD), as stores differ in how
+    /// they honour weak tags, tag lists and If-Range.
     func proxy(_ client: S3Client, key: String, request: Request, headers: HTTPFields, missing: StemifyError) async throws -> Response {
+        let ifNoneMatch = request.headers[.ifNoneMatch]
+        let range = request.headers[.range]
+        var current: String?
+        if ifNoneMatch != nil || (range != nil && request.headers[.ifRange] != nil) {
+            current = try? await client.get(key, headers: [], method: .HEAD).headers.first(name: "etag")
+        }
+        if let ifNoneMatch, let current, EntityTags.noneMatchFails(ifNoneMatch, etag: current) {
+            var headers = headers
+            headers[.eTag] = current
+            return Response(status: .notModified, headers: headers)
+        }
         var forwarded: [(String, String)] = []
-        if let range = request.headers[.range] {
-            // If-Range decides here, against the object's current tag (one HEAD), as stores differ in honouring it.
-            var applies = true
-            if let ifRange = request.headers[.ifRange] {
-                let current = try? await client.get(key, headers: [], method: .HEAD).headers.first(name: "etag")
-                applies = EntityTags.rangeApplies(ifRange: ifRange, etag: current)
-            }
-            if applies { forwarded.append(("range", range)) }
-        }
-        if let match = request.headers[.ifNoneMatch] {
-            // Weak comparison (RFC 9110 §13.1.2): the store compares strongly, so send the opaque tags.
-            let tags = match.split(separator: ",").map { String(EntityTags.opaque($0)).trimmingCharacters(in: .whitespaces) }
-            forwarded.append(("if-none-match", tags.joined(separator: ", ")))
-        }
+        if let range, EntityTags.rangeApplies(ifRange: request.headers[.ifRange], etag: current) { forwarded.append(("range", range)) }
         let answer: HTTPClientResponse
         do {
             answer = try await client.get(key, headers: forwarded, method: request.method == .head ? .HEAD : .GET)

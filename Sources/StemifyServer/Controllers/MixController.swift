@@ -38,7 +38,7 @@ struct MixController: Sendable {
         if let member = Self.unknownMember(in: data) {
             throw StemifyError(.invalidMix, "unknown member '\(member.prefix(64))': a mix takes format and stems, each stem volume, pan and muted")
         }
-        guard let job = try await queue.job(id: id) else {
+        guard let job = try await queue.job(id: id), context.caller.owns(job.owner) else {
             throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
         guard job.status == .done, !job.stems.isEmpty else { throw StemifyError(.stemNotFound, "job '\(job.id)' has no stems yet") }

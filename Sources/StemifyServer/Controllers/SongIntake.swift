@@ -168,9 +168,9 @@ struct SongIntake: Sendable {
     // MARK: - Songs
 
     /// The checks that cost nothing, before the rate limit counts anything: links are YouTube
-    /// videos, upload ids name finished uploads of this client (their names filled in), files
+    /// videos, upload ids name finished uploads of this owner (their names filled in), files
     /// are not empty, the model is offered and installed (or can be downloaded).
-    func check(_ songs: [Song], options: JobOptions, client: String) async throws -> [Song] {
+    func check(_ songs: [Song], options: JobOptions, owner: String) async throws -> [Song] {
         let youtube = YouTube(configuration: configuration)
         var checked = songs
         var uploadIDs = Set<String>()
@@ -184,7 +184,7 @@ struct SongIntake: Sendable {
                 guard uploadIDs.insert(id).inserted else {
                     throw StemifyError(.invalidBatch, "the upload '\(id.prefix(64))' is named twice")
                 }
-                let upload = try await uploads.upload(id, client: client)
+                let upload = try await uploads.upload(id, client: owner)
                 guard upload.isComplete else {
                     throw StemifyError(.uploadIncomplete, "the upload has \(upload.offset) of \(upload.length) bytes; finish it first")
                 }
@@ -195,30 +195,36 @@ struct SongIntake: Sendable {
         return checked
     }
 
-    /// Counts the songs against the client's rate limit; the 429 to answer when over it.
-    /// Resumable uploads were counted when they were created.
-    func admit(_ songs: [Song], client: String) async throws -> Response? {
+    /// Counts the songs against the caller's rate limit (its key's quota, or its address's
+    /// `rate_limit`); the 429 to answer when over it. Resumable uploads were counted when they
+    /// were created.
+    func admit(_ songs: [Song], caller: Caller) async throws -> Response? {
         let count = songs.count(where: { if case .upload = $0.source { false } else { true } })
         guard count > 0 else { return nil }
+        return try await admit(count: count, caller: caller)
+    }
+
+    /// Counts `count` songs for `caller`; the 429 (with `Retry-After`) when over its limit.
+    func admit(count: Int, caller: Caller) async throws -> Response? {
         let (allowed, retryAfter) = try await queue.recordSubmission(
-            client: client, count: count, period: configuration.rateLimitPeriodSeconds, limit: configuration.rateLimit)
+            client: caller.quotaClient, count: count, period: configuration.rateLimitPeriodSeconds, limit: caller.quota)
         guard !allowed else { return nil }
         metrics.recordRejection(code: .rateLimited)
         let wait = Int(retryAfter.rounded(.up))
         return errorResponse(
-            StemifyError(.rateLimited, "at most \(configuration.rateLimit) songs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(wait) s"),
+            StemifyError(.rateLimited, "at most \(caller.quota) songs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(wait) s"),
             headers: [.retryAfter: "\(wait)"])
     }
 
     /// Validates every song and keeps its upload; returns the jobs, not yet queued. All or none:
     /// on error nothing is kept and taken resumable uploads are back where they were.
-    func accept(_ songs: [Song], options: JobOptions, client: String) async throws -> [Job] {
+    func accept(_ songs: [Song], options: JobOptions, owner: String) async throws -> [Job] {
         var taken: [(song: Song, upload: ResumableUploads.Upload)] = []
         var jobs: [Job] = []
         do {
             for song in songs {
                 if case let .upload(id) = song.source {
-                    taken.append((song, try await uploads.take(id, client: client, to: storage.uploadPath(song.jobID))))
+                    taken.append((song, try await uploads.take(id, client: owner, to: storage.uploadPath(song.jobID))))
                 }
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -233,7 +239,7 @@ struct SongIntake: Sendable {
                 case .file, .upload: .upload(path: try await storage.keepUpload(song.jobID), filename: song.name)
                 }
                 jobs.append(Job(id: song.jobID, status: .queued, progress: 0, etaSeconds: nil, options: options, input: input,
-                                clientAddress: client, createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil,
+                                owner: owner, createdAt: Date(), startedAt: nil, finishedAt: nil, errorCode: nil,
                                 errorMessage: nil, stems: [], metrics: nil, attempts: 0))
             }
             return jobs

@@ -19,7 +19,11 @@ struct StemifyController: Sendable {
         var status: String
         var statusUrl: String
         var eventsUrl: String
-        enum CodingKeys: String, CodingKey { case jobId = "job_id", status, statusUrl = "status_url", eventsUrl = "events_url" }
+        /// Only when this request made the caller's owner token: the one thing that reads the job.
+        var ownerToken: String?
+        enum CodingKeys: String, CodingKey {
+            case jobId = "job_id", status, statusUrl = "status_url", eventsUrl = "events_url", ownerToken = "owner_token"
+        }
     }
 
     @Sendable func submit(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -30,18 +34,21 @@ struct StemifyController: Sendable {
             defer { if !accepted { intake.discard(form.songs) } }
             let options = try intake.parseOptions(form.fields)
             guard form.songs.count == 1 else { throw missing }
-            let client = clientAddress(request, context, trustedProxies: intake.configuration.trustedProxies)
-            let songs = try await intake.check(form.songs, options: options, client: client)
+            let caller = context.caller
+            let (owner, newToken) = caller.ownerForCreation()
+            let songs = try await intake.check(form.songs, options: options, owner: owner)
             // The rate limit comes before any decoding or network work: that is what it protects.
-            if let refusal = try await intake.admit(songs, client: client) { return refusal }
-            let jobs = try await intake.accept(songs, options: options, client: client)
+            if let refusal = try await intake.admit(songs, caller: caller) { return refusal }
+            let jobs = try await intake.accept(songs, options: options, owner: owner)
             try await intake.enqueue(jobs)
             accepted = true
             let id = jobs[0].id
-            context.logger.info("job queued", metadata: ["job.id": "\(id)", "job.model": "\(options.model)", "client": "\(client)"])
+            context.logger.info("job queued", metadata: ["job.id": "\(id)", "job.model": "\(options.model)", "client": "\(caller.quotaClient)"])
+            var headers: HTTPFields = [.location: "/api/jobs/\(id)"]
+            if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
             return try jsonResponse(
-                Accepted(jobId: id, status: "queued", statusUrl: "/api/jobs/\(id)", eventsUrl: "/api/jobs/\(id)/events"),
-                status: .accepted, headers: [.location: "/api/jobs/\(id)"])
+                Accepted(jobId: id, status: "queued", statusUrl: "/api/jobs/\(id)", eventsUrl: "/api/jobs/\(id)/events", ownerToken: newToken),
+                status: .accepted, headers: headers)
         } catch let error as StemifyError {
             intake.metrics.recordRejection(code: error.code)
             throw error

@@ -67,8 +67,10 @@ struct UploadsController: Sendable {
 
     private func uploadID(_ context: AppRequestContext) -> String { context.parameters.get("id") ?? "" }
 
+    /// Whose uploads a request sees: its owner token or key, never its address, so a resume
+    /// from another network finds the upload. A caller without a token owns nothing.
     private func client(_ request: Request, _ context: AppRequestContext) -> String {
-        clientAddress(request, context, trustedProxies: configuration.trustedProxies)
+        context.caller.owner ?? "anonymous"
     }
 
     private func expires(_ date: Date) -> String {
@@ -98,19 +100,21 @@ struct UploadsController: Sendable {
         guard length <= configuration.maxFileSize else {
             throw StemifyError(.fileTooLarge, "the upload exceeds \(configuration.maxFileSize / (1024 * 1024)) MB")
         }
-        let client = client(request, context)
+        let caller = context.caller
+        let (owner, newToken) = caller.ownerForCreation()
         let (allowed, retryAfter) = try await queue.recordSubmission(
-            client: client, period: configuration.rateLimitPeriodSeconds, limit: configuration.rateLimit)
+            client: caller.quotaClient, period: configuration.rateLimitPeriodSeconds, limit: caller.quota)
         guard allowed else {
             metrics.recordRejection(code: .rateLimited)
             var headers = common
             headers[.retryAfter] = "\(Int(retryAfter.rounded(.up)))"
             return errorResponse(
-                StemifyError(.rateLimited, "at most \(configuration.rateLimit) songs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(Int(retryAfter.rounded(.up))) s"),
+                StemifyError(.rateLimited, "at most \(caller.quota) songs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(Int(retryAfter.rounded(.up))) s"),
                 headers: headers)
         }
-        let upload = try await uploads.create(length: length, limit: configuration.maxFileSize, client: client, filename: metadata["filename"])
+        let upload = try await uploads.create(length: length, limit: configuration.maxFileSize, client: owner, filename: metadata["filename"])
         var headers = common
+        if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
         headers[.location] = "/api/uploads/\(upload.id)"
         headers[.uploadExpires] = expires(upload.expiresAt)
         headers[.uploadOffset] = "0"

@@ -4,11 +4,18 @@
 
 import { closeMixer, handleKey, openMixer, setUpMixer } from "/mixer.js";
 import {
-  batchZipUrl, cancelBatch, cancelJob, getLimits, getModels, requestBatch, requestStemSeparation, uploadResumable, watchBatch,
-  watchJob,
+  batchZipUrl, cancelBatch, cancelJob, getLimits, getModels, newOwnerToken, requestBatch, requestStemSeparation, uploadResumable,
+  watchBatch, watchJob,
 } from "/lib/client.js";
 
 const $ = (id) => document.getElementById(id);
+
+// This browser's owner token: what it submits belongs to it, and only it sees those jobs. Kept
+// in a cookie, so every same-origin request carries it (fetches, event streams, <audio>, links);
+// made here, before the first request, so songs sent at once share one owner.
+if (!document.cookie.split("; ").some((c) => c.startsWith("stemify_owner=sto_"))) {
+  document.cookie = `stemify_owner=${newOwnerToken()}; Path=/; Max-Age=31536000; SameSite=Strict`;
+}
 
 /** What each error code means for the person at the page. */
 const messages = {
@@ -27,6 +34,10 @@ const messages = {
   model_unavailable: "That model is not installed on this server.",
   invalid_option: "One of the options is not valid.",
   rate_limited: "Too many jobs from here for now.",
+  unauthorized: "This server needs an API key.",
+  forbidden: "This key may not do that.",
+  method_not_allowed: "The server does not take that request.",
+  upload_length_exceeded: "The upload sent more bytes than it announced; start it again.",
   job_not_found: "That job no longer exists (finished jobs are kept for a day).",
   stem_not_found: "That stem no longer exists.",
   upload_not_found: "That upload no longer exists; choose the file again.",

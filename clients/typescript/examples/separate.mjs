@@ -7,7 +7,7 @@
 // `EventSource`, so `watchJob` polls.
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
-import { requestStemSeparation, watchJob } from "@stemify/client";
+import { newOwnerToken, requestStemSeparation, watchJob } from "@stemify/client";
 
 const [path, model = "htdemucs"] = process.argv.slice(2);
 if (!path) {
@@ -15,10 +15,12 @@ if (!path) {
   process.exit(2);
 }
 // Outside a page there is no origin to default to: the server's address is absolute.
-const client = { baseUrl: process.env.STEMIFY_URL ?? "http://localhost:8080" };
+// Who you are: an API key where the server requires one, else an owner token of your own.
+const client = { baseUrl: process.env.STEMIFY_URL ?? "http://localhost:8080", token: process.env.STEMIFY_TOKEN ?? newOwnerToken() };
 
 const file = new Blob([await readFile(path)]);
 const { job_id } = await requestStemSeparation({ file, fileName: basename(path), model, outputFormat: "mp3" }, client);
+// Only this token reads the job: keep it (STEMIFY_TOKEN) to come back to the job later.
 console.log(`job ${job_id} queued`);
 
 const job = await new Promise((resolve) => {

@@ -14,6 +14,21 @@ export interface ClientOptions {
   /** Origin of the Stemify server; "" (the default) is the page's own. */
   baseUrl?: string;
   fetch?: typeof fetch;
+  /**
+   * Who you are: an API key (`sk_…`) where the server requires keys, otherwise an owner token
+   * (`sto_…`, from `newOwnerToken()` or the `owner_token` of your first submission). Sent as
+   * `Authorization: Bearer`; only its holder sees the jobs, batches and uploads made with it.
+   * In the server's own page the cookie it sets does this and no token is needed.
+   */
+  token?: string;
+}
+
+/** A new owner token: keep it (it is the only way back to what you submit with it). */
+export function newOwnerToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return `sto_${btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")}`;
 }
 
 /** Options of a separation, as the form fields of `POST /api/stemify`. */
@@ -52,7 +67,9 @@ async function send(path: string, init: RequestInit, options: ClientOptions = {}
   const doFetch = options.fetch ?? fetch;
   let response: Response;
   try {
-    response = await doFetch(`${options.baseUrl ?? ""}${path}`, init);
+    const headers = new Headers(init.headers);
+    if (options.token !== undefined && !headers.has("Authorization")) headers.set("Authorization", `Bearer ${options.token}`);
+    response = await doFetch(`${options.baseUrl ?? ""}${path}`, { ...init, headers });
   } catch (error) {
     if (init.signal?.aborted) throw error;
     throw new StemifyApiError("network_error", `the server cannot be reached (${String(error)})`, 0);
@@ -319,7 +336,9 @@ function watch<T>(
     void poll();
     return stop;
   }
-  source = new EventSource(`${options.baseUrl ?? ""}${eventsPath}`);
+  // An EventSource sends no headers: the token goes as `access_token` (RFC 6750 §2.3).
+  const query = options.token === undefined ? "" : `${eventsPath.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(options.token)}`;
+  source = new EventSource(`${options.baseUrl ?? ""}${eventsPath}${query}`);
   source.addEventListener("status", (event) => deliver(JSON.parse((event as MessageEvent<string>).data) as T));
   source.onerror = () => {
     // The stream ended (a finished job or batch closes it) or broke: polling takes over.

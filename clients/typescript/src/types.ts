@@ -25,6 +25,8 @@ export interface Accepted {
   status: "queued";
   status_url: string;
   events_url: string;
+  /** Only when the request carried no token: the owner token that alone reads the job. */
+  owner_token?: string;
 }
 
 /** `components.schemas.Job.properties.stems.items` */
@@ -121,6 +123,8 @@ export interface Batch {
   status_url: string;
   events_url: string;
   zip_url: string;
+  /** Only in the answer to a submission that carried no token. */
+  owner_token?: string;
 }
 
 /** `components.schemas.Model` */

@@ -318,6 +318,37 @@ public final class RedisJobQueue: JobQueue {
                       "input_value", r.inputValue, "client", r.client, "created_at", Self.text(r.createdAt), "attempts", "0"]
         if let name = r.inputName { fields += ["input_name", name] }
         _ = try await script(Self.enqueue, [r.id, Self.text(r.createdAt)] + fields)
+        // The listings: per owner and all; a job gone from its hash is dropped from them when met.
+        _ = try await pool.run(["ZADD", listing(owner: r.client), Self.text(r.createdAt), r.id])
+        _ = try await pool.run(["ZADD", listing(owner: nil), Self.text(r.createdAt), r.id])
+    }
+
+    private func listing(owner: String?) -> String { owner.map { "\(prefix):owner:\($0)" } ?? "\(prefix):listed" }
+
+    public func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
+        let key = listing(owner: owner)
+        var out: [Job] = []
+        var offset = 0
+        let page = max(limit, 50)
+        while out.count < limit {
+            // Inclusive of the cursor's time: ties are told apart by id below.
+            let ids = try await pool.run(["ZREVRANGEBYSCORE", key, cursor.map { Self.text($0.createdAt) } ?? "+inf", "-inf",
+                                          "LIMIT", "\(offset)", "\(page)"]).elements.compactMap(\.string)
+            if ids.isEmpty { break }
+            offset += ids.count
+            for id in ids {
+                guard let job = try await job(id: id) else {
+                    _ = try await pool.run(["ZREM", key, id])
+                    offset -= 1
+                    continue
+                }
+                if let cursor, !cursor.precedes(createdAt: job.createdAt.timeIntervalSince1970, id: job.id) { continue }
+                if let statuses, !statuses.contains(job.status) { continue }
+                out.append(job)
+            }
+        }
+        // Same-time jobs in id order, as the SQL backends give them.
+        return Array(out.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
     }
 
     public func job(id: String) async throws -> Job? {
@@ -352,7 +383,14 @@ public final class RedisJobQueue: JobQueue {
     }
 
     public func cancel(id: String) async throws -> Job? {
-        try Self.row(try await script(Self.cancel, [id]))?.job()
+        let job = try Self.row(try await script(Self.cancel, [id]))?.job()
+        if let job { try await unlist(job) }
+        return job
+    }
+
+    private func unlist(_ job: Job) async throws {
+        _ = try await pool.run(["ZREM", listing(owner: job.owner), job.id])
+        _ = try await pool.run(["ZREM", listing(owner: nil), job.id])
     }
 
     public func position(id: String) async throws -> Int? {
@@ -383,11 +421,13 @@ public final class RedisJobQueue: JobQueue {
     }
 
     public func expire(olderThan age: Double) async throws -> [Job] {
-        try await script(Self.expire, [Self.text(age)]).elements.compactMap { try Self.row($0)?.job() }
+        let expired = try await script(Self.expire, [Self.text(age)]).elements.compactMap { try Self.row($0)?.job() }
+        for job in expired { try await unlist(job) }
+        return expired
     }
 
     public func addBatch(_ batch: Batch) async throws {
-        _ = try await script(Self.addBatch, [batch.id, batch.clientAddress, Self.text(batch.createdAt.timeIntervalSince1970),
+        _ = try await script(Self.addBatch, [batch.id, batch.owner, Self.text(batch.createdAt.timeIntervalSince1970),
                                              try batch.songsJSON()])
     }
 

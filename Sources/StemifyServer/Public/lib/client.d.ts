@@ -5,7 +5,16 @@ export interface ClientOptions {
     /** Origin of the Stemify server; "" (the default) is the page's own. */
     baseUrl?: string;
     fetch?: typeof fetch;
+    /**
+     * Who you are: an API key (`sk_…`) where the server requires keys, otherwise an owner token
+     * (`sto_…`, from `newOwnerToken()` or the `owner_token` of your first submission). Sent as
+     * `Authorization: Bearer`; only its holder sees the jobs, batches and uploads made with it.
+     * In the server's own page the cookie it sets does this and no token is needed.
+     */
+    token?: string;
 }
+/** A new owner token: keep it (it is the only way back to what you submit with it). */
+export declare function newOwnerToken(): string;
 /** Options of a separation, as the form fields of `POST /api/stemify`. */
 export interface StemSeparationOptions {
     model?: string;

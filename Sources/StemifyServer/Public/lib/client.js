@@ -1,6 +1,14 @@
 // The Stemify client: submit a song or a YouTube link, follow the job, cancel it.
 // No dependencies: `fetch`, `FormData` and `EventSource` from the browser (or any runtime that
 // has them). The names match the mock service it replaces.
+/** A new owner token: keep it (it is the only way back to what you submit with it). */
+export function newOwnerToken() {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    let binary = "";
+    for (const byte of bytes)
+        binary += String.fromCharCode(byte);
+    return `sto_${btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")}`;
+}
 /** An error the API answered with: its stable code, message and HTTP status. */
 export class StemifyApiError extends Error {
     constructor(code, message, status, 
@@ -18,7 +26,10 @@ async function send(path, init, options = {}) {
     const doFetch = options.fetch ?? fetch;
     let response;
     try {
-        response = await doFetch(`${options.baseUrl ?? ""}${path}`, init);
+        const headers = new Headers(init.headers);
+        if (options.token !== undefined && !headers.has("Authorization"))
+            headers.set("Authorization", `Bearer ${options.token}`);
+        response = await doFetch(`${options.baseUrl ?? ""}${path}`, { ...init, headers });
     }
     catch (error) {
         if (init.signal?.aborted)
@@ -253,7 +264,9 @@ function watch(eventsPath, get, finished, goneCode, onUpdate, options) {
         void poll();
         return stop;
     }
-    source = new EventSource(`${options.baseUrl ?? ""}${eventsPath}`);
+    // An EventSource sends no headers: the token goes as `access_token` (RFC 6750 §2.3).
+    const query = options.token === undefined ? "" : `${eventsPath.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(options.token)}`;
+    source = new EventSource(`${options.baseUrl ?? ""}${eventsPath}${query}`);
     source.addEventListener("status", (event) => deliver(JSON.parse(event.data)));
     source.onerror = () => {
         // The stream ended (a finished job or batch closes it) or broke: polling takes over.

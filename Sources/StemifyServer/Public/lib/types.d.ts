@@ -1,4 +1,4 @@
-export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "invalid_filename" | "invalid_batch" | "batch_not_found" | "invalid_mix" | "separation_failed" | "unavailable" | "internal_error";
+export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "invalid_filename" | "invalid_batch" | "batch_not_found" | "invalid_mix" | "method_not_allowed" | "unauthorized" | "forbidden" | "upload_length_exceeded" | "separation_failed" | "unavailable" | "internal_error";
 export declare type JobStatus = "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
 export declare type OutputFormat = "wav" | "mp3" | "flac";
 export declare type Quality = "fast" | "balanced" | "best";
@@ -8,6 +8,8 @@ export interface Accepted {
     status: "queued";
     status_url: string;
     events_url: string;
+    /** Only when the request carried no token: the owner token that alone reads the job. */
+    owner_token?: string;
 }
 /** `components.schemas.Job.properties.stems.items` */
 export interface Stem {
@@ -95,6 +97,8 @@ export interface Batch {
     status_url: string;
     events_url: string;
     zip_url: string;
+    /** Only in the answer to a submission that carried no token. */
+    owner_token?: string;
 }
 /** `components.schemas.Model` */
 export interface Model {

@@ -1,0 +1,161 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import StemifyCore
+import StemifyServer
+import Testing
+
+/// Ownership and API keys: only the owner (or an admin key) sees a job, batch or upload;
+/// everyone else gets the 404 of an id that never existed.
+@Suite("owners and API keys")
+struct AccessTests {
+    static let song = Data(UploadTests().wav(seconds: 1))
+
+    static func submit(_ client: any TestClientProtocol, headers extra: HTTPFields = [:]) async throws -> TestResponse {
+        var (headers, body) = multipart(fields: ["model": "ht_small", "quality": "fast", "output_format": "wav"], file: ("a.wav", song))
+        headers.append(contentsOf: extra)
+        return try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+    }
+
+    @Test("keys off: a submission without a token gets one; only it (header, cookie or access_token) reads, cancels and lists the job")
+    func ownerTokens() async throws {
+        try await withServer(testConfiguration()) { owned in
+            let owner = try #require(owned as? OwnedClient)
+            let anonymous = owner.other(nil)
+            let accepted = try await Self.submit(anonymous)
+            #expect(accepted.status == .accepted)
+            let body = json(accepted.body)
+            let id = try #require(body["job_id"] as? String)
+            let token = try #require(body["owner_token"] as? String)
+            #expect(token.hasPrefix("sto_") && token.count >= 36)
+            #expect(accepted.headers[HTTPField.Name("Stemify-Owner-Token")!] == token)
+            let cookie = try #require(accepted.headers[.setCookie])
+            #expect(cookie.hasPrefix("stemify_owner=\(token);") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+
+            // Nobody else: no token, another token, a malformed one.
+            for (who, client) in [("no token", anonymous), ("another token", owner.other()), ("malformed", owner.other("sto_short"))] {
+                for (uri, method) in [("/api/jobs/\(id)", HTTPRequest.Method.get), ("/api/jobs/\(id)/events", .get), ("/api/jobs/\(id)/stems.zip", .get),
+                                      ("/api/jobs/\(id)/stems/vocals.wav", .get), ("/api/jobs/\(id)", .head)] {
+                    let r = try await client.execute(uri: uri, method: method)
+                    #expect(r.status == .notFound, "\(who): \(method) \(uri)")
+                    if method == .get { #expect(errorCode(r.body) == "job_not_found", "\(who): \(uri)") }
+                }
+                let mix = try await client.execute(uri: "/api/jobs/\(id)/mix", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}"))
+                #expect(errorCode(mix.body) == "job_not_found", "\(who)")
+                let delete = try await client.execute(uri: "/api/jobs/\(id)", method: .delete)
+                #expect(delete.status == .notFound, "\(who) cannot delete")
+            }
+            // The owner, however the token travels.
+            let holder = owner.other(token)
+            #expect(try await holder.execute(uri: "/api/jobs/\(id)", method: .get).status == .ok)
+            #expect(try await anonymous.execute(uri: "/api/jobs/\(id)", method: .get, headers: [.cookie: "theme=dark; stemify_owner=\(token)"]).status == .ok)
+            #expect(try await anonymous.execute(uri: "/api/jobs/\(id)?access_token=\(token)", method: .get).status == .ok)
+            // A second submission with the token is not given a new one.
+            let again = try await Self.submit(holder)
+            #expect(json(again.body)["owner_token"] == nil && again.headers[.setCookie] == nil)
+            let done = try await holder.execute(uri: "/api/jobs/\(id)/events", method: .get)
+            #expect(String(buffer: done.body).contains("\"status\":\"done\""))
+            #expect(try await holder.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .get).status == .ok)
+            #expect(try await holder.execute(uri: "/api/jobs/\(id)", method: .delete).status == .ok)
+        }
+    }
+
+    @Test("keys off: batches and uploads belong to their token; a tus upload resumes from another address")
+    func batchesAndUploads() async throws {
+        try await withServer(testConfiguration { $0.trustedProxies = ["127.0.0.1"] }) { owned in
+            let owner = try #require(owned as? OwnedClient)
+            let stranger = owner.other()
+            let (headers, body) = multipartParts(BatchTests.options + [("file", "one.wav", Self.song), ("file", "two.wav", Self.song)])
+            let batch = try await owner.execute(uri: "/api/batches", method: .post, headers: headers, body: body)
+            let batchID = try #require(json(batch.body)["batch_id"] as? String)
+            for method in [HTTPRequest.Method.get, .delete] {
+                let r = try await stranger.execute(uri: "/api/batches/\(batchID)", method: method)
+                #expect(r.status == .notFound && errorCode(r.body) == "batch_not_found", "\(method)")
+            }
+            #expect(try await stranger.execute(uri: "/api/batches/\(batchID)/stems.zip", method: .get).status == .notFound)
+            #expect(try await owner.execute(uri: "/api/batches/\(batchID)", method: .get).status == .ok)
+
+            let tus: HTTPFields = [HTTPField.Name("Tus-Resumable")!: "1.0.0", HTTPField.Name("Upload-Length")!: "\(Self.song.count)",
+                                   HTTPField.Name("X-Forwarded-For")!: "203.0.113.1"]
+            let created = try await owner.execute(uri: "/api/uploads", method: .post, headers: tus)
+            let location = try #require(created.headers[.location])
+            var head: HTTPFields = [HTTPField.Name("Tus-Resumable")!: "1.0.0", HTTPField.Name("X-Forwarded-For")!: "198.51.100.7"]
+            #expect(try await owner.execute(uri: location, method: .head, headers: head).status == .ok, "the owner, from a new address")
+            #expect(try await stranger.execute(uri: location, method: .head, headers: head).status == .notFound)
+            head[HTTPField.Name("X-Forwarded-For")!] = "203.0.113.1"
+            #expect(try await stranger.execute(uri: location, method: .head, headers: head).status == .notFound, "the same address is not the owner")
+            #expect(try await stranger.execute(uri: location, method: .delete, headers: head).status == .notFound)
+            // An upload id is no use to someone else's submission.
+            let id = String(location.split(separator: "/").last ?? "")
+            let taken = try await stranger.execute(uri: "/api/stemify", method: .post, headers: [.contentType: "application/json"],
+                                                   body: ByteBuffer(string: "{\"upload_id\": \"\(id)\"}"))
+            #expect(errorCode(taken.body) == "upload_not_found")
+        }
+    }
+
+    @Test("keys on: no key 401, unknown or revoked 401, missing scope 403, another key 404, admin sees all, quotas per key")
+    func apiKeys() async throws {
+        var configuration = testConfiguration { $0.apiKeys = true; $0.rateLimit = 100 }
+        let store = APIKeyStore(path: configuration.resolvedKeysFile)
+        let (_, first) = try store.create(name: "first", scopes: [.submit, .read], quota: 1)
+        let (_, second) = try store.create(name: "second", scopes: [.submit, .read], quota: nil)
+        let (_, reader) = try store.create(name: "reader", scopes: [.read], quota: nil)
+        let (_, admin) = try store.create(name: "ops", scopes: [.admin], quota: nil)
+        let (revokedKey, revoked) = try store.create(name: "old", scopes: [.submit, .read], quota: nil)
+        _ = try store.revoke(id: revokedKey.id)
+        configuration.keysFile = store.path
+        try await withServer(configuration) { owned in
+            let owner = try #require(owned as? OwnedClient)
+            let as_ = { (key: String) in owner.other(key) }
+            // Health, readiness and the page need no key; every /api/ route does.
+            for path in ["/healthz", "/", "/openapi.yaml"] {
+                #expect(try await owner.other(nil).execute(uri: path, method: .get).status == .ok, "\(path)")
+            }
+            for (who, client) in [("no key", owner.other(nil)), ("owner token", owner as any TestClientProtocol), ("revoked", as_(revoked)), ("made up", as_("sk_madeup"))] {
+                for path in ["/api/models", "/api/limits", "/api/jobs/x"] {
+                    let r = try await client.execute(uri: path, method: .get)
+                    #expect(r.status == .unauthorized && errorCode(r.body) == "unauthorized", "\(who) \(path)")
+                    #expect(r.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+                }
+            }
+            let refused = try await Self.submit(as_(reader))
+            #expect(refused.status == .forbidden && errorCode(refused.body) == "forbidden")
+
+            let accepted = try await Self.submit(as_(first))
+            #expect(accepted.status == .accepted && json(accepted.body)["owner_token"] == nil)
+            let id = try #require(json(accepted.body)["job_id"] as? String)
+            #expect(try await as_(first).execute(uri: "/api/jobs/\(id)", method: .get).status == .ok)
+            #expect(try await as_(admin).execute(uri: "/api/jobs/\(id)", method: .get).status == .ok)
+            for key in [second, reader] {
+                let r = try await as_(key).execute(uri: "/api/jobs/\(id)", method: .get)
+                #expect(r.status == .notFound && errorCode(r.body) == "job_not_found")
+            }
+            #expect(try await as_(second).execute(uri: "/api/jobs/\(id)", method: .delete).status == .notFound)
+            // The first key's quota is one song; the second key is not held to it.
+            let over = try await Self.submit(as_(first))
+            #expect(over.status == .tooManyRequests && errorCode(over.body) == "rate_limited")
+            #expect(try await Self.submit(as_(second)).status == .accepted)
+            #expect(try await Self.submit(as_(second)).status == .accepted)
+        }
+    }
+
+    @Test("the key file keeps hashes only; a new or revoked key counts at once")
+    func keyStore() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-keys-\(UUID().uuidString)/keys.json").path
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path) }
+        let store = APIKeyStore(path: path)
+        #expect(try store.key(secret: "sk_nothing") == nil)
+        let (key, secret) = try store.create(name: "ci", scopes: [.read, .submit, .read], quota: 3)
+        #expect(key.scopes == [.read, .submit])
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(!text.contains(secret) && text.contains(key.hash))
+        #expect(try store.key(secret: secret)?.id == key.id)
+        #expect(try store.key(secret: secret + "x") == nil)
+        _ = try store.revoke(id: key.id)
+        #expect(try store.key(secret: secret) == nil)
+        #expect(throws: StemifyError.self) { try store.revoke(id: "key_none") }
+        #expect(throws: StemifyError.self) { try store.create(name: "", scopes: [.read], quota: nil) }
+        #expect(throws: StemifyError.self) { try store.create(name: "x", scopes: [], quota: nil) }
+    }
+}
