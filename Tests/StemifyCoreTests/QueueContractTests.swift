@@ -56,6 +56,45 @@ struct QueueContractTests {
             stems: [], metrics: nil, attempts: 0)
     }
 
+    @Test("listing: an owner's jobs newest first, pages by cursor without gaps or repeats, status filter, gone ones dropped", arguments: backends)
+    func listing(_ backend: String) async throws {
+        let q = try await queue(backend)
+        let base = Date(timeIntervalSince1970: 1_800_000_000)
+        // Seven of A's (two pairs at the same instant, to test the tie order) and three of B's.
+        let times = [0.0, 1, 1, 2, 3, 3, 4]
+        var mine: [Job] = []
+        for (k, t) in times.enumerated() {
+            var j = job("a\(k)", at: base.addingTimeInterval(t))
+            j.owner = "t:a"
+            try await q.enqueue(j)
+            mine.append(j)
+        }
+        for k in 0..<3 {
+            var j = job("b\(k)", at: base.addingTimeInterval(Double(k) + 0.5))
+            j.owner = "t:b"
+            try await q.enqueue(j)
+        }
+        let expected = mine.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.map(\.id)
+        var seen: [String] = []
+        var cursor: ListCursor?
+        while true {
+            let page = try await q.jobs(owner: "t:a", statuses: nil, after: cursor, limit: 3)
+            seen += page.map(\.id)
+            guard page.count == 3, let last = page.last else { break }
+            cursor = ListCursor(after: last)
+        }
+        #expect(seen == expected, "\(backend)")
+        #expect(try await q.jobs(owner: "t:b", statuses: nil, after: nil, limit: 10).map(\.id) == ["b2", "b1", "b0"])
+        #expect(try await q.jobs(owner: nil, statuses: nil, after: nil, limit: 100).count == 10)
+        #expect(try await q.jobs(owner: "t:nobody", statuses: nil, after: nil, limit: 10).isEmpty)
+        // A claimed job is no longer queued; a cancelled one is gone from the listing.
+        let claimed = try #require(try await q.claim(worker: "w"))
+        let queued = try await q.jobs(owner: nil, statuses: [.queued], after: nil, limit: 100).map(\.id)
+        #expect(!queued.contains(claimed.id) && queued.count == 9)
+        _ = try await q.cancel(id: "a6")
+        #expect(try await q.jobs(owner: "t:a", statuses: nil, after: nil, limit: 100).map(\.id) == Array(expected.dropFirst()))
+    }
+
     @Test("oldest first, each job once, its first status from its input", arguments: backends)
     func claimOrder(_ backend: String) async throws {
         let q = try await queue(backend)

@@ -140,6 +140,39 @@ struct AccessTests {
         }
     }
 
+    @Test("GET /api/jobs: the caller's jobs only, newest first, in pages by cursor, filtered by status; bad parameters 400")
+    func listing() async throws {
+        try await withServer(testConfiguration { $0.workers = 0 }) { owned in
+            let owner = try #require(owned as? OwnedClient)
+            var ids: [String] = []
+            for _ in 0..<5 { ids.append(try #require(json(try await Self.submit(owner).body)["job_id"] as? String)) }
+            let stranger = owner.other()
+            let theirs = try #require(json(try await Self.submit(stranger).body)["job_id"] as? String)
+            var listed: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await owner.execute(uri: "/api/jobs?limit=2" + (cursor.map { "&cursor=\($0)" } ?? ""), method: .get)
+                #expect(page.status == .ok)
+                let body = json(page.body)
+                listed += (body["jobs"] as? [[String: Any]] ?? []).compactMap { $0["job_id"] as? String }
+                cursor = body["next_cursor"] as? String
+            } while cursor != nil && listed.count < 20
+            #expect(listed == ids.reversed(), "newest first, every job once")
+            #expect(!listed.contains(theirs))
+            let strangers = json(try await stranger.execute(uri: "/api/jobs", method: .get).body)["jobs"] as? [[String: Any]]
+            #expect(strangers?.compactMap { $0["job_id"] as? String } == [theirs])
+            #expect((json(try await owner.other(nil).execute(uri: "/api/jobs", method: .get).body)["jobs"] as? [Any])?.isEmpty == true)
+            let done = json(try await owner.execute(uri: "/api/jobs?status=done,failed", method: .get).body)["jobs"] as? [Any]
+            #expect(done?.isEmpty == true, "no workers: nothing finished")
+            let queued = json(try await owner.execute(uri: "/api/jobs?status=queued", method: .get).body)["jobs"] as? [[String: Any]]
+            #expect(queued?.count == 5 && queued?.first?["queue_position"] != nil)
+            for bad in ["limit=0", "limit=101", "limit=x", "status=finished", "cursor=%%%", "cursor=bm90IGEgY3Vyc29y"] {
+                let r = try await owner.execute(uri: "/api/jobs?\(bad)", method: .get)
+                #expect(r.status == .badRequest && errorCode(r.body) == "invalid_option", "\(bad)")
+            }
+        }
+    }
+
     @Test("the key file keeps hashes only; a new or revoked key counts at once")
     func keyStore() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-keys-\(UUID().uuidString)/keys.json").path

@@ -13,6 +13,7 @@ struct JobsController: Sendable {
     let storage: any JobStorage
 
     func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/api/jobs", use: list)
         router.get("/api/jobs/:id", use: status)
         router.get("/api/jobs/:id/events", use: events)
         router.delete("/api/jobs/:id", use: cancel)
@@ -92,6 +93,47 @@ struct JobsController: Sendable {
             throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
         return (job, JobResponse(job, position: try await queue.position(id: id), storage: storage))
+    }
+
+    struct Listing: Encodable {
+        var jobs: [JobResponse]
+        /// Pass as `cursor` for the next page; null on the last.
+        var nextCursor: String?
+        enum CodingKeys: String, CodingKey { case jobs, nextCursor = "next_cursor" }
+    }
+
+    /// The caller's jobs (an admin key's: everyone's), newest first: `limit` (1–100, default
+    /// 20), `cursor` from the page before, `status` (comma-separated statuses).
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        var limit = 20
+        if let text = query["limit"] {
+            guard let n = Int(text), (1...100).contains(n) else { throw StemifyError(.invalidOption, "limit is 1–100") }
+            limit = n
+        }
+        var statuses: [JobStatus]?
+        if let text = query["status"] {
+            statuses = try text.split(separator: ",").map { word in
+                guard let status = JobStatus(rawValue: String(word)) else {
+                    throw StemifyError(.invalidOption, "status takes \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")), comma-separated")
+                }
+                return status
+            }
+        }
+        let cursor = try query["cursor"].map { text in
+            guard let cursor = ListingCursor.decode(String(text)) else { throw StemifyError(.invalidOption, "the cursor is not one this server gave") }
+            return cursor
+        }
+        let caller = context.caller
+        // Without a token nothing is the caller's yet.
+        guard caller.isAdmin || caller.owner != nil else { return try jsonResponse(Listing(jobs: [], nextCursor: nil), headers: [.cacheControl: "no-store"]) }
+        let jobs = try await queue.jobs(owner: caller.isAdmin ? nil : caller.owner, statuses: statuses, after: cursor, limit: limit + 1)
+        var views: [JobResponse] = []
+        for job in jobs.prefix(limit) {
+            views.append(JobResponse(job, position: job.status == .queued ? try await queue.position(id: job.id) : nil, storage: storage))
+        }
+        let next = jobs.count > limit ? jobs.prefix(limit).last.map { ListingCursor.encode(ListCursor(after: $0)) } : nil
+        return try jsonResponse(Listing(jobs: views, nextCursor: next), headers: [.cacheControl: "no-store"])
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -243,5 +285,23 @@ struct JobsController: Sendable {
             return Response(status: status, headers: headers)
         }
         return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: answer.body))
+    }
+}
+
+/// A listing's cursor as clients see it: opaque base64url of the last job's time and id.
+enum ListingCursor {
+    static func encode(_ cursor: ListCursor) -> String {
+        Data("\(cursor.createdAt)|\(cursor.id)".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ text: String) -> ListCursor? {
+        guard text.count <= 200 else { return nil }
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), let plain = String(data: data, encoding: .utf8) else { return nil }
+        let parts = plain.split(separator: "|", maxSplits: 1)
+        guard parts.count == 2, let time = Double(parts[0]), time.isFinite else { return nil }
+        return ListCursor(createdAt: time, id: String(parts[1]))
     }
 }

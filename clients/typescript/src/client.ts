@@ -2,7 +2,7 @@
 // No dependencies: `fetch`, `FormData` and `EventSource` from the browser (or any runtime that
 // has them). The names match the mock service it replaces.
 
-import type { Accepted, Batch, ErrorBody, ErrorCode, Job, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
+import type { Accepted, Batch, ErrorBody, ErrorCode, Job, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
 
 export type {
   Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat,
@@ -194,6 +194,18 @@ function base64(text: string): string {
   let binary = "";
   for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
   return btoa(binary);
+}
+
+/** A page of your jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
+export function listJobs(
+  query: { limit?: number; cursor?: string; status?: JobStatus[] } = {}, options: ClientOptions = {},
+): Promise<{ jobs: Job[]; next_cursor: string | null }> {
+  const params = new URLSearchParams();
+  if (query.limit !== undefined) params.set("limit", String(query.limit));
+  if (query.cursor !== undefined) params.set("cursor", query.cursor);
+  if (query.status !== undefined) params.set("status", query.status.join(","));
+  const search = params.toString();
+  return call(`/api/jobs${search ? `?${search}` : ""}`, {}, options);
 }
 
 /**

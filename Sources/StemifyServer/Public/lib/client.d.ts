@@ -1,4 +1,4 @@
-import type { Accepted, Batch, ErrorCode, Job, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
+import type { Accepted, Batch, ErrorCode, Job, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
 export type { Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality, Stem, StemMix, } from "./types.js";
 /** Where the API is and how to reach it. */
 export interface ClientOptions {
@@ -82,6 +82,15 @@ export interface ResumableUploadOptions extends ClientOptions {
     /** File name sent with the upload (default the File's name). */
     fileName?: string;
 }
+/** A page of your jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
+export declare function listJobs(query?: {
+    limit?: number;
+    cursor?: string;
+    status?: JobStatus[];
+}, options?: ClientOptions): Promise<{
+    jobs: Job[];
+    next_cursor: string | null;
+}>;
 /**
  * Uploads `file` with the tus 1.0 protocol (`/api/uploads`) and resolves to its upload id, for
  * `requestStemSeparation({ uploadId, ... })`. After a dropped connection it asks the server how

@@ -137,6 +137,18 @@ function base64(text) {
         binary += String.fromCharCode(byte);
     return btoa(binary);
 }
+/** A page of your jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
+export function listJobs(query = {}, options = {}) {
+    const params = new URLSearchParams();
+    if (query.limit !== undefined)
+        params.set("limit", String(query.limit));
+    if (query.cursor !== undefined)
+        params.set("cursor", query.cursor);
+    if (query.status !== undefined)
+        params.set("status", query.status.join(","));
+    const search = params.toString();
+    return call(`/api/jobs${search ? `?${search}` : ""}`, {}, options);
+}
 /**
  * Uploads `file` with the tus 1.0 protocol (`/api/uploads`) and resolves to its upload id, for
  * `requestStemSeparation({ uploadId, ... })`. After a dropped connection it asks the server how
