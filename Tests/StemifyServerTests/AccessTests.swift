@@ -57,6 +57,16 @@ struct AccessTests {
             let done = try await holder.execute(uri: "/api/jobs/\(id)/events", method: .get)
             #expect(String(buffer: done.body).contains("\"status\":\"done\""))
             #expect(try await holder.execute(uri: "/api/jobs/\(id)/stems/vocals.wav", method: .get).status == .ok)
+            // The job echoes what was asked and when things happened.
+            let document = json(try await holder.execute(uri: "/api/jobs/\(id)", method: .get).body)
+            let options = try #require(document["options"] as? [String: Any])
+            #expect(options["model"] as? String == "ht_small" && options["output_format"] as? String == "wav" && options["shifts"] as? Int == 0)
+            #expect(document["input_name"] as? String == "a.wav")
+            let format = ISO8601DateFormatter()
+            let started = try #require((document["started_at"] as? String).flatMap(format.date(from:)))
+            let finished = try #require((document["finished_at"] as? String).flatMap(format.date(from:)))
+            let expires = try #require((document["expires_at"] as? String).flatMap(format.date(from:)))
+            #expect(started <= finished && abs(expires.timeIntervalSince(finished) - StemifyConfiguration().resultTTLSeconds) < 1)
             #expect(try await holder.execute(uri: "/api/jobs/\(id)", method: .delete).status == .ok)
         }
     }
@@ -170,6 +180,25 @@ struct AccessTests {
                 let r = try await owner.execute(uri: "/api/jobs?\(bad)", method: .get)
                 #expect(r.status == .badRequest && errorCode(r.body) == "invalid_option", "\(bad)")
             }
+        }
+    }
+
+    @Test("event streams: every event has an id; resuming with Last-Event-ID of the current state sends nothing again")
+    func eventIDs() async throws {
+        try await withServer(testConfiguration()) { client in
+            let id = try #require(json(try await Self.submit(client).body)["job_id"] as? String)
+            let first = String(buffer: try await client.execute(uri: "/api/jobs/\(id)/events", method: .get).body)
+            #expect(first.hasPrefix("retry: "))
+            let events = first.components(separatedBy: "\n\n").filter { $0.contains("event: status") }
+            #expect(!events.isEmpty && events.allSatisfy { $0.hasPrefix("id: ") }, "\(first)")
+            let ids = events.compactMap { $0.split(separator: "\n").first.map { String($0.dropFirst(4)) } }
+            #expect(Set(ids).count == ids.count, "ids differ per state")
+            let last = try #require(ids.last)
+            // Finished: resuming from the last state gets no event; from an older one, the current state.
+            let resumed = String(buffer: try await client.execute(uri: "/api/jobs/\(id)/events", method: .get, headers: [HTTPField.Name("Last-Event-ID")!: last]).body)
+            #expect(!resumed.contains("event: status"), "\(resumed)")
+            let behind = String(buffer: try await client.execute(uri: "/api/jobs/\(id)/events", method: .get, headers: [HTTPField.Name("Last-Event-ID")!: ids[0]]).body)
+            #expect(behind.contains("id: \(last)\nevent: status"))
         }
     }
 

@@ -60,6 +60,7 @@ struct ClientTypesTests {
         let mapping: [(String, [String])] = [
             ("Accepted", schemas + ["Accepted"]),
             ("Job", schemas + ["Job"]),
+            ("JobOptions", schemas + ["JobOptions"]),
             ("Stem", schemas + ["Job", "properties", "stems", "items"]),
             ("JobError", schemas + ["Job", "properties", "error"]),
             ("JobMetrics", schemas + ["Job", "properties", "metrics"]),

@@ -60,7 +60,8 @@ struct BatchesController: Sendable {
         for song in batch.songs {
             let job = try await queue.job(id: song.jobID)
             var view: JobsController.JobResponse?
-            if let job { view = JobsController.JobResponse(job, position: try await queue.position(id: job.id), storage: storage) }
+            if let job { view = JobsController.JobResponse(job, position: try await queue.position(id: job.id), storage: storage,
+                                                                 resultTTL: intake.configuration.resultTTLSeconds) }
             let status = job?.status.rawValue ?? "deleted"
             counts[status, default: 0] += 1
             if let job, !job.status.isTerminal {
@@ -151,20 +152,26 @@ struct BatchesController: Sendable {
     @Sendable func events(_ request: Request, context: AppRequestContext) async throws -> Response {
         let batch = try await load(context)
         let controller = self
+        let resumeFrom = request.headers[.lastEventID]
         let body = ResponseBody { writer in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var last: BatchResponse?
             var lastWrite = ContinuousClock.now
+            try await writer.write(ByteBuffer(string: EventStream.preamble))
             while true {
                 var current = try await controller.response(batch)
                 // The ETA moves every second; a change of it alone is not news.
                 current.etaSeconds = current.etaSeconds.map { ($0 / 5).rounded() * 5 }
                 if current != last {
                     let json = String(decoding: try encoder.encode(current), as: UTF8.self)
-                    try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
+                    let tag = EventStream.id(json)
+                    // A client resuming with the state it already has is not sent it again.
+                    if last != nil || tag != resumeFrom {
+                        try await writer.write(ByteBuffer(string: "id: \(tag)\nevent: status\ndata: \(json)\n\n"))
+                        lastWrite = .now
+                    }
                     last = current
-                    lastWrite = .now
                 } else if ContinuousClock.now - lastWrite > .seconds(10) {
                     // As the job stream: a comment after 10 s of silence.
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))

@@ -11,6 +11,8 @@ import StemifyCore
 struct JobsController: Sendable {
     let queue: any JobQueue
     let storage: any JobStorage
+    /// `result_ttl`: how long a finished job is kept (its `expires_at`).
+    let resultTTL: Double
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/api/jobs", use: list)
@@ -55,16 +57,27 @@ struct JobsController: Sendable {
         var statusUrl: String
         var eventsUrl: String
         var zipUrl: String
+        /// What was asked for, as the job runs it (the quality preset resolved).
+        var options: JobOptions
+        /// The uploaded file's name or the link.
+        var inputName: String
+        var startedAt: String?
+        /// When it finished: done, failed or cancelled.
+        var finishedAt: String?
+        /// When a finished job and its stems are removed (`result_ttl` after it finished).
+        var expiresAt: String?
 
         enum CodingKeys: String, CodingKey {
             case jobId = "job_id", status, stage, progress, etaSeconds = "eta_seconds", queuePosition = "queue_position", model,
                  createdAt = "created_at", error, stems, metrics, statusUrl = "status_url", eventsUrl = "events_url",
-                 zipUrl = "zip_url"
+                 zipUrl = "zip_url", options, inputName = "input_name", startedAt = "started_at", finishedAt = "finished_at",
+                 expiresAt = "expires_at"
         }
 
-        /// - Parameter storage: gives each stem's direct URL (presigned or CDN) when it has one;
-        ///   otherwise the API serves it.
-        init(_ job: Job, position: Int?, storage: any JobStorage) {
+        /// - Parameters:
+        ///   - storage: gives each stem's direct URL (presigned or CDN) when it has one; otherwise the API serves it.
+        ///   - resultTTL: seconds a finished job is kept.
+        init(_ job: Job, position: Int?, storage: any JobStorage, resultTTL: Double) {
             jobId = job.id
             status = job.status.rawValue
             stage = job.status.isTerminal || job.status == .queued ? nil : job.status.rawValue
@@ -83,6 +96,15 @@ struct JobsController: Sendable {
             statusUrl = "/api/jobs/\(job.id)"
             eventsUrl = "/api/jobs/\(job.id)/events"
             zipUrl = "/api/jobs/\(job.id)/stems.zip"
+            options = job.options
+            inputName = switch job.input {
+            case let .upload(_, filename): filename
+            case let .youtube(url): url
+            }
+            let format = ISO8601DateFormatter()
+            startedAt = job.startedAt.map(format.string(from:))
+            finishedAt = job.finishedAt.map(format.string(from:))
+            expiresAt = job.status.isTerminal ? job.finishedAt.map { format.string(from: $0.addingTimeInterval(resultTTL)) } : nil
         }
     }
 
@@ -92,7 +114,7 @@ struct JobsController: Sendable {
         guard let job = try await queue.job(id: id), context.caller.owns(job.owner) else {
             throw StemifyError(.jobNotFound, "no job '\(id)' (it may have expired or been deleted)")
         }
-        return (job, JobResponse(job, position: try await queue.position(id: id), storage: storage))
+        return (job, JobResponse(job, position: try await queue.position(id: id), storage: storage, resultTTL: resultTTL))
     }
 
     struct Listing: Encodable {
@@ -130,7 +152,7 @@ struct JobsController: Sendable {
         let jobs = try await queue.jobs(owner: caller.isAdmin ? nil : caller.owner, statuses: statuses, after: cursor, limit: limit + 1)
         var views: [JobResponse] = []
         for job in jobs.prefix(limit) {
-            views.append(JobResponse(job, position: job.status == .queued ? try await queue.position(id: job.id) : nil, storage: storage))
+            views.append(JobResponse(job, position: job.status == .queued ? try await queue.position(id: job.id) : nil, storage: storage, resultTTL: resultTTL))
         }
         let next = jobs.count > limit ? jobs.prefix(limit).last.map { ListingCursor.encode(ListCursor(after: $0)) } : nil
         return try jsonResponse(Listing(jobs: views, nextCursor: next), headers: [.cacheControl: "no-store"])
@@ -144,23 +166,29 @@ struct JobsController: Sendable {
     @Sendable func events(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (_, first) = try await load(context)
         let id = first.jobId
-        let (queue, storage) = (self.queue, self.storage)
+        let (queue, storage, resultTTL) = (self.queue, self.storage, self.resultTTL)
+        let resumeFrom = request.headers[.lastEventID]
         let body = ResponseBody { writer in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var last: JobResponse?
             var lastWrite = ContinuousClock.now
+            try await writer.write(ByteBuffer(string: EventStream.preamble))
             while true {
                 guard let job = try await queue.job(id: id) else {
                     try await writer.write(ByteBuffer(string: "event: deleted\ndata: {\"job_id\":\"\(id)\"}\n\n"))
                     break
                 }
-                let current = JobResponse(job, position: try await queue.position(id: id), storage: storage)
+                let current = JobResponse(job, position: try await queue.position(id: id), storage: storage, resultTTL: resultTTL)
                 if current != last {
                     let json = String(decoding: try encoder.encode(current), as: UTF8.self)
-                    try await writer.write(ByteBuffer(string: "event: status\ndata: \(json)\n\n"))
+                    let tag = EventStream.id(json)
+                    // A client resuming with the state it already has is not sent it again.
+                    if last != nil || tag != resumeFrom {
+                        try await writer.write(ByteBuffer(string: "id: \(tag)\nevent: status\ndata: \(json)\n\n"))
+                        lastWrite = .now
+                    }
                     last = current
-                    lastWrite = .now
                 } else if ContinuousClock.now - lastWrite > .seconds(10) {
                     // A comment line after 10 s of silence keeps proxies (and clients' read
                     // timeouts) from closing the stream, however slow each round is.
@@ -304,4 +332,18 @@ enum ListingCursor {
         guard parts.count == 2, let time = Double(parts[0]), time.isFinite else { return nil }
         return ListCursor(createdAt: time, id: String(parts[1]))
     }
+}
+
+/// What both event streams share.
+enum EventStream {
+    /// Sent first: how long a client waits before reconnecting (ms).
+    static let preamble = "retry: 2000\n\n"
+
+    /// An event's id: a digest of the state it carries, so a client reconnecting with
+    /// `Last-Event-ID` is sent the state only when it changed meanwhile.
+    static func id(_ data: String) -> String { String(APIKeyStore.digest(data).prefix(16)) }
+}
+
+extension HTTPField.Name {
+    static let lastEventID = Self("Last-Event-ID")!
 }

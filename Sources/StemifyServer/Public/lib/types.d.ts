@@ -73,6 +73,25 @@ export interface Job {
     events_url: string;
     /** Every stem as one ZIP, once the job is done. */
     zip_url: string;
+    /** What was asked for, as the job runs it (the quality preset resolved). */
+    options: JobOptions;
+    /** The uploaded file's name or the link. */
+    input_name: string;
+    started_at?: string | null;
+    /** When it finished: done, failed or cancelled. */
+    finished_at?: string | null;
+    /** When a finished job and its stems are removed. */
+    expires_at?: string | null;
+}
+/** `components.schemas.JobOptions` */
+export interface JobOptions {
+    model: string;
+    output_format: OutputFormat;
+    normalize: boolean;
+    remove_vocals: boolean;
+    shifts: number;
+    overlap: number;
+    num_overlap?: number | null;
 }
 /** `components.schemas.BatchSong` */
 export interface BatchSong {
