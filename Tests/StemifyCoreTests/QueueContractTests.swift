@@ -191,6 +191,22 @@ struct QueueContractTests {
         #expect(try await q.recordSubmission(client: "d", period: 3600, limit: 2).allowed)
     }
 
+    @Test("the window tells what is counted and when it frees; refunds take back the latest", arguments: backends)
+    func rateWindow(_ backend: String) async throws {
+        let q = try await queue(backend)
+        #expect(try await q.submissionWindow(client: "c", period: 3600).times.isEmpty)
+        #expect(try await q.recordSubmission(client: "c", count: 3, period: 3600, limit: 5).allowed)
+        let window = try await q.submissionWindow(client: "c", period: 3600)
+        #expect(window.times.count == 3 && window.remaining(limit: 5) == 2)
+        #expect(window.reset(period: 3600) > 3590 && window.reset(period: 3600) <= 3600)
+        try await q.refundSubmissions(client: "c", count: 2)
+        #expect(try await q.submissionWindow(client: "c", period: 3600).times.count == 1)
+        try await q.refundSubmissions(client: "c", count: 5)
+        #expect(try await q.submissionWindow(client: "c", period: 3600).times.isEmpty)
+        #expect(try await q.recordSubmission(client: "c", count: 5, period: 3600, limit: 5).allowed, "refunded songs do not count")
+        #expect(try await q.submissionWindow(client: "other", period: 3600).times.isEmpty)
+    }
+
     @Test("songs of a batch are counted together: all or none", arguments: backends)
     func rateLimitCountsSongs(_ backend: String) async throws {
         let q = try await queue(backend)

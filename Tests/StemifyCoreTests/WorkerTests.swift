@@ -70,6 +70,10 @@ final class InterruptedQueue: JobQueue {
         try await base.recordSubmission(client: client, count: count, period: period, limit: limit)
     }
     func expire(olderThan age: Double) async throws -> [Job] { try await base.expire(olderThan: age) }
+    func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
+        try await base.submissionWindow(client: client, period: period)
+    }
+    func refundSubmissions(client: String, count: Int) async throws { try await base.refundSubmissions(client: client, count: count) }
     func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
         try await base.jobs(owner: owner, statuses: statuses, after: cursor, limit: limit)
     }

@@ -202,6 +202,37 @@ struct AccessTests {
         }
     }
 
+    @Test("rate limit: only accepted songs count; RateLimit headers and GET /api/limits say what is left")
+    func rateLimitHeaders() async throws {
+        try await withServer(testConfiguration { $0.workers = 0; $0.rateLimit = 3 }) { client in
+            func limits() async throws -> (Int?, TestResponse) {
+                let r = try await client.execute(uri: "/api/limits", method: .get)
+                return (json(r.body)["rate_limit_remaining"] as? Int, r)
+            }
+            let (fresh, first) = try await limits()
+            #expect(fresh == 3 && first.headers[HTTPField.Name("RateLimit-Limit")!] == "3" && first.headers[HTTPField.Name("RateLimit-Remaining")!] == "3")
+            // Five files that are not audio: refused, and none of them counted.
+            for _ in 0..<5 {
+                let (h, b) = multipart(fields: ["model": "ht_small"], file: ("noise.mp3", Data(repeating: 7, count: 4000)))
+                let r = try await client.execute(uri: "/api/stemify", method: .post, headers: h, body: b)
+                #expect(errorCode(r.body) == "unsupported_format")
+            }
+            #expect(try await limits().0 == 3)
+            // A batch refused for one bad song counts nothing either.
+            let (bh, bb) = multipartParts(BatchTests.options + [("file", "ok.wav", Self.song), ("file", "bad.mp3", Data(repeating: 7, count: 4000))])
+            #expect(try await client.execute(uri: "/api/batches", method: .post, headers: bh, body: bb).status == .unsupportedMediaType)
+            #expect(try await limits().0 == 3)
+            let accepted = try await Self.submit(client)
+            #expect(accepted.status == .accepted && accepted.headers[HTTPField.Name("RateLimit-Remaining")!] == "2")
+            #expect(Int(accepted.headers[HTTPField.Name("RateLimit-Reset")!] ?? "") ?? 0 > 3500)
+            for _ in 0..<2 { #expect(try await Self.submit(client).status == .accepted) }
+            let refused = try await Self.submit(client)
+            #expect(refused.status == .tooManyRequests && refused.headers[HTTPField.Name("RateLimit-Remaining")!] == "0")
+            #expect(refused.headers[.retryAfter] != nil)
+            #expect(try await limits().0 == 0)
+        }
+    }
+
     @Test("the key file keeps hashes only; a new or revoked key counts at once")
     func keyStore() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-keys-\(UUID().uuidString)/keys.json").path

@@ -37,6 +37,11 @@ public protocol JobQueue: Sendable {
     /// seconds, they stay within `limit` (0: no limit); otherwise counts nothing and says after
     /// how many seconds enough of the earlier ones fall out of the window (for Retry-After).
     func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double)
+    /// The times of `client`'s counted submissions within the last `period` seconds.
+    func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow
+    /// Takes back the `count` latest submissions of `client`: songs counted, then refused by a
+    /// later check (not audio, too long), do not use up the limit.
+    func refundSubmissions(client: String, count: Int) async throws
     /// Removes finished jobs older than `age` seconds; returns them so their files can go too.
     func expire(olderThan age: Double) async throws -> [Job]
     /// The jobs of `owner` (every owner's when nil), newest first, those after `cursor` only,
@@ -51,6 +56,25 @@ public protocol JobQueue: Sendable {
     func batches(createdBefore time: Double) async throws -> [Batch]
     /// Removes a batch record (not its jobs).
     func removeBatch(id: String) async throws
+}
+
+/// A client's counted submissions in the rate limit's window, for the `RateLimit-*` headers.
+public struct SubmissionWindow: Sendable, Equatable {
+    /// Oldest first, epoch seconds.
+    public var times: [Double]
+    /// The backend's clock when they were read.
+    public var now: Double
+
+    public init(times: [Double], now: Double) {
+        self.times = times
+        self.now = now
+    }
+
+    /// Songs still allowed now under `limit` (0: none is, or no limit when `limit` is 0).
+    public func remaining(limit: Int) -> Int { max(0, limit - times.count) }
+
+    /// Seconds until the oldest counted song leaves the window (0 when none is counted).
+    public func reset(period: Double) -> Double { times.first.map { max(0, $0 + period - now) } ?? 0 }
 }
 
 /// Where a listing goes on: the last job of the page before (newest first, ties by id).

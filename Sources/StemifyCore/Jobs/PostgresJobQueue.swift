@@ -298,6 +298,24 @@ public final class PostgresJobQueue: JobQueue {
         }
     }
 
+    public func submissionWindow(client name: String, period: Double) async throws -> SubmissionWindow {
+        var now = 0.0
+        for try await t in try await client.query("SELECT \(unescaped: Self.now)", logger: logger).decode(Double.self) { now = t }
+        var times: [Double] = []
+        for try await t in try await client.query("SELECT at FROM submissions WHERE client = \(name) AND at >= \(now - period) ORDER BY at",
+                                                  logger: logger).decode(Double.self) {
+            times.append(t)
+        }
+        return SubmissionWindow(times: times, now: now)
+    }
+
+    public func refundSubmissions(client name: String, count: Int) async throws {
+        guard count > 0 else { return }
+        try await client.query(
+            "DELETE FROM submissions WHERE ctid IN (SELECT ctid FROM submissions WHERE client = \(name) ORDER BY at DESC LIMIT \(count))",
+            logger: logger)
+    }
+
     public func expire(olderThan age: Double) async throws -> [Job] {
         try await rows("""
             DELETE FROM jobs WHERE status IN \(unescaped: Self.finished) AND finished_at < \(unescaped: Self.now) - \(age)

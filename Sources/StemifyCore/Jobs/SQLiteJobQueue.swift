@@ -195,6 +195,22 @@ public final class SQLiteJobQueue: JobQueue {
         }
     }
 
+    public func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
+        let now = clock()
+        let times = try await db.read { db in
+            try Double.fetchAll(db, sql: "SELECT at FROM submissions WHERE client = ? AND at >= ? ORDER BY at", arguments: [client, now - period])
+        }
+        return SubmissionWindow(times: times, now: now)
+    }
+
+    public func refundSubmissions(client: String, count: Int) async throws {
+        guard count > 0 else { return }
+        try await db.write { db in
+            try db.execute(sql: "DELETE FROM submissions WHERE rowid IN (SELECT rowid FROM submissions WHERE client = ? ORDER BY at DESC LIMIT ?)",
+                           arguments: [client, count])
+        }
+    }
+
     public func expire(olderThan age: Double) async throws -> [Job] {
         let cutoff = clock() - age
         return try await db.write { db in

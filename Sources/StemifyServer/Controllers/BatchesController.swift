@@ -118,24 +118,30 @@ struct BatchesController: Sendable {
             let (owner, newToken) = caller.ownerForCreation()
             let songs = try await intake.check(form.songs, options: options, owner: owner)
             if let refusal = try await intake.admit(songs, caller: caller) { return refusal }
-            let jobs = try await intake.accept(songs, options: options, owner: owner)
             let batch = Batch(id: intake.newJobID(), owner: owner, createdAt: Date(),
                               songs: songs.map { Batch.Song(jobID: $0.jobID, name: $0.name) })
-            try await intake.enqueue(jobs)
             do {
-                try await queue.addBatch(batch)
-            } catch {
-                for job in jobs {
-                    _ = try? await queue.cancel(id: job.id)
-                    await storage.removeAll(job)
+                let jobs = try await intake.accept(songs, options: options, owner: owner)
+                try await intake.enqueue(jobs)
+                do {
+                    try await queue.addBatch(batch)
+                } catch {
+                    for job in jobs {
+                        _ = try? await queue.cancel(id: job.id)
+                        await storage.removeAll(job)
+                    }
+                    throw error
                 }
+            } catch {
+                await intake.refund(songs, caller: caller)
                 throw error
             }
             accepted = true
-            context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(jobs.count)", "client": "\(caller.quotaClient)"])
+            context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(batch.songs.count)", "client": "\(caller.quotaClient)"])
             var answer = try await response(batch)
             answer.ownerToken = newToken
             var headers: HTTPFields = [.location: "/api/batches/\(batch.id)"]
+            headers.append(contentsOf: (try? await intake.rateLimitHeaders(caller)) ?? [:])
             if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
             return try jsonResponse(answer, status: .accepted, headers: headers)
         } catch let error as StemifyError {

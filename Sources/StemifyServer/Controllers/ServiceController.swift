@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import StemifyCore
@@ -51,22 +52,42 @@ struct ServiceController: Sendable {
         var maxFileSize: Int
         var maxBatchSize: Int
         var maxDurationSeconds: Double
+        /// The caller's: its key's quota, or `rate_limit` per address.
         var rateLimit: Int
         var rateLimitPeriodSeconds: Double
+        /// Songs the caller may still submit now (null without a limit).
+        var rateLimitRemaining: Int?
+        /// Seconds until the oldest counted song leaves the window.
+        var rateLimitResetSeconds: Double?
         var outputFormats = FFmpeg.Format.allCases.map(\.rawValue)
         var qualities = QualityPreset.allCases.map(\.rawValue)
         /// File name extensions of the containers ffprobe is allowed to open, for a check in the browser.
         var acceptedExtensions = ["mp3", "wav", "flac", "ogg", "opus", "oga", "m4a", "aac", "mp4", "aif", "aiff", "webm"]
         enum CodingKeys: String, CodingKey {
             case maxFileSize = "max_file_size", maxBatchSize = "max_batch_size", maxDurationSeconds = "max_duration_seconds", rateLimit = "rate_limit",
-                 rateLimitPeriodSeconds = "rate_limit_period_seconds", outputFormats = "output_formats", qualities,
+                 rateLimitPeriodSeconds = "rate_limit_period_seconds", rateLimitRemaining = "rate_limit_remaining",
+                 rateLimitResetSeconds = "rate_limit_reset_seconds", outputFormats = "output_formats", qualities,
                  acceptedExtensions = "accepted_extensions"
         }
     }
 
+    /// The service's limits and where the caller stands against its rate limit (also as
+    /// `RateLimit-*` headers), so a page can show them before they refuse anything.
     @Sendable func limits(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try jsonResponse(Limits(maxFileSize: configuration.maxFileSize, maxBatchSize: configuration.maxBatchSize, maxDurationSeconds: configuration.maxDurationSeconds,
-                                rateLimit: configuration.rateLimit, rateLimitPeriodSeconds: configuration.rateLimitPeriodSeconds))
+        let caller = context.caller
+        let period = configuration.rateLimitPeriodSeconds
+        var limits = Limits(maxFileSize: configuration.maxFileSize, maxBatchSize: configuration.maxBatchSize,
+                            maxDurationSeconds: configuration.maxDurationSeconds, rateLimit: caller.quota, rateLimitPeriodSeconds: period)
+        var headers: HTTPFields = [.cacheControl: "no-store"]
+        if caller.quota > 0 {
+            let window = try await queue.submissionWindow(client: caller.quotaClient, period: period)
+            limits.rateLimitRemaining = window.remaining(limit: caller.quota)
+            limits.rateLimitResetSeconds = window.reset(period: period).rounded(.up)
+            headers[.rateLimitLimit] = "\(caller.quota)"
+            headers[.rateLimitRemaining] = "\(window.remaining(limit: caller.quota))"
+            headers[.rateLimitReset] = "\(Int(window.reset(period: period).rounded(.up)))"
+        }
+        return try jsonResponse(limits, headers: headers)
     }
 
     /// Ready when the queue answers and at least one model is available.

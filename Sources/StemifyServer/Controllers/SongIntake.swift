@@ -211,9 +211,27 @@ struct SongIntake: Sendable {
         guard !allowed else { return nil }
         metrics.recordRejection(code: .rateLimited)
         let wait = Int(retryAfter.rounded(.up))
+        var headers = try await rateLimitHeaders(caller)
+        headers[.retryAfter] = "\(wait)"
         return errorResponse(
             StemifyError(.rateLimited, "at most \(caller.quota) songs per \(Int(configuration.rateLimitPeriodSeconds)) s; retry in \(wait) s"),
-            headers: [.retryAfter: "\(wait)"])
+            headers: headers)
+    }
+
+    /// Songs counted by ``admit(_:caller:)`` whose submission then failed: refused songs do
+    /// not use up the limit (five wrong files used to lock a client out for the period).
+    func refund(_ songs: [Song], caller: Caller) async {
+        let count = songs.count(where: { if case .upload = $0.source { false } else { true } })
+        try? await queue.refundSubmissions(client: caller.quotaClient, count: count)
+    }
+
+    /// `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the oldest counted song leaves
+    /// the window) for the caller; none when it has no limit.
+    func rateLimitHeaders(_ caller: Caller) async throws -> HTTPFields {
+        guard caller.quota > 0 else { return [:] }
+        let window = try await queue.submissionWindow(client: caller.quotaClient, period: configuration.rateLimitPeriodSeconds)
+        return [.rateLimitLimit: "\(caller.quota)", .rateLimitRemaining: "\(window.remaining(limit: caller.quota))",
+                .rateLimitReset: "\(Int(window.reset(period: configuration.rateLimitPeriodSeconds).rounded(.up)))"]
     }
 
     /// Validates every song and keeps its upload; returns the jobs, not yet queued. All or none:
@@ -411,4 +429,10 @@ func checkFilename(_ name: String) throws {
     if bad {
         throw StemifyError(.invalidFilename, "a file name must not hold a path, control characters or more than 255 bytes")
     }
+}
+
+extension HTTPField.Name {
+    static let rateLimitLimit = Self("RateLimit-Limit")!
+    static let rateLimitRemaining = Self("RateLimit-Remaining")!
+    static let rateLimitReset = Self("RateLimit-Reset")!
 }

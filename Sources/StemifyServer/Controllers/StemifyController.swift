@@ -39,12 +39,19 @@ struct StemifyController: Sendable {
             let songs = try await intake.check(form.songs, options: options, owner: owner)
             // The rate limit comes before any decoding or network work: that is what it protects.
             if let refusal = try await intake.admit(songs, caller: caller) { return refusal }
-            let jobs = try await intake.accept(songs, options: options, owner: owner)
-            try await intake.enqueue(jobs)
+            let jobs: [Job]
+            do {
+                jobs = try await intake.accept(songs, options: options, owner: owner)
+                try await intake.enqueue(jobs)
+            } catch {
+                await intake.refund(songs, caller: caller)
+                throw error
+            }
             accepted = true
             let id = jobs[0].id
             context.logger.info("job queued", metadata: ["job.id": "\(id)", "job.model": "\(options.model)", "client": "\(caller.quotaClient)"])
             var headers: HTTPFields = [.location: "/api/jobs/\(id)"]
+            headers.append(contentsOf: (try? await intake.rateLimitHeaders(caller)) ?? [:])
             if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
             return try jsonResponse(
                 Accepted(jobId: id, status: "queued", statusUrl: "/api/jobs/\(id)", eventsUrl: "/api/jobs/\(id)/events", ownerToken: newToken),

@@ -171,6 +171,10 @@ export interface Limits {
   max_duration_seconds: number;
   rate_limit: number;
   rate_limit_period_seconds: number;
+  /** Songs you may still submit now (null without a limit). */
+  rate_limit_remaining?: number | null;
+  /** Seconds until your oldest counted song leaves the window. */
+  rate_limit_reset_seconds?: number | null;
   output_formats: OutputFormat[];
   qualities: Quality[];
   accepted_extensions: string[];

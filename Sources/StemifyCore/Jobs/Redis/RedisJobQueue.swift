@@ -273,6 +273,17 @@ public final class RedisJobQueue: JobQueue {
         return {1, '0'}
         """
 
+    /// ARGV: prefix, client, period. The window's scores, oldest first, then the server's time.
+    private static let submissionWindow = prelude + """
+        local k = P .. ':submissions:' .. ARGV[2]
+        local t = now()
+        local scores = redis.call('ZRANGEBYSCORE', k, num(t - tonumber(ARGV[3])), '+inf', 'WITHSCORES')
+        local out = {}
+        for i = 2, #scores, 2 do out[#out + 1] = scores[i] end
+        out[#out + 1] = num(t)
+        return out
+        """
+
     /// ARGV: prefix, id, client, created at, songs JSON.
     private static let addBatch = prelude + """
         redis.call('HSET', P .. ':batch:' .. ARGV[2], 'id', ARGV[2], 'client', ARGV[3], 'created_at', ARGV[4], 'songs', ARGV[5])
@@ -418,6 +429,16 @@ public final class RedisJobQueue: JobQueue {
     public func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
         let reply = try await script(Self.recordSubmission, [client, String(count), Self.text(period), String(limit)]).elements
         return (reply.first?.int == 1, reply.last?.string.flatMap(Double.init) ?? 0)
+    }
+
+    public func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
+        let values = try await script(Self.submissionWindow, [client, Self.text(period)]).elements.compactMap { $0.string.flatMap(Double.init) }
+        return SubmissionWindow(times: Array(values.dropLast()), now: values.last ?? Date().timeIntervalSince1970)
+    }
+
+    public func refundSubmissions(client: String, count: Int) async throws {
+        guard count > 0 else { return }
+        _ = try await pool.run(["ZPOPMAX", "\(prefix):submissions:\(client)", "\(count)"])
     }
 
     public func expire(olderThan age: Double) async throws -> [Job] {
