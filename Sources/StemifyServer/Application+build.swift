@@ -25,7 +25,7 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
     BatchesController(intake: intake).addRoutes(to: router)
     UploadsController(uploads: uploads, queue: services.queue, configuration: configuration, metrics: services.metrics)
         .addRoutes(to: router)
-    JobsController(queue: services.queue, storage: services.storage, resultTTL: configuration.resultTTLSeconds).addRoutes(to: router)
+    JobsController(queue: services.queue, storage: services.storage, resultTTL: configuration.resultTTLSeconds, metrics: services.metrics).addRoutes(to: router)
     MixController(queue: services.queue, storage: services.storage, configuration: configuration, limiter: intake.validation)
         .addRoutes(to: router)
     ServiceController(queue: services.queue, models: services.models, configuration: configuration, metrics: services.metrics)

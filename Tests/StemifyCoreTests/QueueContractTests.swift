@@ -191,6 +191,30 @@ struct QueueContractTests {
         #expect(try await q.recordSubmission(client: "d", period: 3600, limit: 2).allowed)
     }
 
+    @Test("cancelled is kept as a state: queued or running jobs only, the worker's heartbeat fails, it expires like a finished job", arguments: backends)
+    func markCancelled(_ backend: String) async throws {
+        let q = try await queue(backend)
+        try await q.enqueue(job("running"))
+        try await q.enqueue(job("waiting"))
+        let claimed = try #require(try await q.claim(worker: "w"))
+        #expect(claimed.id == "running")
+        for id in ["running", "waiting"] {
+            let cancelled = try #require(try await q.markCancelled(id: id), "\(backend) \(id)")
+            #expect(cancelled.status == .cancelled && cancelled.finishedAt != nil)
+            #expect(try await q.job(id: id)?.status == .cancelled)
+        }
+        #expect(!(try await q.heartbeat(id: "running", worker: "w")), "the worker is told")
+        try await q.complete(id: "running", worker: "w", stems: [], metrics: JobMetrics(processingSeconds: 1, audioSeconds: 1, inputFormat: "wav", outputBytes: 0, cacheHit: false))
+        #expect(try await q.job(id: "running")?.status == .cancelled, "a late completion does not undo it")
+        #expect(try await q.markCancelled(id: "running") == nil, "already finished")
+        #expect(try await q.markCancelled(id: "missing") == nil)
+        #expect(try await q.claim(worker: "w2") == nil, "a cancelled job is not run")
+        #expect(try await q.counts()[.cancelled] == 2)
+        let expired = try await q.expire(olderThan: -1).map(\.id).sorted()
+        #expect(expired == ["running", "waiting"])
+        #expect(try await q.job(id: "waiting") == nil)
+    }
+
     @Test("the window tells what is counted and when it frees; refunds take back the latest", arguments: backends)
     func rateWindow(_ backend: String) async throws {
         let q = try await queue(backend)

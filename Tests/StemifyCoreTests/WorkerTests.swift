@@ -70,6 +70,7 @@ final class InterruptedQueue: JobQueue {
         try await base.recordSubmission(client: client, count: count, period: period, limit: limit)
     }
     func expire(olderThan age: Double) async throws -> [Job] { try await base.expire(olderThan: age) }
+    func markCancelled(id: String) async throws -> Job? { try await base.markCancelled(id: id) }
     func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
         try await base.submissionWindow(client: client, period: period)
     }

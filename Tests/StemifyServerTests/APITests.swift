@@ -477,7 +477,7 @@ struct APITests {
         }
     }
 
-    @Test("DELETE stops a running separation: the job is gone and the worker takes the next one")
+    @Test("DELETE stops a running separation: the job is cancelled (a state, counted), a second DELETE removes it, the worker takes the next one")
     func cancelRunning() async throws {
         let long = try Data(contentsOf: try makeAudio(seconds: 240, format: "mp3"))
         let short = try Data(contentsOf: try makeAudio(seconds: 1, format: "mp3"))
@@ -491,7 +491,15 @@ struct APITests {
             }
             #expect(status == "separating")
             let deleted = try await client.execute(uri: "/api/jobs/\(id)", method: .delete)
-            #expect(deleted.status == .ok)
+            #expect(deleted.status == .ok && json(deleted.body)["status"] as? String == "cancelled")
+            // Cancelled stays a state, with its time, until it expires or is deleted.
+            let cancelled = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)
+            #expect(cancelled["status"] as? String == "cancelled" && cancelled["finished_at"] as? String != nil)
+            #expect((cancelled["stems"] as? [Any])?.isEmpty == true)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("stemify_jobs_cancelled_total 1") && metrics.contains("stemify_jobs{state=\"cancelled\"} 1"), "\(metrics)")
+            let removed = try await client.execute(uri: "/api/jobs/\(id)", method: .delete)
+            #expect(json(removed.body)["status"] as? String == "deleted")
             let gone = try await client.execute(uri: "/api/jobs/\(id)", method: .get)
             #expect(gone.status == .notFound)
             // The long job would take minutes; the next one finishes at once only if the worker let go.

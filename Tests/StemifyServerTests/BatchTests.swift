@@ -123,7 +123,7 @@ struct BatchTests {
             let progress = statuses.compactMap { $0["progress"] as? Double }
             #expect(progress == progress.sorted(), "batch progress went backwards: \(progress)")
             let final = json(try await client.execute(uri: "/api/batches/\(batch)", method: .get).body)
-            #expect(final["status"] as? String == "finished")
+            #expect(final["status"] as? String == "done")
             #expect(final["progress"] as? Double == 1)
             #expect((final["counts"] as? [String: Int]) == ["done": 10])
             let songs = try #require(final["songs"] as? [[String: Any]])
@@ -209,6 +209,11 @@ struct BatchTests {
             #expect(json(ok.body)["status"] as? String == "queued")
             // Nothing finished yet (no workers): no archive.
             expectCode(try await client.execute(uri: "/api/batches/\(batch)/stems.zip", method: .get), 404, "stem_not_found", "empty ZIP")
+            // Every song cancelled: the batch says so, and so does its archive.
+            let cancelled = json(try await client.execute(uri: "/api/batches/\(batch)", method: .delete).body)
+            #expect(cancelled["status"] as? String == "cancelled" && (cancelled["counts"] as? [String: Int]) == ["cancelled": 3])
+            let none = try await client.execute(uri: "/api/batches/\(batch)/stems.zip", method: .get)
+            #expect(errorCode(none.body) == "stem_not_found" && String(buffer: none.body).contains("cancelled"), "\(String(buffer: none.body))")
             // Unknown batch ids, for every route.
             for path in ["", "/events", "/stems.zip"] {
                 expectCode(try await client.execute(uri: "/api/batches/\(UUID().uuidString)\(path)", method: .get), 404, "batch_not_found", "GET \(path)")
@@ -242,10 +247,12 @@ struct BatchTests {
             let deleted = try await client.execute(uri: "/api/batches/\(batch)", method: .delete)
             #expect(deleted.status == .ok)
             let after = json(deleted.body)
-            #expect((after["songs"] as? [[String: Any]])?.compactMap { $0["status"] as? String } == ["done", "deleted", "deleted"])
-            #expect(after["status"] as? String == "finished")
+            #expect((after["songs"] as? [[String: Any]])?.compactMap { $0["status"] as? String } == ["done", "cancelled", "cancelled"])
+            #expect(after["status"] as? String == "partially_done")
             #expect(try await client.execute(uri: "/api/jobs/\(ids[0])", method: .get).status == .ok)
-            for id in ids.dropFirst() { #expect(try await client.execute(uri: "/api/jobs/\(id)", method: .get).status == .notFound) }
+            for id in ids.dropFirst() {
+                #expect(json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)["status"] as? String == "cancelled")
+            }
             // The finished song's stems are still in the archive.
             let zip = try await client.execute(uri: "/api/batches/\(batch)/stems.zip", method: .get)
             #expect(try await unzip([UInt8](zip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "01 short/\($0).wav" })

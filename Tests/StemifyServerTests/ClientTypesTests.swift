@@ -91,6 +91,7 @@ struct ClientTypesTests {
             ("JobStatus", schemas + ["Job", "properties", "status"]),
             ("OutputFormat", schemas + ["Job", "properties", "stems", "items", "properties", "format"]),
             ("Quality", schemas + ["Limits", "properties", "qualities", "items"]),
+            ("BatchStatus", schemas + ["Batch", "properties", "status"]),
         ]
         for (name, path) in mapping {
             let expected = Set(try #require(try schema(doc, path)["enum"] as? [String]))

@@ -23,8 +23,12 @@ public protocol JobQueue: Sendable {
     /// Hands a running job back (a worker stopping gracefully): queued again at once, this
     /// attempt not counted; its checkpoint stays for whoever takes it next.
     func release(id: String, worker: String) async throws
-    /// Cancels a job (a running worker notices at its next heartbeat) and removes its record.
+    /// Removes a job's record (a running worker notices at its next heartbeat); returns it.
     func cancel(id: String) async throws -> Job?
+    /// Stops a job that has not finished: it stays, as `cancelled` with its finish time, until
+    /// it expires like any finished job (a running worker notices at its next heartbeat).
+    /// Returns it as it is now; nil when there is no such job or it had already finished.
+    func markCancelled(id: String) async throws -> Job?
     /// Jobs ahead of this one in the queue (0 when it runs or is next).
     func position(id: String) async throws -> Int?
     /// Number of jobs per status.

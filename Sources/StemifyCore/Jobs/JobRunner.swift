@@ -179,8 +179,12 @@ public final class JobRunner: Sendable {
 
     /// Whether the job left the queue (its client cancelled it), as opposed to the queue being
     /// unreachable: only then may its files go.
+    /// Deleted, or cancelled: either way what this worker wrote for it goes.
     private func isGone(_ job: Job) async -> Bool {
-        do { return try await persistently { try await self.queue.job(id: job.id) } == nil } catch { return false }
+        do {
+            let now = try await persistently { try await self.queue.job(id: job.id) }
+            return now == nil || now?.status == .cancelled
+        } catch { return false }
     }
 
     /// fetch → decode → dedupe → separate → publish. Subprocesses and the engine run on threads

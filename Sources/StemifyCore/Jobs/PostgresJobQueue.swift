@@ -246,6 +246,14 @@ public final class PostgresJobQueue: JobQueue {
         try await rows("DELETE FROM jobs WHERE id = \(id) RETURNING \(unescaped: JobRow.columns)").first?.job()
     }
 
+    public func markCancelled(id: String) async throws -> Job? {
+        try await rows("""
+            UPDATE jobs SET status = 'cancelled', finished_at = \(unescaped: Self.now), eta = NULL, worker = NULL, lease_until = NULL
+            WHERE id = \(id) AND status NOT IN \(unescaped: JobRow.sqlList(JobRow.finished))
+            RETURNING \(unescaped: JobRow.columns)
+            """).first?.job()
+    }
+
     public func position(id: String) async throws -> Int? {
         var out: Int?
         for try await n in try await client.query("""

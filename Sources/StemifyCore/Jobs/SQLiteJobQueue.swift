@@ -152,6 +152,18 @@ public final class SQLiteJobQueue: JobQueue {
         }
     }
 
+    public func markCancelled(id: String) async throws -> Job? {
+        let now = clock()
+        return try await db.write { db in
+            try db.execute(sql: """
+                UPDATE jobs SET status = 'cancelled', finished_at = ?, eta = NULL, worker = NULL, lease_until = NULL
+                WHERE id = ? AND status NOT IN \(JobRow.sqlList(JobRow.finished))
+                """, arguments: [now, id])
+            guard db.changesCount > 0 else { return nil }
+            return try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map { try Self.job($0) }
+        }
+    }
+
     public func position(id: String) async throws -> Int? {
         try await db.read { db in
             guard let created = try Double.fetchOne(db, sql: "SELECT created_at FROM jobs WHERE id = ? AND status = 'queued'", arguments: [id]) else {

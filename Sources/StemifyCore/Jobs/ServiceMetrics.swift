@@ -9,6 +9,7 @@ public final class ServiceMetrics: @unchecked Sendable {
     private var processing = Histogram(bounds: [5, 15, 30, 60, 120, 300, 600, 1200])
     private var realTimeFactor = Histogram(bounds: [0.1, 0.25, 0.5, 1, 2, 4])
     private var submissions = 0
+    private var cancelled = 0
     private var rejectedByCode: [String: Int] = [:]
 
     public init() {}
@@ -47,6 +48,8 @@ public final class ServiceMetrics: @unchecked Sendable {
     }
 
     public func recordFailure(code: ErrorCode) { lock.withLock { failuresByCode[code.rawValue, default: 0] += 1 } }
+    /// A job stopped by its owner before it finished (counted where the cancel was asked).
+    public func recordCancelled() { lock.withLock { cancelled += 1 } }
 
     /// The Prometheus text exposition, with the queue's counts.
     public func render(counts: [JobStatus: Int]) -> String {
@@ -61,6 +64,8 @@ public final class ServiceMetrics: @unchecked Sendable {
             for (m, n) in finishedByModel.sorted(by: { $0.key < $1.key }) { s += "stemify_jobs_finished_total{model=\"\(m)\"} \(n)\n" }
             s += "# HELP stemify_job_failures_total Failed jobs by error code.\n# TYPE stemify_job_failures_total counter\n"
             for (c, n) in failuresByCode.sorted(by: { $0.key < $1.key }) { s += "stemify_job_failures_total{code=\"\(c)\"} \(n)\n" }
+            s += "# HELP stemify_jobs_cancelled_total Jobs cancelled before they finished.\n# TYPE stemify_jobs_cancelled_total counter\n"
+            s += "stemify_jobs_cancelled_total \(cancelled)\n"
             s += "# HELP stemify_rejected_requests_total Refused submissions by error code.\n# TYPE stemify_rejected_requests_total counter\n"
             for (c, n) in rejectedByCode.sorted(by: { $0.key < $1.key }) { s += "stemify_rejected_requests_total{code=\"\(c)\"} \(n)\n" }
             s += "# HELP stemify_processing_seconds Wall time per finished job.\n# TYPE stemify_processing_seconds histogram\n"

@@ -31,7 +31,9 @@ struct BatchesController: Sendable {
             enum CodingKeys: String, CodingKey { case jobId = "job_id", name, status, job }
         }
         var batchId: String
-        /// `queued` (nothing started), `running`, or `finished` (every song done, failed or deleted).
+        /// `queued` (nothing started) or `running`; once every song finished: `done` (all done),
+        /// `partially_done` (some done), `cancelled` (none done, at least one cancelled or
+        /// deleted) or `failed` (none done, the others failed).
         var status: String
         var progress: Double
         var etaSeconds: Double?
@@ -49,7 +51,8 @@ struct BatchesController: Sendable {
                  statusUrl = "status_url", eventsUrl = "events_url", zipUrl = "zip_url", ownerToken = "owner_token"
         }
 
-        var isFinished: Bool { status == "finished" }
+        var isFinished: Bool { Self.finishedStatuses.contains(status) }
+        static let finishedStatuses: Set<String> = ["done", "partially_done", "cancelled", "failed"]
     }
 
     func response(_ batch: Batch) async throws -> BatchResponse {
@@ -74,14 +77,22 @@ struct BatchesController: Sendable {
         }
         let progress = batch.songs.isEmpty ? 1 : done / Double(batch.songs.count)
         let open = songs.filter { !["done", "failed", "cancelled", "deleted"].contains($0.status) }
-        let status = open.isEmpty ? "finished" : open.count == songs.count && open.allSatisfy { $0.status == "queued" } ? "queued" : "running"
+        let status: String
+        if open.isEmpty {
+            let done = counts["done", default: 0]
+            status = done == songs.count ? "done" : done > 0 ? "partially_done"
+                : counts["cancelled", default: 0] + counts["deleted", default: 0] > 0 ? "cancelled" : "failed"
+        } else {
+            status = open.count == songs.count && open.allSatisfy { $0.status == "queued" } ? "queued" : "running"
+        }
+        let finished = open.isEmpty
         // The songs run one after another or side by side depending on the workers: the time
         // so far, stretched to the whole batch, and never less than its slowest running song.
         var eta: Double?
-        if status != "finished", progress > 0.01 {
+        if !finished, progress > 0.01 {
             let elapsed = Date().timeIntervalSince(batch.createdAt)
             eta = max(elapsed * (1 - progress) / progress, jobETA ?? 0).rounded()
-        } else if status == "finished" {
+        } else if finished {
             eta = 0
         }
         let id = batch.id
@@ -197,8 +208,9 @@ struct BatchesController: Sendable {
         let batch = try await load(context)
         for song in batch.songs {
             guard let job = try await queue.job(id: song.jobID), !job.status.isTerminal,
-                  let cancelled = try await queue.cancel(id: job.id) else { continue }
+                  let cancelled = try await queue.markCancelled(id: job.id) else { continue }
             await storage.removeAll(cancelled)
+            intake.metrics.recordCancelled()
         }
         return try jsonResponse(try await response(batch))
     }
@@ -215,7 +227,10 @@ struct BatchesController: Sendable {
             for stem in job.stems { entries.append(.init(name: "\(folder)/\(stem.name).\(stem.format)", stem: stem)) }
         }
         guard !entries.isEmpty else {
-            throw StemifyError(.stemNotFound, "no song of batch '\(batch.id)' has finished yet")
+            let answer = try await response(batch)
+            throw StemifyError(.stemNotFound, answer.isFinished
+                ? "no song of batch '\(batch.id)' was separated (every one \(answer.status == "failed" ? "failed" : "was cancelled or failed"))"
+                : "no song of batch '\(batch.id)' has finished yet")
         }
         return StemArchive(storage: storage).response(entries, filename: "stemify-\(batch.id.prefix(8)).zip", logger: context.logger)
     }

@@ -13,6 +13,7 @@ struct JobsController: Sendable {
     let storage: any JobStorage
     /// `result_ttl`: how long a finished job is kept (its `expires_at`).
     let resultTTL: Double
+    let metrics: ServiceMetrics
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.get("/api/jobs", use: list)
@@ -203,15 +204,22 @@ struct JobsController: Sendable {
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
     }
 
-    /// Cancels (a running separation stops within one segment) and deletes the job and its files.
+    /// A job that has not finished is cancelled (a running separation stops within one segment):
+    /// its files go, and it stays as `cancelled` until it expires. A finished one (done, failed,
+    /// cancelled) is deleted with its files.
     @Sendable func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let id = try context.parameters.require("id")
-        guard let owned = try await queue.job(id: id), context.caller.owns(owned.owner), let job = try await queue.cancel(id: id) else {
-            throw StemifyError(.jobNotFound, "no job '\(id)'")
+        let (job, _) = try await load(context)
+        if !job.status.isTerminal, let cancelled = try await queue.markCancelled(id: job.id) {
+            // A running worker notices at its next heartbeat and removes what it writes meanwhile.
+            await storage.removeAll(cancelled)
+            metrics.recordCancelled()
+            return try jsonResponse(JobResponse(cancelled, position: nil, storage: storage, resultTTL: resultTTL))
         }
-        // A running worker notices at its next heartbeat and removes what it writes meanwhile.
-        await storage.removeAll(job)
-        return try jsonResponse(["job_id": id, "status": "deleted"])
+        guard let removed = try await queue.cancel(id: job.id) else {
+            throw StemifyError(.jobNotFound, "no job '\(job.id)'")
+        }
+        await storage.removeAll(removed)
+        return try jsonResponse(["job_id": job.id, "status": "deleted"])
     }
 
     /// Every stem of a finished job as one ZIP (`name/stem.ext`), streamed as it is read.

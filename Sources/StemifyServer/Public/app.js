@@ -4,7 +4,7 @@
 
 import { closeMixer, handleKey, openMixer, setUpMixer } from "/mixer.js";
 import {
-  batchZipUrl, cancelBatch, cancelJob, getLimits, getModels, newOwnerToken, requestBatch, requestStemSeparation, uploadResumable,
+  batchFinished, batchZipUrl, cancelBatch, cancelJob, getLimits, getModels, newOwnerToken, requestBatch, requestStemSeparation, uploadResumable,
   watchBatch, watchJob,
 } from "/lib/client.js";
 
@@ -354,7 +354,7 @@ function renderBatch(batch) {
   const percent = Math.round(batch.progress * 100);
   const finished = batch.songs.filter((s) => ["done", "failed", "cancelled", "deleted"].includes(s.status)).length;
   let text = `${finished} of ${batch.songs.length} songs finished · ${percent} %`;
-  if (batch.eta_seconds != null && batch.status !== "finished") text += ` · about ${formatDuration(batch.eta_seconds)} left`;
+  if (batch.eta_seconds != null && !batchFinished(batch)) text += ` · about ${formatDuration(batch.eta_seconds)} left`;
   $("batch-status").textContent = text;
   $("batch-progress").value = percent;
   $("batch-progress").setAttribute("aria-valuetext", `${percent} percent`);
@@ -376,7 +376,7 @@ function renderBatch(batch) {
   $("batch-zip").hidden = done === 0;
   $("batch-zip").href = batchZipUrl(batch.batch_id);
   $("batch-zip").textContent = `Download all stems (ZIP, ${done} song${done === 1 ? "" : "s"})`;
-  $("batch-cancel-button").hidden = batch.status === "finished";
+  $("batch-cancel-button").hidden = batchFinished(batch);
 }
 
 function followBatch(id, first) {

@@ -5,7 +5,7 @@
 import type { Accepted, Batch, ErrorBody, ErrorCode, Job, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
 
 export type {
-  Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat,
+  Accepted, Batch, BatchStatus, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat,
   Peaks, Quality, Stem, StemMix,
 } from "./types.js";
 
@@ -371,11 +371,16 @@ export function watchJob(id: string, onUpdate: (job: Job) => void, options: Watc
     "job_not_found", onUpdate, options);
 }
 
+/** Whether every song of the batch has finished (done, failed or cancelled). */
+export function batchFinished(batch: Batch): boolean {
+  return ["done", "partially_done", "cancelled", "failed"].includes(batch.status);
+}
+
 /**
  * Calls `onUpdate` with the batch each time one of its songs changes, until every song has
  * finished (`/api/batches/{id}/events`, polling as the fallback). Returns a function that stops.
  */
 export function watchBatch(id: string, onUpdate: (batch: Batch) => void, options: WatchOptions = {}): () => void {
   return watch(`/api/batches/${encodeURIComponent(id)}/events`, () => getBatch(id, options),
-    (batch) => batch.status === "finished", "batch_not_found", onUpdate, options);
+    (batch) => batchFinished(batch), "batch_not_found", onUpdate, options);
 }

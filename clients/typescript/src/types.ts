@@ -12,6 +12,8 @@ export type ErrorCode =
   | "method_not_allowed" | "unauthorized" | "forbidden" | "upload_length_exceeded"
   | "separation_failed" | "unavailable" | "internal_error";
 
+export type BatchStatus = "queued" | "running" | "done" | "partially_done" | "cancelled" | "failed";
+
 export type JobStatus =
   | "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
 
@@ -132,8 +134,8 @@ export interface BatchSong {
 /** `components.schemas.Batch` */
 export interface Batch {
   batch_id: string;
-  /** "finished": every song done, failed or deleted. */
-  status: "queued" | "running" | "finished";
+  /** Once every song finished: "done" (all), "partially_done" (some), "cancelled" (none done, some cancelled), "failed". */
+  status: BatchStatus;
   progress: number;
   eta_seconds?: number | null;
   created_at: string;

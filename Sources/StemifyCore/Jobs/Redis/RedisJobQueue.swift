@@ -210,6 +210,18 @@ public final class RedisJobQueue: JobQueue {
     /// ARGV: prefix, id.
     private static let cancel = prelude + "return forget(ARGV[2])"
 
+    /// ARGV: prefix, id. The job as it is after, or nil when missing or finished.
+    private static let markCancelled = prelude + """
+        local k = key(ARGV[2])
+        local status = redis.call('HGET', k, 'status')
+        if not status or status == 'done' or status == 'failed' or status == 'cancelled' then return nil end
+        local t = now()
+        redis.call('HSET', k, 'status', 'cancelled', 'finished_at', num(t))
+        redis.call('HDEL', k, 'eta', 'worker', 'lease_until')
+        finish(ARGV[2], t)
+        return redis.call('HGETALL', k)
+        """
+
     /// ARGV: prefix, id.
     private static let position = prelude + """
         local h = redis.call('HMGET', key(ARGV[2]), 'status', 'created_at')
@@ -402,6 +414,10 @@ public final class RedisJobQueue: JobQueue {
     private func unlist(_ job: Job) async throws {
         _ = try await pool.run(["ZREM", listing(owner: job.owner), job.id])
         _ = try await pool.run(["ZREM", listing(owner: nil), job.id])
+    }
+
+    public func markCancelled(id: String) async throws -> Job? {
+        try Self.row(try await script(Self.markCancelled, [id]))?.job()
     }
 
     public func position(id: String) async throws -> Int? {

@@ -1,5 +1,5 @@
 import type { Accepted, Batch, ErrorCode, Job, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
-export type { Accepted, Batch, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality, Stem, StemMix, } from "./types.js";
+export type { Accepted, Batch, BatchStatus, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality, Stem, StemMix, } from "./types.js";
 /** Where the API is and how to reach it. */
 export interface ClientOptions {
     /** Origin of the Stemify server; "" (the default) is the page's own. */
@@ -121,6 +121,8 @@ export interface WatchOptions extends ClientOptions {
  * cannot be opened or breaks. Returns a function that stops watching.
  */
 export declare function watchJob(id: string, onUpdate: (job: Job) => void, options?: WatchOptions): () => void;
+/** Whether every song of the batch has finished (done, failed or cancelled). */
+export declare function batchFinished(batch: Batch): boolean;
 /**
  * Calls `onUpdate` with the batch each time one of its songs changes, until every song has
  * finished (`/api/batches/{id}/events`, polling as the fallback). Returns a function that stops.

@@ -297,10 +297,14 @@ function watch(eventsPath, get, finished, goneCode, onUpdate, options) {
 export function watchJob(id, onUpdate, options = {}) {
     return watch(`/api/jobs/${encodeURIComponent(id)}/events`, () => getJob(id, options), (job) => terminal.has(job.status), "job_not_found", onUpdate, options);
 }
+/** Whether every song of the batch has finished (done, failed or cancelled). */
+export function batchFinished(batch) {
+    return ["done", "partially_done", "cancelled", "failed"].includes(batch.status);
+}
 /**
  * Calls `onUpdate` with the batch each time one of its songs changes, until every song has
  * finished (`/api/batches/{id}/events`, polling as the fallback). Returns a function that stops.
  */
 export function watchBatch(id, onUpdate, options = {}) {
-    return watch(`/api/batches/${encodeURIComponent(id)}/events`, () => getBatch(id, options), (batch) => batch.status === "finished", "batch_not_found", onUpdate, options);
+    return watch(`/api/batches/${encodeURIComponent(id)}/events`, () => getBatch(id, options), (batch) => batchFinished(batch), "batch_not_found", onUpdate, options);
 }

@@ -1,4 +1,5 @@
 export declare type ErrorCode = "missing_input" | "invalid_request" | "empty_file" | "file_too_large" | "unsupported_format" | "invalid_audio" | "audio_too_long" | "invalid_youtube_url" | "youtube_playlist" | "video_too_long" | "video_blocked" | "youtube_unavailable" | "unknown_model" | "model_unavailable" | "invalid_option" | "rate_limited" | "job_not_found" | "stem_not_found" | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch" | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type" | "invalid_filename" | "invalid_batch" | "batch_not_found" | "invalid_mix" | "method_not_allowed" | "unauthorized" | "forbidden" | "upload_length_exceeded" | "separation_failed" | "unavailable" | "internal_error";
+export declare type BatchStatus = "queued" | "running" | "done" | "partially_done" | "cancelled" | "failed";
 export declare type JobStatus = "queued" | "downloading" | "decoding" | "separating" | "encoding" | "done" | "failed" | "cancelled";
 export declare type OutputFormat = "wav" | "mp3" | "flac";
 export declare type Quality = "fast" | "balanced" | "best";
@@ -105,8 +106,8 @@ export interface BatchSong {
 /** `components.schemas.Batch` */
 export interface Batch {
     batch_id: string;
-    /** "finished": every song done, failed or deleted. */
-    status: "queued" | "running" | "finished";
+    /** Once every song finished: "done" (all), "partially_done" (some), "cancelled" (none done, some cancelled), "failed". */
+    status: BatchStatus;
     progress: number;
     eta_seconds?: number | null;
     created_at: string;
