@@ -51,7 +51,7 @@ enum OwnerToken {
         }
     }
 
-    static func owner(of token: String) -> String { "t:" + APIKeyStore.digest(token) }
+    static func owner(of token: String) -> String { "t:" + Digest.hex(token) }
 
     /// Headers that give a newly made token to the caller: the page keeps it as a cookie (sent
     /// with its `<audio>` and download requests too); API clients read `owner_token` or this header.

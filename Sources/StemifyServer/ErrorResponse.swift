@@ -15,6 +15,8 @@ extension ErrorCode {
             .badRequest
         case .fileTooLarge, .uploadLengthExceeded: .contentTooLarge
         case .methodNotAllowed: .methodNotAllowed
+        case .idempotencyKeyReused: .unprocessableContent
+        case .idempotencyKeyInUse: .conflict
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
         case .unsupportedFormat, .invalidContentType: .unsupportedMediaType
@@ -96,9 +98,14 @@ func errorResponse(_ error: StemifyError, headers extra: HTTPFields = [:]) -> Re
 
 /// Encodes a JSON response.
 func jsonResponse(_ object: some Encodable, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) throws -> Response {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
     headers.append(contentsOf: extra)
-    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: [UInt8](try encoder.encode(object)))))
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try jsonBytes(object))))
+}
+
+/// The API's JSON encoding: sorted keys, slashes as they are.
+func jsonBytes(_ object: some Encodable) throws -> [UInt8] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return [UInt8](try encoder.encode(object))
 }

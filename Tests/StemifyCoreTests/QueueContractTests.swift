@@ -215,6 +215,31 @@ struct QueueContractTests {
         #expect(try await q.job(id: "waiting") == nil)
     }
 
+    @Test("idempotency keys: claimed once, replayed for the same request, refused for another, released on failure, forgotten after the ttl", arguments: backends)
+    func idempotency(_ backend: String) async throws {
+        let q = try await queue(backend)
+        #expect(try await q.claimIdempotencyKey(id: "k1", fingerprint: "f", ttl: 3600) == .claimed)
+        #expect(try await q.claimIdempotencyKey(id: "k1", fingerprint: "f", ttl: 3600) == .inProgress)
+        #expect(try await q.claimIdempotencyKey(id: "k1", fingerprint: "g", ttl: 3600) == .mismatch)
+        let answer = StoredResponse(status: 202, body: "{\"job_id\":\"x\"}", location: "/api/jobs/x")
+        try await q.completeIdempotencyKey(id: "k1", response: answer)
+        #expect(try await q.claimIdempotencyKey(id: "k1", fingerprint: "f", ttl: 3600) == .replay(answer))
+        #expect(try await q.claimIdempotencyKey(id: "k1", fingerprint: "g", ttl: 3600) == .mismatch)
+        try await q.releaseIdempotencyKey(id: "k1")
+        #expect(try await q.claimIdempotencyKey(id: "k1", fingerprint: "f", ttl: 3600) == .replay(answer), "a kept answer is not released")
+        // A failed first request lets go: the retry runs.
+        #expect(try await q.claimIdempotencyKey(id: "k2", fingerprint: "f", ttl: 3600) == .claimed)
+        try await q.releaseIdempotencyKey(id: "k2")
+        #expect(try await q.claimIdempotencyKey(id: "k2", fingerprint: "f", ttl: 3600) == .claimed)
+        // No location kept: none replayed.
+        try await q.completeIdempotencyKey(id: "k2", response: StoredResponse(status: 201, body: "", location: nil))
+        #expect(try await q.claimIdempotencyKey(id: "k2", fingerprint: "f", ttl: 3600) == .replay(StoredResponse(status: 201, body: "", location: nil)))
+        // After the ttl a key is new again.
+        #expect(try await q.claimIdempotencyKey(id: "k3", fingerprint: "f", ttl: 1) == .claimed)
+        try await Task.sleep(for: .milliseconds(2100))
+        #expect(try await q.claimIdempotencyKey(id: "k3", fingerprint: "g", ttl: 1) == .claimed)
+    }
+
     @Test("the window tells what is counted and when it frees; refunds take back the latest", arguments: backends)
     func rateWindow(_ backend: String) async throws {
         let q = try await queue(backend)

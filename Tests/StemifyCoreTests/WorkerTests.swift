@@ -70,6 +70,11 @@ final class InterruptedQueue: JobQueue {
         try await base.recordSubmission(client: client, count: count, period: period, limit: limit)
     }
     func expire(olderThan age: Double) async throws -> [Job] { try await base.expire(olderThan: age) }
+    func claimIdempotencyKey(id: String, fingerprint: String, ttl: Double) async throws -> IdempotencyClaim {
+        try await base.claimIdempotencyKey(id: id, fingerprint: fingerprint, ttl: ttl)
+    }
+    func completeIdempotencyKey(id: String, response: StoredResponse) async throws { try await base.completeIdempotencyKey(id: id, response: response) }
+    func releaseIdempotencyKey(id: String) async throws { try await base.releaseIdempotencyKey(id: id) }
     func markCancelled(id: String) async throws -> Job? { try await base.markCancelled(id: id) }
     func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
         try await base.submissionWindow(client: client, period: period)

@@ -233,6 +233,49 @@ struct AccessTests {
         }
     }
 
+    @Test("Idempotency-Key: a retry gets the first answer (no second job, no second count), another request with the key 422, a failed one can be retried")
+    func idempotencyKeys() async throws {
+        try await withServer(testConfiguration { $0.workers = 0; $0.rateLimit = 10 }) { owned in
+            let client = try #require(owned as? OwnedClient)
+            let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "order-42"]
+            let first = try await Self.submit(client, headers: key)
+            #expect(first.status == .accepted && first.headers[HTTPField.Name("RateLimit-Remaining")!] == "9")
+            let id = try #require(json(first.body)["job_id"] as? String)
+            // The same song and options, in a new multipart body (another boundary).
+            let retry = try await Self.submit(client, headers: key)
+            #expect(retry.status == .accepted && json(retry.body)["job_id"] as? String == id)
+            #expect(retry.headers[HTTPField.Name("Idempotent-Replayed")!] == "true" && retry.headers[.location] == "/api/jobs/\(id)")
+            let listed = json(try await client.execute(uri: "/api/jobs", method: .get).body)["jobs"] as? [Any]
+            #expect(listed?.count == 1, "one job")
+            #expect(json(try await client.execute(uri: "/api/limits", method: .get).body)["rate_limit_remaining"] as? Int == 9, "counted once")
+            // Another request with the key: refused, nothing made.
+            var (h, b) = multipart(fields: ["model": "ht_small", "quality": "best", "output_format": "wav"], file: ("a.wav", Self.song))
+            h.append(contentsOf: key)
+            let other = try await client.execute(uri: "/api/stemify", method: .post, headers: h, body: b)
+            #expect(other.status == .unprocessableContent && errorCode(other.body) == "idempotency_key_reused")
+            // Keys are per owner: someone else's "order-42" is theirs.
+            let theirs = try await Self.submit(client.other(), headers: key)
+            #expect(theirs.status == .accepted && json(theirs.body)["job_id"] as? String != id)
+            // A request that failed (not audio) lets go of its key: the corrected retry runs.
+            let retryKey: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "upload-7"]
+            var (bh, bb) = multipart(fields: ["model": "ht_small"], file: ("noise.mp3", Data(repeating: 7, count: 4000)))
+            bh.append(contentsOf: retryKey)
+            #expect(errorCode(try await client.execute(uri: "/api/stemify", method: .post, headers: bh, body: bb).body) == "unsupported_format")
+            #expect(try await Self.submit(client, headers: retryKey).status == .accepted)
+            // Batches too.
+            var (ph, pb) = multipartParts(BatchTests.options + [("file", "one.wav", Self.song)])
+            ph[HTTPField.Name("Idempotency-Key")!] = "batch-1"
+            let batch = json(try await client.execute(uri: "/api/batches", method: .post, headers: ph, body: pb).body)["batch_id"] as? String
+            (ph, pb) = multipartParts(BatchTests.options + [("file", "one.wav", Self.song)])
+            ph[HTTPField.Name("Idempotency-Key")!] = "batch-1"
+            let again = try await client.execute(uri: "/api/batches", method: .post, headers: ph, body: pb)
+            #expect(batch != nil && json(again.body)["batch_id"] as? String == batch)
+            // Keys are short visible text.
+            let bad = try await Self.submit(client, headers: [HTTPField.Name("Idempotency-Key")!: String(repeating: "k", count: 300)])
+            #expect(bad.status == .badRequest && errorCode(bad.body) == "invalid_request")
+        }
+    }
+
     @Test("the key file keeps hashes only; a new or revoked key counts at once")
     func keyStore() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-keys-\(UUID().uuidString)/keys.json").path

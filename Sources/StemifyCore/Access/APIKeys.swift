@@ -1,5 +1,4 @@
 public import Foundation
-import Crypto
 import Synchronization
 
 /// What a key may do.
@@ -45,9 +44,7 @@ public final class APIKeyStore: Sendable {
     public static let keyPrefix = "sk_"
 
     /// The SHA-256 of `secret`, lowercase hex: what is stored and compared.
-    public static func digest(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    public static func digest(_ secret: String) -> String { Digest.hex(secret) }
 
     /// `count` random bytes as base64url without padding.
     public static func randomToken(bytes count: Int = 32) -> String {

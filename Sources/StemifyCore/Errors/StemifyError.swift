@@ -67,6 +67,10 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case unauthorized = "unauthorized"
     /// The key is valid but lacks the scope this request needs.
     case forbidden = "forbidden"
+    /// An `Idempotency-Key` sent again with a different request.
+    case idempotencyKeyReused = "idempotency_key_reused"
+    /// An `Idempotency-Key` whose first request is still being answered.
+    case idempotencyKeyInUse = "idempotency_key_in_use"
     /// A tus chunk that would run past the upload's declared `Upload-Length`.
     case uploadLengthExceeded = "upload_length_exceeded"
     /// Separation failed inside the engine.

@@ -41,6 +41,14 @@ public protocol JobQueue: Sendable {
     /// seconds, they stay within `limit` (0: no limit); otherwise counts nothing and says after
     /// how many seconds enough of the earlier ones fall out of the window (for Retry-After).
     func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double)
+    /// Takes an `Idempotency-Key` (`id`: a digest of its owner and key) for a request whose
+    /// content digest is `fingerprint`, or says what became of it; claims older than `ttl`
+    /// seconds are forgotten.
+    func claimIdempotencyKey(id: String, fingerprint: String, ttl: Double) async throws -> IdempotencyClaim
+    /// Keeps the answer to a claimed key, for the retries that follow.
+    func completeIdempotencyKey(id: String, response: StoredResponse) async throws
+    /// Lets go of a claimed key whose request failed, so a retry runs it again.
+    func releaseIdempotencyKey(id: String) async throws
     /// The times of `client`'s counted submissions within the last `period` seconds.
     func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow
     /// Takes back the `count` latest submissions of `client`: songs counted, then refused by a
@@ -60,6 +68,31 @@ public protocol JobQueue: Sendable {
     func batches(createdBefore time: Double) async throws -> [Batch]
     /// Removes a batch record (not its jobs).
     func removeBatch(id: String) async throws
+}
+
+/// The answer a request with an `Idempotency-Key` got, kept for its retries.
+public struct StoredResponse: Sendable, Equatable {
+    public var status: Int
+    public var body: String
+    public var location: String?
+
+    public init(status: Int, body: String, location: String?) {
+        self.status = status
+        self.body = body
+        self.location = location
+    }
+}
+
+/// What ``JobQueue/claimIdempotencyKey(id:fingerprint:ttl:)`` found.
+public enum IdempotencyClaim: Sendable, Equatable {
+    /// First use: go on, then complete or release it.
+    case claimed
+    /// Used before for the same request: its answer.
+    case replay(StoredResponse)
+    /// Used before for another request.
+    case mismatch
+    /// The first request with it is still being answered.
+    case inProgress
 }
 
 /// A client's counted submissions in the rate limit's window, for the `RateLimit-*` headers.
@@ -235,6 +268,22 @@ struct JobRow {
 
     /// Migration 3 of both backends: a job's owner lists its jobs (the `client` column holds the owner).
     static let ownerIndex = "CREATE INDEX jobs_by_owner ON jobs (client, created_at)"
+
+    /// Migration 4 of both backends: answers kept for `Idempotency-Key` retries.
+    static func idempotencySchema(real: String) -> String {
+        """
+        CREATE TABLE idempotency (id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body TEXT, location TEXT,
+                                  created_at \(real) NOT NULL);
+        CREATE INDEX idempotency_by_created ON idempotency (created_at)
+        """
+    }
+
+    /// A stored claim as an ``IdempotencyClaim`` for a request whose digest is `fingerprint`.
+    static func claim(stored fingerprint: String, status: Int?, body: String?, location: String?, asked: String) -> IdempotencyClaim {
+        guard fingerprint == asked else { return .mismatch }
+        guard let status else { return .inProgress }
+        return .replay(StoredResponse(status: status, body: body ?? "", location: location?.isEmpty == false ? location : nil))
+    }
 
     /// The `WHERE` conditions of a listing, with `?` for `owner` then the cursor's time, time, id.
     static func listingConditions(owner: String?, statuses: [JobStatus]?, cursor: ListCursor?) -> [String] {

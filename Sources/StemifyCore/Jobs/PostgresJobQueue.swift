@@ -94,7 +94,8 @@ public final class PostgresJobQueue: JobQueue {
 
     /// Versioned migrations, applied once under an advisory lock so that processes starting
     /// together do not race. A shipped migration is never edited; changes are new versions.
-    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION"), JobRow.ownerIndex]
+    static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION"), JobRow.ownerIndex,
+                                       JobRow.idempotencySchema(real: "DOUBLE PRECISION")]
 
     private func migrate(connected: @Sendable () -> Void = {}) async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -304,6 +305,36 @@ public final class PostgresJobQueue: JobQueue {
             }
             return decision
         }
+    }
+
+    public func claimIdempotencyKey(id: String, fingerprint: String, ttl: Double) async throws -> IdempotencyClaim {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("DELETE FROM idempotency WHERE created_at < \(unescaped: Self.now) - \(ttl)", logger: self.logger)
+            var inserted = false
+            for try await _ in try await connection.query("""
+                INSERT INTO idempotency (id, fingerprint, created_at) VALUES (\(id), \(fingerprint), \(unescaped: Self.now))
+                ON CONFLICT (id) DO NOTHING RETURNING id
+                """, logger: self.logger).decode(String.self) {
+                inserted = true
+            }
+            if inserted { return .claimed }
+            for try await r in try await connection.query("SELECT fingerprint, status, body, location FROM idempotency WHERE id = \(id)",
+                                                          logger: self.logger).decode((String, Int?, String?, String?).self) {
+                return JobRow.claim(stored: r.0, status: r.1, body: r.2, location: r.3, asked: fingerprint)
+            }
+            // Removed between the two statements (expired): the next try claims it.
+            return .inProgress
+        }
+    }
+
+    public func completeIdempotencyKey(id: String, response: StoredResponse) async throws {
+        try await client.query("""
+            UPDATE idempotency SET status = \(response.status), body = \(response.body), location = \(response.location) WHERE id = \(id)
+            """, logger: logger)
+    }
+
+    public func releaseIdempotencyKey(id: String) async throws {
+        try await client.query("DELETE FROM idempotency WHERE id = \(id) AND status IS NULL", logger: logger)
     }
 
     public func submissionWindow(client name: String, period: Double) async throws -> SubmissionWindow {

@@ -37,6 +37,7 @@ public final class SQLiteJobQueue: JobQueue {
         m.registerMigration("v1") { db in try db.execute(sql: JobRow.schema(real: "REAL")) }
         m.registerMigration("v2") { db in try db.execute(sql: Batch.schema(real: "REAL")) }
         m.registerMigration("v3") { db in try db.execute(sql: JobRow.ownerIndex) }
+        m.registerMigration("v4") { db in try db.execute(sql: JobRow.idempotencySchema(real: "REAL")) }
         return m
     }
 
@@ -205,6 +206,29 @@ public final class SQLiteJobQueue: JobQueue {
             }
             return decision
         }
+    }
+
+    public func claimIdempotencyKey(id: String, fingerprint: String, ttl: Double) async throws -> IdempotencyClaim {
+        let now = clock()
+        return try await db.write { db in
+            try db.execute(sql: "DELETE FROM idempotency WHERE created_at < ?", arguments: [now - ttl])
+            if let row = try Row.fetchOne(db, sql: "SELECT fingerprint, status, body, location FROM idempotency WHERE id = ?", arguments: [id]) {
+                return JobRow.claim(stored: row["fingerprint"], status: row["status"], body: row["body"], location: row["location"], asked: fingerprint)
+            }
+            try db.execute(sql: "INSERT INTO idempotency (id, fingerprint, created_at) VALUES (?, ?, ?)", arguments: [id, fingerprint, now])
+            return .claimed
+        }
+    }
+
+    public func completeIdempotencyKey(id: String, response: StoredResponse) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE idempotency SET status = ?, body = ?, location = ? WHERE id = ?",
+                           arguments: [response.status, response.body, response.location, id])
+        }
+    }
+
+    public func releaseIdempotencyKey(id: String) async throws {
+        try await db.write { db in try db.execute(sql: "DELETE FROM idempotency WHERE id = ? AND status IS NULL", arguments: [id]) }
     }
 
     public func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {

@@ -157,13 +157,7 @@ public struct ModelDownloader: Sendable {
         }
     }
 
-    func sha256(of path: String) throws -> String {
-        var hasher = SHA256()
-        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
-    }
+    func sha256(of path: String) throws -> String { try Digest.hex(file: path) }
 }
 
 /// A download that failed: the URL and curl's reason.

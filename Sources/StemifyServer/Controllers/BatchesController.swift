@@ -118,6 +118,7 @@ struct BatchesController: Sendable {
         let limit = intake.configuration.maxBatchSize
         let tooMany = StemifyError(.invalidBatch, "a batch holds at most \(limit) songs")
         do {
+            let idempotencyKey = try Idempotency.key(request)
             let form = try await intake.readForm(request, maxSongs: limit, tooMany: tooMany)
             var accepted = false
             defer { if !accepted { intake.discard(form.songs) } }
@@ -126,35 +127,40 @@ struct BatchesController: Sendable {
                 throw StemifyError(.invalidBatch, "send at least one song: 'file' parts, 'upload_id' or 'youtube_url' fields")
             }
             let caller = context.caller
-            let (owner, newToken) = caller.ownerForCreation()
-            let songs = try await intake.check(form.songs, options: options, owner: owner)
-            if let refusal = try await intake.admit(songs, caller: caller) { return refusal }
-            let batch = Batch(id: intake.newJobID(), owner: owner, createdAt: Date(),
-                              songs: songs.map { Batch.Song(jobID: $0.jobID, name: $0.name) })
-            do {
-                let jobs = try await intake.accept(songs, options: options, owner: owner)
-                try await intake.enqueue(jobs)
+            return try await Idempotency(queue: queue).run(
+                key: idempotencyKey, owner: caller.owner ?? "address:\(caller.quotaClient)",
+                fingerprint: try Idempotency.fingerprint(path: request.uri.path, form: form, storage: storage)
+            ) {
+                let (owner, newToken) = caller.ownerForCreation()
+                let songs = try await intake.check(form.songs, options: options, owner: owner)
+                if let refusal = try await intake.admit(songs, caller: caller) { return .other(refusal) }
+                let batch = Batch(id: intake.newJobID(), owner: owner, createdAt: Date(),
+                                  songs: songs.map { Batch.Song(jobID: $0.jobID, name: $0.name) })
                 do {
-                    try await queue.addBatch(batch)
-                } catch {
-                    for job in jobs {
-                        _ = try? await queue.cancel(id: job.id)
-                        await storage.removeAll(job)
+                    let jobs = try await intake.accept(songs, options: options, owner: owner)
+                    try await intake.enqueue(jobs)
+                    do {
+                        try await queue.addBatch(batch)
+                    } catch {
+                        for job in jobs {
+                            _ = try? await queue.cancel(id: job.id)
+                            await storage.removeAll(job)
+                        }
+                        throw error
                     }
+                } catch {
+                    await intake.refund(songs, caller: caller)
                     throw error
                 }
-            } catch {
-                await intake.refund(songs, caller: caller)
-                throw error
+                accepted = true
+                context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(batch.songs.count)", "client": "\(caller.quotaClient)"])
+                var answer = try await response(batch)
+                answer.ownerToken = newToken
+                var headers: HTTPFields = [.location: "/api/batches/\(batch.id)"]
+                headers.append(contentsOf: (try? await intake.rateLimitHeaders(caller)) ?? [:])
+                if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
+                return .created(status: .accepted, body: try jsonBytes(answer), headers: headers)
             }
-            accepted = true
-            context.logger.info("batch queued", metadata: ["batch.id": "\(batch.id)", "batch.songs": "\(batch.songs.count)", "client": "\(caller.quotaClient)"])
-            var answer = try await response(batch)
-            answer.ownerToken = newToken
-            var headers: HTTPFields = [.location: "/api/batches/\(batch.id)"]
-            headers.append(contentsOf: (try? await intake.rateLimitHeaders(caller)) ?? [:])
-            if let newToken { headers.append(contentsOf: OwnerToken.headers(newToken)) }
-            return try jsonResponse(answer, status: .accepted, headers: headers)
         } catch let error as StemifyError {
             intake.metrics.recordRejection(code: error.code)
             throw error

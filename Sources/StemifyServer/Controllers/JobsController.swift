@@ -349,7 +349,7 @@ enum EventStream {
 
     /// An event's id: a digest of the state it carries, so a client reconnecting with
     /// `Last-Event-ID` is sent the state only when it changed meanwhile.
-    static func id(_ data: String) -> String { String(APIKeyStore.digest(data).prefix(16)) }
+    static func id(_ data: String) -> String { String(Digest.hex(data).prefix(16)) }
 }
 
 extension HTTPField.Name {

@@ -38,6 +38,8 @@ const messages = {
   forbidden: "This key may not do that.",
   method_not_allowed: "The server does not take that request.",
   upload_length_exceeded: "The upload sent more bytes than it announced; start it again.",
+  idempotency_key_reused: "That request was already sent with other settings.",
+  idempotency_key_in_use: "That request is still being answered; try again in a moment.",
   job_not_found: "That job no longer exists (finished jobs are kept for a day).",
   stem_not_found: "That stem no longer exists.",
   upload_not_found: "That upload no longer exists; choose the file again.",

@@ -9,7 +9,8 @@ export type ErrorCode =
   | "not_found" | "upload_not_found" | "upload_expired" | "upload_offset_mismatch"
   | "upload_incomplete" | "checksum_mismatch" | "tus_version_unsupported" | "invalid_content_type"
   | "invalid_filename" | "invalid_batch" | "batch_not_found" | "invalid_mix"
-  | "method_not_allowed" | "unauthorized" | "forbidden" | "upload_length_exceeded"
+  | "method_not_allowed" | "unauthorized" | "forbidden" | "upload_length_exceeded" | "idempotency_key_reused"
+  | "idempotency_key_in_use"
   | "separation_failed" | "unavailable" | "internal_error";
 
 export type BatchStatus = "queued" | "running" | "done" | "partially_done" | "cancelled" | "failed";

@@ -285,6 +285,17 @@ public final class RedisJobQueue: JobQueue {
         return {1, '0'}
         """
 
+    /// ARGV: prefix, id, fingerprint, ttl (ms). {"claimed"} or {"found", fingerprint, status, body, location}.
+    private static let claimIdempotency = prelude + """
+        local k = P .. ':idempotency:' .. ARGV[2]
+        if redis.call('HSETNX', k, 'fingerprint', ARGV[3]) == 1 then
+          redis.call('PEXPIRE', k, ARGV[4])
+          return {'claimed'}
+        end
+        local h = redis.call('HMGET', k, 'fingerprint', 'status', 'body', 'location')
+        return {'found', h[1], h[2] or '', h[3] or '', h[4] or ''}
+        """
+
     /// ARGV: prefix, client, period. The window's scores, oldest first, then the server's time.
     private static let submissionWindow = prelude + """
         local k = P .. ':submissions:' .. ARGV[2]
@@ -445,6 +456,22 @@ public final class RedisJobQueue: JobQueue {
     public func recordSubmission(client: String, count: Int, period: Double, limit: Int) async throws -> (allowed: Bool, retryAfter: Double) {
         let reply = try await script(Self.recordSubmission, [client, String(count), Self.text(period), String(limit)]).elements
         return (reply.first?.int == 1, reply.last?.string.flatMap(Double.init) ?? 0)
+    }
+
+    public func claimIdempotencyKey(id: String, fingerprint: String, ttl: Double) async throws -> IdempotencyClaim {
+        let reply = try await script(Self.claimIdempotency, [id, fingerprint, "\(Int(ttl * 1000))"]).elements.map { $0.string ?? "" }
+        guard reply.first == "found", reply.count == 5 else { return .claimed }
+        return JobRow.claim(stored: reply[1], status: Int(reply[2]), body: reply[3], location: reply[4], asked: fingerprint)
+    }
+
+    public func completeIdempotencyKey(id: String, response: StoredResponse) async throws {
+        _ = try await pool.run(["HSET", "\(prefix):idempotency:\(id)", "status", "\(response.status)", "body", response.body,
+                                "location", response.location ?? ""])
+    }
+
+    public func releaseIdempotencyKey(id: String) async throws {
+        let key = "\(prefix):idempotency:\(id)"
+        if try await pool.run(["HGET", key, "status"]).string == nil { _ = try await pool.run(["DEL", key]) }
     }
 
     public func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
