@@ -37,5 +37,7 @@ public func buildApplication(configuration: StemifyConfiguration, logger: Logger
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "stemify"),
         logger: logger)
     app.addServices(services.background)
+    app.addServices(WebhookDispatcher(queue: services.queue, storage: services.storage, configuration: configuration,
+                                      secret: try WebhookDispatcher.secret(configuration), logger: logger))
     return app
 }

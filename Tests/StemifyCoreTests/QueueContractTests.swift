@@ -240,6 +240,30 @@ struct QueueContractTests {
         #expect(try await q.claimIdempotencyKey(id: "k3", fingerprint: "g", ttl: 1) == .claimed)
     }
 
+    @Test("webhook deliveries: one per job and state, claimed when due and put off meanwhile, updated, listed per job", arguments: backends)
+    func deliveries(_ backend: String) async throws {
+        let q = try await queue(backend)
+        var finished = job("j")
+        finished.status = .done
+        finished.options.callbackURL = "https://example.com/hook"
+        var delivery = try #require(WebhookDelivery(for: finished, now: Date().timeIntervalSince1970 - 1))
+        try await q.addDelivery(delivery)
+        try await q.addDelivery(delivery)
+        let claimed = try await q.claimDueDeliveries(limit: 10, lease: 60)
+        #expect(claimed == [delivery], "\(backend)")
+        #expect(try await q.claimDueDeliveries(limit: 10, lease: 60).isEmpty, "put off while one sends it")
+        delivery.record(.init(at: Date().timeIntervalSince1970, status: 500, error: "answered 500"), base: 0.01)
+        try await q.updateDelivery(delivery)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await q.claimDueDeliveries(limit: 10, lease: 60).map(\.attempts.count) == [1], "due again after its wait")
+        delivery.record(.init(at: Date().timeIntervalSince1970, status: 200, error: nil), base: 0.01)
+        try await q.updateDelivery(delivery)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await q.claimDueDeliveries(limit: 10, lease: 60).isEmpty, "delivered: not sent again")
+        #expect(try await q.deliveries(jobID: "j") == [delivery])
+        #expect(try await q.deliveries(jobID: "other").isEmpty)
+    }
+
     @Test("the window tells what is counted and when it frees; refunds take back the latest", arguments: backends)
     func rateWindow(_ backend: String) async throws {
         let q = try await queue(backend)

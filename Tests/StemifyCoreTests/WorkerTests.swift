@@ -75,6 +75,10 @@ final class InterruptedQueue: JobQueue {
     }
     func completeIdempotencyKey(id: String, response: StoredResponse) async throws { try await base.completeIdempotencyKey(id: id, response: response) }
     func releaseIdempotencyKey(id: String) async throws { try await base.releaseIdempotencyKey(id: id) }
+    func addDelivery(_ delivery: WebhookDelivery) async throws { try await base.addDelivery(delivery) }
+    func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] { try await base.claimDueDeliveries(limit: limit, lease: lease) }
+    func updateDelivery(_ delivery: WebhookDelivery) async throws { try await base.updateDelivery(delivery) }
+    func deliveries(jobID: String) async throws -> [WebhookDelivery] { try await base.deliveries(jobID: jobID) }
     func markCancelled(id: String) async throws -> Job? { try await base.markCancelled(id: id) }
     func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
         try await base.submissionWindow(client: client, period: period)

@@ -61,6 +61,8 @@ struct ClientTypesTests {
             ("Accepted", schemas + ["Accepted"]),
             ("Job", schemas + ["Job"]),
             ("JobOptions", schemas + ["JobOptions"]),
+            ("JobWebhook", schemas + ["Job", "properties", "webhook"]),
+            ("WebhookDelivery", schemas + ["WebhookDelivery"]),
             ("Stem", schemas + ["Job", "properties", "stems", "items"]),
             ("JobError", schemas + ["Job", "properties", "error"]),
             ("JobMetrics", schemas + ["Job", "properties", "metrics"]),

@@ -73,6 +73,18 @@ public struct StemifyConfiguration: Sendable, Equatable {
     public var keysFile: String?
     /// The keys file in effect.
     public var resolvedKeysFile: String { keysFile ?? URL(fileURLWithPath: dataDirectory).appendingPathComponent("keys.json").path }
+    /// `webhook_allow_hosts` / `STEMIFY_WEBHOOK_ALLOW_HOSTS` (comma-separated host names or
+    /// addresses): callback URLs allowed to reach these even when they are private or loopback.
+    public var webhookAllowHosts: [String] = []
+    /// `webhook_secret` / `STEMIFY_WEBHOOK_SECRET`: the HMAC-SHA256 key of `Stemify-Signature`.
+    /// The default is a random secret kept in `DATA_DIR/webhook_secret` (share it, or set this,
+    /// when API processes run on several machines).
+    public var webhookSecret: String?
+    /// `webhook_timeout` / `STEMIFY_WEBHOOK_TIMEOUT`, seconds a receiver has to answer. The default is 10.
+    public var webhookTimeoutSeconds = 10.0
+    /// `webhook_retry_base` / `STEMIFY_WEBHOOK_RETRY_BASE`, seconds before the first retry,
+    /// tripled after each (at most an hour apart, for a day). The default is 10.
+    public var webhookRetryBaseSeconds = 10.0
     /// `log_level` / `LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. The default is info.
     public var logLevel = "info"
     /// `youtube_blocklist` / `YOUTUBE_BLOCKLIST` (comma-separated video ids).
@@ -190,6 +202,8 @@ public struct StemifyConfiguration: Sendable, Equatable {
         ("model_path", "DEMUCS_MODEL_PATH"), ("youtube_download_dir", "YOUTUBE_DOWNLOAD_DIR"),
         ("max_file_size", "MAX_FILE_SIZE"), ("max_duration", "MAX_DURATION"), ("rate_limit", "RATE_LIMIT"),
         ("rate_limit_period", "RATE_LIMIT_PERIOD"), ("trusted_proxies", "TRUSTED_PROXIES"), ("cors_origins", "STEMIFY_CORS_ORIGINS"), ("api_keys", "STEMIFY_API_KEYS"), ("keys_file", "STEMIFY_KEYS_FILE"),
+        ("webhook_allow_hosts", "STEMIFY_WEBHOOK_ALLOW_HOSTS"), ("webhook_secret", "STEMIFY_WEBHOOK_SECRET"),
+        ("webhook_timeout", "STEMIFY_WEBHOOK_TIMEOUT"), ("webhook_retry_base", "STEMIFY_WEBHOOK_RETRY_BASE"),
         ("workers", "STEMIFY_WORKERS"), ("threads", "STEMIFY_THREADS"), ("lanes", "STEMIFY_LANES"), ("isa", "STEMIFY_ISA"), ("queue_url", "STEMIFY_QUEUE_URL"),
         ("result_ttl", "RESULT_TTL"), ("upload_expiry", "STEMIFY_UPLOAD_EXPIRY"), ("max_batch_size", "STEMIFY_MAX_BATCH_SIZE"), ("lease", "STEMIFY_LEASE"), ("log_level", "LOG_LEVEL"),
         ("youtube_blocklist", "YOUTUBE_BLOCKLIST"), ("youtube_test_hosts", "YOUTUBE_TEST_HOSTS"),
@@ -254,6 +268,12 @@ public struct StemifyConfiguration: Sendable, Equatable {
             default: throw ConfigurationError(key: source, message: "'\(value)' is not true or false")
             }
         case "keys_file": keysFile = value
+        case "webhook_allow_hosts": webhookAllowHosts = list()
+        case "webhook_secret":
+            guard value.count >= 16 else { throw ConfigurationError(key: source, message: "use at least 16 characters") }
+            webhookSecret = value
+        case "webhook_timeout": webhookTimeoutSeconds = try number()
+        case "webhook_retry_base": webhookRetryBaseSeconds = try number()
         case "model_download":
             switch value.lowercased() {
             case "true", "1", "yes", "on": modelDownload = true

@@ -24,9 +24,12 @@ public struct JobOptions: Codable, Sendable, Equatable, Hashable {
     /// What the API accepts: the published configurations use 1–4; beyond 16 a song costs
     /// hours for no audible gain.
     public static let numOverlapRange = 1...16
+    /// Where the job's terminal state is POSTed (signed); checked against private addresses
+    /// when given and again at each delivery.
+    public var callbackURL: String?
 
     public init(model: String = "htdemucs", outputFormat: FFmpeg.Format = .mp3, normalize: Bool = false,
-                removeVocals: Bool = false, shifts: Int = 1, overlap: Double = 0.25, numOverlap: Int? = nil) {
+                removeVocals: Bool = false, shifts: Int = 1, overlap: Double = 0.25, numOverlap: Int? = nil, callbackURL: String? = nil) {
         self.model = model
         self.outputFormat = outputFormat
         self.normalize = normalize
@@ -34,11 +37,12 @@ public struct JobOptions: Codable, Sendable, Equatable, Hashable {
         self.shifts = shifts
         self.overlap = overlap
         self.numOverlap = numOverlap
+        self.callbackURL = callbackURL
     }
 
     enum CodingKeys: String, CodingKey {
         case model, outputFormat = "output_format", normalize, removeVocals = "remove_vocals", shifts, overlap
-        case numOverlap = "num_overlap"
+        case numOverlap = "num_overlap", callbackURL = "callback_url"
     }
 }
 

@@ -49,6 +49,16 @@ public protocol JobQueue: Sendable {
     func completeIdempotencyKey(id: String, response: StoredResponse) async throws
     /// Lets go of a claimed key whose request failed, so a retry runs it again.
     func releaseIdempotencyKey(id: String) async throws
+    /// Adds a webhook delivery (one per job and terminal state: a second is ignored).
+    func addDelivery(_ delivery: WebhookDelivery) async throws
+    /// Pending deliveries that are due, at most `limit`, each put off by `lease` seconds so
+    /// that another process does not send it at the same time; deliveries older than two
+    /// retry windows are forgotten.
+    func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery]
+    /// Stores a delivery after an attempt.
+    func updateDelivery(_ delivery: WebhookDelivery) async throws
+    /// A job's deliveries, oldest first.
+    func deliveries(jobID: String) async throws -> [WebhookDelivery]
     /// The times of `client`'s counted submissions within the last `period` seconds.
     func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow
     /// Takes back the `count` latest submissions of `client`: songs counted, then refused by a

@@ -87,6 +87,7 @@ public final class JobRunner: Sendable {
             await storage.removeWork(job.id)
             do {
                 try await persistently { try await self.queue.complete(id: job.id, worker: self.id, stems: stems, metrics: metricsRecord) }
+                await announce(job.id)
                 metrics?.recordFinished(model: job.options.model, seconds: elapsed, audioSeconds: metricsRecord.audioSeconds)
                 log.info("job done", metadata: ["job.seconds": "\(Int(elapsed))", "job.cache_hit": "\(metricsRecord.cacheHit)"])
             } catch {
@@ -122,6 +123,7 @@ public final class JobRunner: Sendable {
             metrics?.recordFailure(code: code)
             do {
                 try await persistently { try await self.queue.fail(id: job.id, worker: self.id, code: code, message: message) }
+                await announce(job.id)
             } catch {
                 log.error("cannot record the failure", metadata: ["error": "\(error)"])
             }
@@ -179,6 +181,12 @@ public final class JobRunner: Sendable {
 
     /// Whether the job left the queue (its client cancelled it), as opposed to the queue being
     /// unreachable: only then may its files go.
+    /// Queues the webhook of a job that has just finished (when it has a callback).
+    private func announce(_ id: String) async {
+        guard let job = try? await queue.job(id: id), let delivery = WebhookDelivery(for: job) else { return }
+        try? await persistently { try await self.queue.addDelivery(delivery) }
+    }
+
     /// Deleted, or cancelled: either way what this worker wrote for it goes.
     private func isGone(_ job: Job) async -> Bool {
         do {
@@ -318,7 +326,10 @@ public final class JobRunner: Sendable {
         // Sorted keys: JSONEncoder's key order is otherwise not stable between runs.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        hasher.update(data: try encoder.encode(options))
+        // Where the result is announced does not change the result.
+        var separating = options
+        separating.callbackURL = nil
+        hasher.update(data: try encoder.encode(separating))
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }

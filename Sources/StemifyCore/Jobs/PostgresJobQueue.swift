@@ -95,7 +95,7 @@ public final class PostgresJobQueue: JobQueue {
     /// Versioned migrations, applied once under an advisory lock so that processes starting
     /// together do not race. A shipped migration is never edited; changes are new versions.
     static let migrations: [String] = [JobRow.schema(real: "DOUBLE PRECISION"), Batch.schema(real: "DOUBLE PRECISION"), JobRow.ownerIndex,
-                                       JobRow.idempotencySchema(real: "DOUBLE PRECISION")]
+                                       JobRow.idempotencySchema(real: "DOUBLE PRECISION"), WebhookDelivery.schema(real: "DOUBLE PRECISION")]
 
     private func migrate(connected: @Sendable () -> Void = {}) async throws {
         try await client.withTransaction(logger: logger) { connection in
@@ -335,6 +335,48 @@ public final class PostgresJobQueue: JobQueue {
 
     public func releaseIdempotencyKey(id: String) async throws {
         try await client.query("DELETE FROM idempotency WHERE id = \(id) AND status IS NULL", logger: logger)
+    }
+
+    public func addDelivery(_ delivery: WebhookDelivery) async throws {
+        let record = try delivery.encoded()
+        try await client.query("""
+            INSERT INTO webhooks (id, job_id, state, next_at, created_at, record)
+            VALUES (\(delivery.id), \(delivery.jobID), \(delivery.state.rawValue), \(delivery.nextAttemptAt), \(delivery.createdAt), \(record))
+            ON CONFLICT (id) DO NOTHING
+            """, logger: logger)
+    }
+
+    public func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("DELETE FROM webhooks WHERE created_at < \(unescaped: Self.now) - \(2 * WebhookDelivery.retryWindow)",
+                                       logger: self.logger)
+            var out: [WebhookDelivery] = []
+            for try await record in try await connection.query("""
+                UPDATE webhooks SET next_at = \(unescaped: Self.now) + \(lease)
+                WHERE id IN (SELECT id FROM webhooks WHERE state = 'pending' AND next_at <= \(unescaped: Self.now)
+                             ORDER BY next_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING record
+                """, logger: self.logger).decode(String.self) {
+                out.append(try WebhookDelivery.decode(record))
+            }
+            return out
+        }
+    }
+
+    public func updateDelivery(_ delivery: WebhookDelivery) async throws {
+        let record = try delivery.encoded()
+        try await client.query("""
+            UPDATE webhooks SET state = \(delivery.state.rawValue), next_at = \(delivery.nextAttemptAt), record = \(record) WHERE id = \(delivery.id)
+            """, logger: logger)
+    }
+
+    public func deliveries(jobID: String) async throws -> [WebhookDelivery] {
+        var out: [WebhookDelivery] = []
+        for try await record in try await client.query("SELECT record FROM webhooks WHERE job_id = \(jobID) ORDER BY created_at",
+                                                       logger: logger).decode(String.self) {
+            out.append(try WebhookDelivery.decode(record))
+        }
+        return out
     }
 
     public func submissionWindow(client name: String, period: Double) async throws -> SubmissionWindow {

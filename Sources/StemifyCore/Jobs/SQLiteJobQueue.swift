@@ -38,6 +38,7 @@ public final class SQLiteJobQueue: JobQueue {
         m.registerMigration("v2") { db in try db.execute(sql: Batch.schema(real: "REAL")) }
         m.registerMigration("v3") { db in try db.execute(sql: JobRow.ownerIndex) }
         m.registerMigration("v4") { db in try db.execute(sql: JobRow.idempotencySchema(real: "REAL")) }
+        m.registerMigration("v5") { db in try db.execute(sql: WebhookDelivery.schema(real: "REAL")) }
         return m
     }
 
@@ -229,6 +230,40 @@ public final class SQLiteJobQueue: JobQueue {
 
     public func releaseIdempotencyKey(id: String) async throws {
         try await db.write { db in try db.execute(sql: "DELETE FROM idempotency WHERE id = ? AND status IS NULL", arguments: [id]) }
+    }
+
+    public func addDelivery(_ delivery: WebhookDelivery) async throws {
+        let record = try delivery.encoded()
+        try await db.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO webhooks (id, job_id, state, next_at, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [delivery.id, delivery.jobID, delivery.state.rawValue, delivery.nextAttemptAt, delivery.createdAt, record])
+        }
+    }
+
+    public func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] {
+        let now = clock()
+        return try await db.write { db in
+            try db.execute(sql: "DELETE FROM webhooks WHERE created_at < ?", arguments: [now - 2 * WebhookDelivery.retryWindow])
+            let records = try String.fetchAll(db, sql: "SELECT record FROM webhooks WHERE state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?",
+                                              arguments: [now, limit])
+            let due = try records.map(WebhookDelivery.decode)
+            for d in due { try db.execute(sql: "UPDATE webhooks SET next_at = ? WHERE id = ?", arguments: [now + lease, d.id]) }
+            return due
+        }
+    }
+
+    public func updateDelivery(_ delivery: WebhookDelivery) async throws {
+        let record = try delivery.encoded()
+        try await db.write { db in
+            try db.execute(sql: "UPDATE webhooks SET state = ?, next_at = ?, record = ? WHERE id = ?",
+                           arguments: [delivery.state.rawValue, delivery.nextAttemptAt, record, delivery.id])
+        }
+    }
+
+    public func deliveries(jobID: String) async throws -> [WebhookDelivery] {
+        try await db.read { db in
+            try String.fetchAll(db, sql: "SELECT record FROM webhooks WHERE job_id = ? ORDER BY created_at", arguments: [jobID])
+        }.map(WebhookDelivery.decode)
     }
 
     public func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {

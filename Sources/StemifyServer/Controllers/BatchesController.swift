@@ -217,6 +217,7 @@ struct BatchesController: Sendable {
                   let cancelled = try await queue.markCancelled(id: job.id) else { continue }
             await storage.removeAll(cancelled)
             intake.metrics.recordCancelled()
+            if let delivery = WebhookDelivery(for: cancelled) { try? await queue.addDelivery(delivery) }
         }
         return try jsonResponse(try await response(batch))
     }

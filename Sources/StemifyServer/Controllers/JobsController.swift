@@ -67,12 +67,19 @@ struct JobsController: Sendable {
         var finishedAt: String?
         /// When a finished job and its stems are removed (`result_ttl` after it finished).
         var expiresAt: String?
+        /// Its `callback_url` and every delivery so far (in `GET /api/jobs/{id}`).
+        var webhook: Webhook?
+
+        struct Webhook: Encodable, Equatable {
+            var url: String
+            var deliveries: [WebhookDelivery]
+        }
 
         enum CodingKeys: String, CodingKey {
             case jobId = "job_id", status, stage, progress, etaSeconds = "eta_seconds", queuePosition = "queue_position", model,
                  createdAt = "created_at", error, stems, metrics, statusUrl = "status_url", eventsUrl = "events_url",
                  zipUrl = "zip_url", options, inputName = "input_name", startedAt = "started_at", finishedAt = "finished_at",
-                 expiresAt = "expires_at"
+                 expiresAt = "expires_at", webhook
         }
 
         /// - Parameters:
@@ -160,7 +167,11 @@ struct JobsController: Sendable {
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try jsonResponse(try await load(context).1, headers: [.cacheControl: "no-store"])
+        var (job, document) = try await load(context)
+        if let url = job.options.callbackURL {
+            document.webhook = .init(url: url, deliveries: try await queue.deliveries(jobID: job.id))
+        }
+        return try jsonResponse(document, headers: [.cacheControl: "no-store"])
     }
 
     /// Server-Sent Events: the job's status whenever it changes, until it is done, failed or gone.
@@ -213,6 +224,7 @@ struct JobsController: Sendable {
             // A running worker notices at its next heartbeat and removes what it writes meanwhile.
             await storage.removeAll(cancelled)
             metrics.recordCancelled()
+            if let delivery = WebhookDelivery(for: cancelled) { try? await queue.addDelivery(delivery) }
             return try jsonResponse(JobResponse(cancelled, position: nil, storage: storage, resultTTL: resultTTL))
         }
         guard let removed = try await queue.cancel(id: job.id) else {

@@ -160,9 +160,10 @@ struct SongIntake: Sendable {
             }
             numOverlap = n
         }
+        let callback = try fields["callback_url"].flatMap { $0.isEmpty ? nil : $0 }.map { try CallbackURL.parse($0).absoluteString }
         return JobOptions(model: model, outputFormat: format, normalize: try bool("normalize"),
                           removeVocals: try bool("remove_vocals"), shifts: quality.shifts, overlap: quality.overlap,
-                          numOverlap: numOverlap)
+                          numOverlap: numOverlap, callbackURL: callback)
     }
 
     // MARK: - Songs
@@ -192,6 +193,10 @@ struct SongIntake: Sendable {
             }
         }
         try models.validate(options.model, numOverlap: options.numOverlap)
+        if let callback = options.callbackURL {
+            let allowed = configuration.webhookAllowHosts
+            try await onThread { try CallbackURL.check(callback, allowedHosts: allowed) }
+        }
         return checked
     }
 

@@ -5,7 +5,7 @@
 import type { Accepted, Batch, ErrorBody, ErrorCode, Job, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
 
 export type {
-  Accepted, Batch, BatchStatus, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat,
+  Accepted, Batch, BatchStatus, JobOptions, JobWebhook, WebhookDelivery, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat,
   Peaks, Quality, Stem, StemMix,
 } from "./types.js";
 
@@ -41,6 +41,8 @@ export interface StemSeparationOptions {
   quality?: Quality;
   /** RoFormer and SCNet models: overlapping chunks per chunk length (1–16); time grows in proportion. */
   numOverlap?: number;
+  /** Where the job's terminal state is POSTed, signed with `Stemify-Signature` (see `verifyWebhook` in the README). */
+  callbackUrl?: string;
 }
 
 /** A file to upload, a finished resumable upload (`uploadResumable`), or a YouTube link, plus options. */
@@ -105,6 +107,7 @@ function optionFields(payload: StemSeparationOptions): Record<string, string> {
   if (payload.removeVocals !== undefined) fields.remove_vocals = String(payload.removeVocals);
   if (payload.quality !== undefined) fields.quality = payload.quality;
   if (payload.numOverlap !== undefined) fields.num_overlap = String(payload.numOverlap);
+  if (payload.callbackUrl !== undefined) fields.callback_url = payload.callbackUrl;
   return fields;
 }
 

@@ -296,6 +296,23 @@ public final class RedisJobQueue: JobQueue {
         return {'found', h[1], h[2] or '', h[3] or '', h[4] or ''}
         """
 
+    /// ARGV: prefix, limit, lease. Due deliveries' records, each put off by the lease.
+    private static let claimDeliveries = prelude + """
+        local t = now()
+        local ids = redis.call('ZRANGEBYSCORE', P .. ':webhooks:due', '-inf', num(t), 'LIMIT', 0, tonumber(ARGV[2]))
+        local out = {}
+        for _, id in ipairs(ids) do
+          local record = redis.call('HGET', P .. ':webhooks', id)
+          if record then
+            redis.call('ZADD', P .. ':webhooks:due', num(t + tonumber(ARGV[3])), id)
+            out[#out + 1] = record
+          else
+            redis.call('ZREM', P .. ':webhooks:due', id)
+          end
+        end
+        return out
+        """
+
     /// ARGV: prefix, client, period. The window's scores, oldest first, then the server's time.
     private static let submissionWindow = prelude + """
         local k = P .. ':submissions:' .. ARGV[2]
@@ -474,6 +491,34 @@ public final class RedisJobQueue: JobQueue {
         if try await pool.run(["HGET", key, "status"]).string == nil { _ = try await pool.run(["DEL", key]) }
     }
 
+    public func addDelivery(_ delivery: WebhookDelivery) async throws {
+        let added = try await pool.run(["HSETNX", "\(prefix):webhooks", delivery.id, try delivery.encoded()]).int
+        guard added == 1 else { return }
+        _ = try await pool.run(["ZADD", "\(prefix):webhooks:due", Self.text(delivery.nextAttemptAt), delivery.id])
+        _ = try await pool.run(["RPUSH", "\(prefix):webhooks:job:\(delivery.jobID)", delivery.id])
+        // The job's list goes with the retry windows; the records with their job (see expire).
+        _ = try await pool.run(["EXPIRE", "\(prefix):webhooks:job:\(delivery.jobID)", "\(Int(2 * WebhookDelivery.retryWindow))"])
+    }
+
+    public func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] {
+        try await script(Self.claimDeliveries, ["\(limit)", Self.text(lease)]).elements.compactMap { $0.string }.map(WebhookDelivery.decode)
+    }
+
+    public func updateDelivery(_ delivery: WebhookDelivery) async throws {
+        _ = try await pool.run(["HSET", "\(prefix):webhooks", delivery.id, try delivery.encoded()])
+        if delivery.state == .pending {
+            _ = try await pool.run(["ZADD", "\(prefix):webhooks:due", Self.text(delivery.nextAttemptAt), delivery.id])
+        } else {
+            _ = try await pool.run(["ZREM", "\(prefix):webhooks:due", delivery.id])
+        }
+    }
+
+    public func deliveries(jobID: String) async throws -> [WebhookDelivery] {
+        let ids = try await pool.run(["LRANGE", "\(prefix):webhooks:job:\(jobID)", "0", "-1"]).elements.compactMap(\.string)
+        guard !ids.isEmpty else { return [] }
+        return try await pool.run(["HMGET", "\(prefix):webhooks"] + ids).elements.compactMap(\.string).map(WebhookDelivery.decode)
+    }
+
     public func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
         let values = try await script(Self.submissionWindow, [client, Self.text(period)]).elements.compactMap { $0.string.flatMap(Double.init) }
         return SubmissionWindow(times: Array(values.dropLast()), now: values.last ?? Date().timeIntervalSince1970)
@@ -486,7 +531,15 @@ public final class RedisJobQueue: JobQueue {
 
     public func expire(olderThan age: Double) async throws -> [Job] {
         let expired = try await script(Self.expire, [Self.text(age)]).elements.compactMap { try Self.row($0)?.job() }
-        for job in expired { try await unlist(job) }
+        for job in expired {
+            try await unlist(job)
+            let ids = try await pool.run(["LRANGE", "\(prefix):webhooks:job:\(job.id)", "0", "-1"]).elements.compactMap(\.string)
+            if !ids.isEmpty {
+                _ = try await pool.run(["HDEL", "\(prefix):webhooks"] + ids)
+                _ = try await pool.run(["ZREM", "\(prefix):webhooks:due"] + ids)
+                _ = try await pool.run(["DEL", "\(prefix):webhooks:job:\(job.id)"])
+            }
+        }
         return expired
     }
 

@@ -1,5 +1,5 @@
 import type { Accepted, Batch, ErrorCode, Job, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality } from "./types.js";
-export type { Accepted, Batch, BatchStatus, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality, Stem, StemMix, } from "./types.js";
+export type { Accepted, Batch, BatchStatus, JobOptions, JobWebhook, WebhookDelivery, BatchSong, ErrorBody, ErrorCode, Job, JobError, JobMetrics, JobStatus, Limits, MixRequest, Model, OutputFormat, Peaks, Quality, Stem, StemMix, } from "./types.js";
 /** Where the API is and how to reach it. */
 export interface ClientOptions {
     /** Origin of the Stemify server; "" (the default) is the page's own. */
@@ -25,6 +25,8 @@ export interface StemSeparationOptions {
     quality?: Quality;
     /** RoFormer and SCNet models: overlapping chunks per chunk length (1–16); time grows in proportion. */
     numOverlap?: number;
+    /** Where the job's terminal state is POSTed, signed with `Stemify-Signature` (see `verifyWebhook` in the README). */
+    callbackUrl?: string;
 }
 /** A file to upload, a finished resumable upload (`uploadResumable`), or a YouTube link, plus options. */
 export declare type StemSeparationPayload = ({

@@ -67,6 +67,8 @@ function optionFields(payload) {
         fields.quality = payload.quality;
     if (payload.numOverlap !== undefined)
         fields.num_overlap = String(payload.numOverlap);
+    if (payload.callbackUrl !== undefined)
+        fields.callback_url = payload.callbackUrl;
     return fields;
 }
 function fileName(file, name) {

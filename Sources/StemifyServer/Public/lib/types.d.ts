@@ -83,6 +83,28 @@ export interface Job {
     finished_at?: string | null;
     /** When a finished job and its stems are removed. */
     expires_at?: string | null;
+    /** With a callback_url (`getJob` only): the URL and every delivery so far. */
+    webhook?: JobWebhook | null;
+}
+/** `components.schemas.Job.properties.webhook` */
+export interface JobWebhook {
+    url?: string;
+    deliveries?: WebhookDelivery[];
+}
+/** `components.schemas.WebhookDelivery` */
+export interface WebhookDelivery {
+    id: string;
+    job_id: string;
+    url: string;
+    event: "job.done" | "job.failed" | "job.cancelled";
+    state: "pending" | "delivered" | "failed";
+    created_at: number;
+    next_attempt_at: number;
+    attempts: {
+        at: number;
+        status?: number | null;
+        error?: string | null;
+    }[];
 }
 /** `components.schemas.JobOptions` */
 export interface JobOptions {
@@ -93,6 +115,7 @@ export interface JobOptions {
     shifts: number;
     overlap: number;
     num_overlap?: number | null;
+    callback_url?: string | null;
 }
 /** `components.schemas.BatchSong` */
 export interface BatchSong {
