@@ -102,6 +102,23 @@ struct ModelDownloaderTests {
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("955717e8-8726e21a.th").path))
     }
 
+    @Test("a model to download is refused at submission while its source does not answer, taken when it does")
+    func reachability() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let offline = ModelStore(directory: dir, downloader: ModelDownloader(huggingFaceBase: "http://127.0.0.1:9", legacyBase: "http://127.0.0.1:9"))
+        let error = #expect(throws: StemifyError.self) { try offline.validate("htdemucs_ft") }
+        #expect(error?.code == .modelUnavailable && error?.message.contains("cannot be downloaded now") == true)
+        let server = try LocalFileServer()
+        defer { server.stop() }
+        try server.put(Data("models: ['f7e0c4bc']\n".utf8), at: "adefossez/HTDemucs-ft/resolve/main/htdemucs_ft.yaml")
+        let online = ModelStore(directory: dir, downloader: ModelDownloader(huggingFaceBase: server.base, legacyBase: "http://127.0.0.1:9"))
+        #expect(throws: Never.self) { try online.validate("htdemucs_ft") }
+        // Installed models need no source.
+        let installed = ModelStore(directory: fixtureRepo, downloader: ModelDownloader(huggingFaceBase: "http://127.0.0.1:9", legacyBase: "http://127.0.0.1:9"))
+        #expect(throws: Never.self) { try installed.validate("ht_small") }
+    }
+
     @Test("without network the error says which files to put where")
     func offline() throws {
         let dir = tempDir()

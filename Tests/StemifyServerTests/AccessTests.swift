@@ -172,6 +172,8 @@ struct AccessTests {
             let strangers = json(try await stranger.execute(uri: "/api/jobs", method: .get).body)["jobs"] as? [[String: Any]]
             #expect(strangers?.compactMap { $0["job_id"] as? String } == [theirs])
             #expect((json(try await owner.other(nil).execute(uri: "/api/jobs", method: .get).body)["jobs"] as? [Any])?.isEmpty == true)
+            let all = json(try await owner.execute(uri: "/api/jobs?status=&limit=100", method: .get).body)
+            #expect((all["jobs"] as? [Any])?.count == 5 && all["next_cursor"] is NSNull, "an empty status filters nothing; the last page says null")
             let done = json(try await owner.execute(uri: "/api/jobs?status=done,failed", method: .get).body)["jobs"] as? [Any]
             #expect(done?.isEmpty == true, "no workers: nothing finished")
             let queued = json(try await owner.execute(uri: "/api/jobs?status=queued", method: .get).body)["jobs"] as? [[String: Any]]
@@ -273,6 +275,26 @@ struct AccessTests {
             // Keys are short visible text.
             let bad = try await Self.submit(client, headers: [HTTPField.Name("Idempotency-Key")!: String(repeating: "k", count: 300)])
             #expect(bad.status == .badRequest && errorCode(bad.body) == "invalid_request")
+        }
+    }
+
+    @Test("model_unavailable is answered at submission (503) when the model is neither installed nor downloadable now; nothing is queued")
+    func modelUnavailableAtSubmission() async throws {
+        let configuration = testConfiguration {
+            $0.modelDownload = true
+            $0.modelHuggingFaceURL = "http://127.0.0.1:9"
+            $0.modelLegacyURL = "http://127.0.0.1:9"
+        }
+        try await withServer(configuration) { client in
+            for fields in [["quality": "best"], ["model": "htdemucs_ft"], ["model": "mel_roformer_kj"]] {
+                var all = fields
+                all["output_format"] = "wav"
+                let (h, b) = multipart(fields: all, file: ("a.wav", Self.song))
+                let r = try await client.execute(uri: "/api/stemify", method: .post, headers: h, body: b)
+                #expect(r.status == .serviceUnavailable && errorCode(r.body) == "model_unavailable", "\(fields): \(String(buffer: r.body))")
+            }
+            #expect((json(try await client.execute(uri: "/api/jobs", method: .get).body)["jobs"] as? [Any])?.isEmpty == true)
+            #expect(try await Self.submit(client).status == .accepted, "an installed model still runs")
         }
     }
 

@@ -106,6 +106,26 @@ public struct ModelDownloader: Sendable {
         }
     }
 
+    /// Whether a source of `name` answers now (a HEAD of its first file, 5 s at most): what
+    /// decides, at submission, between queueing a job that will download its model and
+    /// answering `model_unavailable` at once.
+    public func canReach(_ name: String) -> Bool {
+        var urls: [String] = []
+        if let published = PublishedModel.named(name) {
+            urls.append(mirror.map { "\($0)/\(name).yaml" } ?? published.configURL)
+        } else {
+            urls.append("\(huggingFaceBase)/\(namespace)/\(Self.huggingFaceRepository(name))/resolve/main/\(name).yaml")
+            if let bag = Self.bags[name], let first = try? ModelRepository.parseBag(text: bag, path: name).models.first,
+               let path = Self.legacyFiles[first] {
+                urls.append("\(legacyBase)/\(path)")
+            }
+        }
+        return urls.contains { url in
+            let result = try? Subprocess.run("curl", ["--head", "--fail", "--silent", "--location", "--max-time", "5", "--output", "/dev/null", "--", url])
+            return result?.status == 0
+        }
+    }
+
     private func pullFromHuggingFace(_ name: String, into directory: URL, progress: (String) -> Void) throws {
         let base = "\(huggingFaceBase)/\(namespace)/\(Self.huggingFaceRepository(name))/resolve/main"
         let yaml = directory.appendingPathComponent("\(name).yaml.download")

@@ -118,9 +118,25 @@ public final class ModelStore: @unchecked Sendable {
             throw StemifyError(.modelUnavailable, "model '\(name)' is not installed on this server; put \(name).yaml and its checkpoints in the model folder",
                                detail: repository.directory.path)
         }
+        // Not installed but downloadable: only if its source answers, or the job would be
+        // accepted and fail later.
+        if !isAvailable(name), let downloader, !reachable(name, downloader) {
+            throw StemifyError(.modelUnavailable, "model '\(name)' is not installed on this server and cannot be downloaded now; try again later, or install it (stemify models pull \(name))",
+                               detail: repository.directory.path)
+        }
         if numOverlap != nil && published == nil && !listing.configured.contains(name) {
             throw StemifyError(.invalidOption, "'num_overlap' applies to RoFormer and SCNet models; '\(name)' is a Demucs model (use 'quality')")
         }
+    }
+
+    /// Reachability answers, kept a minute so a burst of submissions asks once.
+    private var reachability: [String: (at: Date, reachable: Bool)] = [:]
+
+    private func reachable(_ name: String, _ downloader: ModelDownloader) -> Bool {
+        if let known = lock.withLock({ reachability[name] }), Date().timeIntervalSince(known.at) < 60 { return known.reachable }
+        let answer = downloader.canReach(name)
+        lock.withLock { reachability[name] = (Date(), answer) }
+        return answer
     }
 
     /// The loaded model (loaded once, then shared by all workers).

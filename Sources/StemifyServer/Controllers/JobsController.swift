@@ -130,6 +130,13 @@ struct JobsController: Sendable {
         /// Pass as `cursor` for the next page; null on the last.
         var nextCursor: String?
         enum CodingKeys: String, CodingKey { case jobs, nextCursor = "next_cursor" }
+
+        /// `next_cursor` is always there: null on the last page.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(jobs, forKey: .jobs)
+            try container.encode(nextCursor, forKey: .nextCursor)
+        }
     }
 
     /// The caller's jobs (an admin key's: everyone's), newest first: `limit` (1–100, default
@@ -142,7 +149,7 @@ struct JobsController: Sendable {
             limit = n
         }
         var statuses: [JobStatus]?
-        if let text = query["status"] {
+        if let text = query["status"], !text.isEmpty {
             statuses = try text.split(separator: ",").map { word in
                 guard let status = JobStatus(rawValue: String(word)) else {
                     throw StemifyError(.invalidOption, "status takes \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")), comma-separated")

@@ -192,7 +192,9 @@ struct SongIntake: Sendable {
                 checked[index].name = upload.filename
             }
         }
-        try models.validate(options.model, numOverlap: options.numOverlap)
+        // A model to download is looked for (a HEAD of its source): off the event loop.
+        let models = self.models
+        try await onThread { try models.validate(options.model, numOverlap: options.numOverlap) }
         if let callback = options.callbackURL {
             let allowed = configuration.webhookAllowHosts
             try await onThread { try CallbackURL.check(callback, allowedHosts: allowed) }
