@@ -22,6 +22,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import re
 import sys
 import tempfile
 import threading
@@ -263,7 +264,7 @@ def main():
     write_wav(song, seconds=20.0)
 
     env = dict(os.environ, DEMUCS_MODEL_PATH=str(ROOT / "Tests" / "Fixtures" / "repo"), MODEL_DOWNLOAD="false",
-               RATE_LIMIT="0", MAX_DURATION="900", STEMIFY_WORKERS="1", STEMIFY_THREADS="2", LOG_LEVEL="warning")
+               RATE_LIMIT="100", MAX_DURATION="900", STEMIFY_WORKERS="1", STEMIFY_THREADS="2", LOG_LEVEL="warning")
     server = subprocess.Popen([str(args.stemify), "serve", "--port", str(args.port), "--data-dir", str(base / "data")],
                               env=env, stdout=open(base / "server.log", "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{args.port}/"
@@ -463,24 +464,57 @@ def main():
         if ratio < 60 or leak > 30:
             fail(f"the exported mix is {ratio:.1f} dB from the expected one and {leak:.1f} dB from it with vocals")
         shot("exported", at="mixer-section")
+        if not exported.name.startswith("song (mix)"):
+            fail(f"the exported mix is named {exported.name}, not after the song")
 
-        # Keyboard: Space toggles playback when focus is not in a control.
+        # Minus one toggles: pressed again, the song is as it was (vocals back, instrumental out).
+        rows[3].find_element(By.CSS_SELECTOR, "button.minus-one").click()
+        if audible(rows) != [True, True, True, True, False]:
+            fail(f"minus one pressed again should bring the vocals back: {audible(rows)}")
+
+        # Keyboard: Space toggles playback when focus is not in a control, and after a mixer
+        # button was clicked with the pointer (it used to toggle that button again).
         driver.find_element(By.TAG_NAME, "h1").click()
         before = driver.find_element(By.ID, "play-button").text
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.SPACE)
         wait.until(lambda d: d.find_element(By.ID, "play-button").text != before)
+        rows[0].find_element(By.CSS_SELECTOR, "button.mute").click()
+        muted = audible(rows)
+        before = driver.find_element(By.ID, "play-button").text
+        ActionChains(driver).send_keys(Keys.SPACE).perform()
+        wait.until(lambda d: d.find_element(By.ID, "play-button").text != before)
+        if audible(rows) != muted:
+            fail("Space after clicking M toggled the mute again instead of playing")
+        rows[0].find_element(By.CSS_SELECTOR, "button.mute").click()
+        if driver.find_element(By.ID, "play-button").text == "Pause":
+            driver.find_element(By.ID, "play-button").click()
+
+        # The song's name on the job card and the mixer; the job in the address, so a reload
+        # (or the link sent to someone with the same browser) opens the mixer again.
+        for element in ("job-title", "mixer-title"):
+            if driver.find_element(By.ID, element).text != "song":
+                fail(f"#{element} shows {driver.find_element(By.ID, element).text!r}, not the song's name")
+        if not re.fullmatch(r"#/jobs/[0-9a-f-]{36}", driver.execute_script("return location.hash")):
+            fail(f"the address does not name the job: {driver.current_url}")
+        driver.refresh()
+        wait.until(lambda d: d.find_element(By.ID, "mixer-section").is_displayed())
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#stem-list li.stem")) == 5)
+        rows = driver.find_elements(By.CSS_SELECTOR, "#stem-list li.stem")
+        # The limits, and what is left of them, before anything is refused.
+        if not re.search(r"\d+ of \d+ songs per \w+ left", driver.find_element(By.ID, "limits-text").text):
+            fail(f"the limits text does not say how many songs are left: {driver.find_element(By.ID, 'limits-text').text!r}")
 
         rows[0].find_element(By.CSS_SELECTOR, "a.download").click()
         deadline = time.time() + 30
-        while time.time() < deadline and not (downloads / "drums.wav").exists():
+        while time.time() < deadline and not (downloads / "song (drums).wav").exists():
             time.sleep(0.2)
-        if not (downloads / "drums.wav").exists() or (downloads / "drums.wav").stat().st_size < 1000:
+        if not (downloads / "song (drums).wav").exists() or (downloads / "song (drums).wav").stat().st_size < 1000:
             fail(f"the drums stem was not downloaded: {list(downloads.iterdir())}")
         # "Download all stems" is one ZIP from the server.
         before = set(downloads.iterdir())
         driver.find_element(By.ID, "download-all-button").click()
         names = zip_names(downloaded(downloads, before, ".zip"))
-        if names != sorted(f"song/{n}.wav" for n in ("drums", "bass", "other", "vocals", "instrumental")):
+        if names != sorted(f"song/song ({n}).wav" for n in ("drums", "bass", "other", "vocals", "instrumental")):
             fail(f"the job's ZIP holds {names}")
         shot("downloaded", at="mixer-section")
         # The dark theme follows the system: the page and the lanes change colour.
@@ -579,7 +613,7 @@ def main():
         before = set(downloads.iterdir())
         driver.find_element(By.ID, "batch-zip").click()
         names = zip_names(downloaded(downloads, before, ".zip"))
-        expected = sorted(f"{i + 1:02d} {p.stem}/{stem}.wav" for i, p in enumerate(songs) for stem in ("drums", "bass", "other", "vocals"))
+        expected = sorted(f"{i + 1:02d} {p.stem}/{p.stem} ({stem}).wav" for i, p in enumerate(songs) for stem in ("drums", "bass", "other", "vocals"))
         if names != expected:
             fail(f"batch ZIP entries: {names}")
         driver.find_elements(By.CSS_SELECTOR, "#batch-list button.open")[1].click()

@@ -135,15 +135,16 @@ struct BatchTests {
             #expect(entries.count == 40)
             for (index, song) in songs.enumerated() {
                 let job = try #require(song["job"] as? [String: Any])
-                let folder = String(format: "%02d ", index + 1) + ((song["name"] as? String) ?? "").replacingOccurrences(of: ".wav", with: "")
+                let title = ((song["name"] as? String) ?? "").replacingOccurrences(of: ".wav", with: "")
+                let folder = String(format: "%02d ", index + 1) + title
                 for stem in try #require(job["stems"] as? [[String: Any]]) {
                     let name = try #require(stem["name"] as? String)
                     let url = try #require(stem["url"] as? String)
                     // Presigned URLs point at the bucket; the API serves every stem too.
                     let served = try await client.execute(uri: "/api/jobs/\(song["job_id"] as? String ?? "")/stems/\(name).wav", method: .get)
                     #expect(served.status == .ok, "\(url)")
-                    let entry = entries["\(folder)/\(name).wav"]
-                    #expect(entry == Data(served.body.readableBytesView), "\(folder)/\(name).wav")
+                    let entry = entries["\(folder)/\(title) (\(name)).wav"]
+                    #expect(entry == Data(served.body.readableBytesView), "\(folder)/\(title) (\(name)).wav")
                 }
             }
         }
@@ -255,11 +256,11 @@ struct BatchTests {
             }
             // The finished song's stems are still in the archive.
             let zip = try await client.execute(uri: "/api/batches/\(batch)/stems.zip", method: .get)
-            #expect(try await unzip([UInt8](zip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "01 short/\($0).wav" })
+            #expect(try await unzip([UInt8](zip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "01 short/short (\($0)).wav" })
             // The finished song on its own: its stems as one ZIP; a cancelled one has none.
             let songZip = try await client.execute(uri: "/api/jobs/\(ids[0])/stems.zip", method: .get)
             #expect(songZip.status == .ok && songZip.headers[.contentType] == "application/zip")
-            #expect(try await unzip([UInt8](songZip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "short/\($0).wav" })
+            #expect(try await unzip([UInt8](songZip.body.readableBytesView)).keys.sorted() == ["bass", "drums", "other", "vocals"].map { "short/short (\($0)).wav" })
             #expect(try await client.execute(uri: "/api/jobs/\(ids[1])/stems.zip", method: .get).status == .notFound)
             // Nothing left to run: the worker is idle.
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)

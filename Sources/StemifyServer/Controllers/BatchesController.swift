@@ -231,7 +231,7 @@ struct BatchesController: Sendable {
             guard let job = try await queue.job(id: song.jobID), job.status == .done else { continue }
             var folder = String(format: "%02d ", index + 1) + zipFolderName(song.name)
             while !folders.insert(folder).inserted { folder += "_" }
-            for stem in job.stems { entries.append(.init(name: "\(folder)/\(stem.name).\(stem.format)", stem: stem)) }
+            for stem in job.stems { entries.append(.init(name: "\(folder)/\(stemFileName(zipFolderName(song.name), stem))", stem: stem)) }
         }
         guard !entries.isEmpty else {
             let answer = try await response(batch)

@@ -248,7 +248,7 @@ struct JobsController: Sendable {
             throw StemifyError(.stemNotFound, "job '\(job.id)' has no stems yet")
         }
         let folder = zipFolderName(job)
-        let entries = job.stems.map { StemArchive.Entry(name: "\(folder)/\($0.name).\($0.format)", stem: $0) }
+        let entries = job.stems.map { StemArchive.Entry(name: "\(folder)/\(stemFileName(folder, $0))", stem: $0) }
         return StemArchive(storage: storage).response(entries, filename: "stemify-\(job.id.prefix(8)).zip", logger: context.logger)
     }
 
@@ -260,7 +260,7 @@ struct JobsController: Sendable {
         guard let stem = job.stems.first(where: { "\($0.name).\($0.format)" == file }) else { throw missing }
         return try await serve(stem.file, request: request, context: context, missing: missing, headers: [
             .acceptRanges: "bytes", .contentType: StemHeaders.contentType(stem.format),
-            .cacheControl: StemHeaders.cacheControl, .contentDisposition: StemHeaders.disposition(file),
+            .cacheControl: StemHeaders.cacheControl, .contentDisposition: StemHeaders.disposition(stemFileName(zipFolderName(job), stem)),
         ])
     }
 

@@ -70,6 +70,9 @@ package func zipFolderName(_ job: Job) -> String {
     }
 }
 
+/// A stem's file name as people keep it: `Artist - Song (vocals).mp3`, for downloads and archives.
+package func stemFileName(_ song: String, _ stem: StemFile) -> String { "\(song) (\(stem.name)).\(stem.format)" }
+
 /// A song's name as a folder: its file name without the extension (or the link), with
 /// anything a file system or an unzip could take for a path or a device turned into `_`.
 package func zipFolderName(_ name: String) -> String {

@@ -115,6 +115,29 @@ function renderRecent() {
 
 // MARK: - The form
 
+/** The limits before they refuse anything: size, length, songs at once, and how many songs this
+ *  browser may still send now. */
+function showLimits() {
+  if (!limits) return;
+  let text = `Up to ${formatBytes(limits.max_file_size)} and ${formatDuration(limits.max_duration_seconds)} of audio each, ${limits.max_batch_size} songs at once.`;
+  if (limits.rate_limit > 0 && limits.rate_limit_remaining != null) {
+    const period = formatDuration(limits.rate_limit_period_seconds).replace(/^1 h 0 min$/, "hour");
+    text += ` ${limits.rate_limit_remaining} of ${limits.rate_limit} songs per ${period} left`;
+    if (limits.rate_limit_remaining === 0 && limits.rate_limit_reset_seconds) text += ` (more in ${formatDuration(limits.rate_limit_reset_seconds)})`;
+    text += ".";
+  }
+  $("limits-text").textContent = text;
+}
+
+async function refreshLimits() {
+  try {
+    limits = await getLimits();
+    showLimits();
+  } catch {
+    // The text stays as it was; the server's answer to the next submission still says.
+  }
+}
+
 function checkFile(file) {
   if (!limits) return null;
   const extension = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
@@ -185,6 +208,7 @@ async function submit(event) {
     $("submit-button").disabled = false;
     $("upload-status").hidden = true;
     $("upload-progress").hidden = true;
+    refreshLimits();
   }
 }
 
@@ -267,12 +291,35 @@ const stageNames = {
   separating: "Separating", encoding: "Writing the stems", done: "Done", failed: "Failed", cancelled: "Cancelled",
 };
 
+/** Where a queued song stands, counted from 1 (the API gives the jobs ahead of it). */
+function queuePlace(ahead) {
+  return ahead === 0 ? "next in line" : `number ${ahead + 1} in line`;
+}
+
+/** The song's name for people: its file name without the extension, or the link. */
+function songTitle(job) {
+  const name = job.input_name ?? "";
+  return /^https?:/.test(name) ? name : name.replace(/\.[^./]+$/, "");
+}
+
+/** The address names what is open, so a reload or a shared link opens it again. */
+function setAddress(path) {
+  if (location.hash !== `#${path}`) history.replaceState(null, "", `#${path}`);
+}
+
+function route() {
+  const [, kind, id] = location.hash.match(/^#\/(jobs|batches)\/([A-Za-z0-9-]{1,64})$/) ?? [];
+  if (kind === "jobs" && id !== currentJob?.job_id) follow(id);
+  else if (kind === "batches" && id !== currentBatch?.batch_id) followBatch(id);
+}
+
 function renderJob(job) {
   currentJob = job;
   $("job-section").hidden = false;
+  $("job-title").textContent = songTitle(job);
   const percent = Math.round(job.progress * 100);
   let text = `${stageNames[job.status] ?? job.status} · ${percent} %`;
-  if (job.status === "queued" && job.queue_position != null) text += ` · ${job.queue_position} job(s) ahead`;
+  if (job.status === "queued" && job.queue_position != null) text += ` · ${queuePlace(job.queue_position)}`;
   if (job.eta_seconds != null && !["done", "failed", "cancelled"].includes(job.status)) text += ` · about ${formatDuration(job.eta_seconds)} left`;
   $("job-status").textContent = text;
   $("job-progress").value = percent;
@@ -287,6 +334,8 @@ function renderJob(job) {
 function follow(id) {
   stopWatching();
   closeMixer();
+  setAddress(`/jobs/${id}`);
+  currentJob = { job_id: id };
   $("job-section").hidden = false;
   $("job-error").hidden = true;
   $("job-status").textContent = "Loading…";
@@ -370,7 +419,9 @@ function renderBatch(batch) {
     row.progress.value = songPercent;
     row.status.textContent = song.status === "failed" && job?.error
       ? describe({ code: job.error.code, message: job.error.message })
-      : song.status === "deleted" ? "Cancelled" : `${stageNames[song.status] ?? song.status} · ${songPercent} %`;
+      : song.status === "deleted" ? "Cancelled"
+      : song.status === "queued" && job?.queue_position != null ? `${stageNames.queued} · ${queuePlace(job.queue_position)}`
+      : `${stageNames[song.status] ?? song.status} · ${songPercent} %`;
     row.open.hidden = song.status !== "done";
     row.open.onclick = () => follow(song.job_id);
   }
@@ -383,6 +434,8 @@ function renderBatch(batch) {
 
 function followBatch(id, first) {
   stopBatchWatching();
+  setAddress(`/batches/${id}`);
+  currentBatch = first ?? { batch_id: id };
   $("batch-section").hidden = false;
   $("batch-error").hidden = true;
   if (first) renderBatch(first);
@@ -464,7 +517,7 @@ async function start() {
     const [serverLimits, models] = await Promise.all([getLimits(), getModels()]);
     limits = serverLimits;
     $("file-input").accept = limits.accepted_extensions.map((e) => `.${e}`).join(",") + ",audio/*";
-    $("limits-text").textContent = `Up to ${formatBytes(limits.max_file_size)} and ${formatDuration(limits.max_duration_seconds)} of audio each, ${limits.max_batch_size} songs at once.`;
+    showLimits();
     const select = $("model-select");
     // Quality against time: Demucs first (fast), then the RoFormers (best vocals, much slower).
     const groups = [["demucs", "Demucs: fast, four or six stems"], ["bs_roformer", "BS-RoFormer: best quality, slow"],
@@ -496,8 +549,8 @@ async function start() {
   } catch (error) {
     showFormError(describe(error));
   }
-  const last = recent()[0];
-  if (last && new URLSearchParams(location.search).get("job") === last.id) follow(last.id);
+  window.addEventListener("hashchange", route);
+  route();
 }
 
 start();

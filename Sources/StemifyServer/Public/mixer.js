@@ -55,6 +55,12 @@ export function closeMixer() {
   $("mixer-section").hidden = true;
 }
 
+/** The song's name for people and files: the upload's name without its extension, or "song" for a link. */
+function title(job) {
+  const name = job.input_name ?? "";
+  return /^https?:/.test(name) ? name : name.replace(/\.[^./]+$/, "") || "song";
+}
+
 /** Shows the mixer for a finished job (once per job). */
 export function openMixer(job) {
   if (mix?.job.job_id === job.job_id) return;
@@ -62,6 +68,9 @@ export function openMixer(job) {
   const started = performance.now();
   $("mixer-section").hidden = false;
   $("mixer-section").dataset.drawMs = "";
+  $("mixer-title").textContent = title(job);
+  // A song that is ready is what the person waits for: bring it into view.
+  $("mixer-section").scrollIntoView({ behavior: "smooth", block: "start" });
   const duration = Math.max(...job.stems.map((s) => s.duration), 0.01);
   mix = {
     job, duration, tracks: [], context: null, frame: 0,
@@ -116,9 +125,9 @@ function buildTrack(stem, index, hasInstrumental) {
   const head = control("div", { className: "lane-head" });
   const name = control("span", { className: "name", textContent: label });
   const mute = control("button", { type: "button", className: "secondary mute", textContent: "M", label: `Mute ${label}`, title: `Mute (${index + 1})`, pressed: track.muted });
-  mute.addEventListener("click", () => { track.muted = !track.muted; applyMix(); });
+  mute.addEventListener("click", () => { track.muted = !track.muted; mix.minusOne = null; applyMix(); });
   const solo = control("button", { type: "button", className: "secondary solo", textContent: "S", label: `Solo ${label}`, title: "Solo", pressed: false });
-  solo.addEventListener("click", () => { track.solo = !track.solo; applyMix(); });
+  solo.addEventListener("click", () => { track.solo = !track.solo; mix.minusOne = null; applyMix(); });
   const minus = control("button", { type: "button", className: "secondary minus-one", textContent: "−1", label: `Minus one: everything but ${label}`, title: "Minus one: everything but this stem" });
   minus.addEventListener("click", () => minusOne(track));
   const volume = control("input", { type: "range", min: "0", max: "150", value: "100", className: "volume", id: `volume-${stem.name}` });
@@ -126,7 +135,8 @@ function buildTrack(stem, index, hasInstrumental) {
   const pan = control("input", { type: "range", min: "-100", max: "100", value: "0", className: "pan", id: `pan-${stem.name}` });
   pan.addEventListener("input", () => { track.pan = Number(pan.value) / 100; applyMix(); });
   pan.addEventListener("dblclick", () => { pan.value = "0"; track.pan = 0; applyMix(); });
-  const download = control("a", { href: stem.url, download: `${stem.name}.${stem.format}`, className: "download", textContent: "↓", title: `Download ${label}` });
+  const fileTitle = /^https?:/.test(mix.job.input_name ?? "") ? "song" : title(mix.job).replace(/[\\/:*?"<>|]/g, "_");
+  const download = control("a", { href: stem.url, download: `${fileTitle} (${stem.name}).${stem.format}`, className: "download", textContent: "↓", title: `Download ${label}` });
   download.setAttribute("aria-label", `Download ${label} (${stem.format})`);
   const volumeLabel = control("label", { htmlFor: volume.id, textContent: "Vol" });
   const panLabel = control("label", { htmlFor: pan.id, textContent: "Pan" });
@@ -144,7 +154,7 @@ function buildTrack(stem, index, hasInstrumental) {
   attachPointer(wave, false);
   item.append(head, wave);
   $("stem-list").append(item);
-  Object.assign(track, { item, canvas, wave, buttons: { mute, solo }, inputs: { volume, pan } });
+  Object.assign(track, { item, canvas, wave, buttons: { mute, solo, minus }, inputs: { volume, pan } });
   return track;
 }
 
@@ -164,6 +174,7 @@ function applyMix() {
     t.item.dataset.audible = String(on && t.volume > 0);
     t.buttons.mute.setAttribute("aria-pressed", String(t.muted));
     t.buttons.solo.setAttribute("aria-pressed", String(t.solo));
+    t.buttons.minus.setAttribute("aria-pressed", String(mix.minusOne?.track === t));
     t.inputs.volume.value = String(Math.round(t.volume * 100));
     t.inputs.pan.value = String(Math.round(t.pan * 100));
     t.inputs.pan.setAttribute("aria-valuetext", t.pan === 0 ? "centre" : `${Math.round(Math.abs(t.pan) * 100)} % ${t.pan < 0 ? "left" : "right"}`);
@@ -176,12 +187,21 @@ function isKaraoke() {
   return mix.tracks.every((t) => audible(t) === (t.name === "instrumental"));
 }
 
-/** Everything but `track` (the instrumental stays out: it would double the rest). */
+/** Everything but `track` (the instrumental stays out: it would double the rest); pressed again,
+ *  the song as it was before. */
 function minusOne(track) {
+  if (mix.minusOne?.track === track) {
+    for (const t of mix.tracks) Object.assign(t, mix.minusOne.before.get(t));
+    mix.minusOne = null;
+    applyMix();
+    return;
+  }
+  const before = new Map(mix.tracks.map((t) => [t, { muted: t.muted, solo: t.solo }]));
   for (const t of mix.tracks) {
     t.solo = false;
     t.muted = t === track || (t.name === "instrumental" && track.name !== "instrumental");
   }
+  mix.minusOne = { track, before: mix.minusOne?.before ?? before };
   applyMix();
 }
 
@@ -190,6 +210,7 @@ export function karaoke() {
   const instrumental = mix.tracks.find((t) => t.name === "instrumental");
   if (!instrumental) return;
   const on = !isKaraoke();
+  mix.minusOne = null;
   for (const t of mix.tracks) {
     t.solo = false;
     t.muted = on ? t !== instrumental : t === instrumental;
@@ -521,7 +542,8 @@ export async function exportCurrentMix(describe) {
   $("export-status").textContent = "Rendering the mix…";
   try {
     const blob = await exportMix(mix.job.job_id, { format, stems: settings() });
-    const link = control("a", { href: URL.createObjectURL(blob), download: `stemify-mix-${mix.job.job_id.slice(0, 8)}.${format}` });
+    const name = /^https?:/.test(mix.job.input_name ?? "") ? `stemify-${mix.job.job_id.slice(0, 8)}` : title(mix.job).replace(/[\\/:*?"<>|]/g, "_");
+    const link = control("a", { href: URL.createObjectURL(blob), download: `${name} (mix).${format}` });
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
     $("export-status").textContent = `Mix exported (${format.toUpperCase()}).`;
@@ -559,6 +581,7 @@ export function handleKey(e) {
   else if (key >= "1" && key <= "9" && Number(key) <= mix.tracks.length) {
     const track = mix.tracks[Number(key) - 1];
     track.muted = !track.muted;
+    mix.minusOne = null;
     applyMix();
   } else return false;
   e.preventDefault();
@@ -567,6 +590,12 @@ export function handleKey(e) {
 
 /** Wires the mixer's fixed controls once, at page start. */
 export function setUpMixer(describe) {
+  // A button pressed with the pointer lets go of the focus, so Space goes on playing and
+  // pausing (keyboard users, who moved the focus there on purpose, keep Space on the button).
+  $("mixer-section").addEventListener("click", (e) => {
+    const pressed = e.target instanceof Element ? e.target.closest("button") : null;
+    if (pressed && e.detail > 0) pressed.blur();
+  });
   $("play-button").addEventListener("click", togglePlay);
   $("speed-input").addEventListener("input", () => setSpeed(Number($("speed-input").value)));
   $("loop-button").addEventListener("click", toggleLoop);
