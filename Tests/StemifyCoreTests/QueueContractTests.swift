@@ -87,6 +87,16 @@ struct QueueContractTests {
         #expect(try await q.jobs(owner: "t:b", statuses: nil, after: nil, limit: 10).map(\.id) == ["b2", "b1", "b0"])
         #expect(try await q.jobs(owner: nil, statuses: nil, after: nil, limit: 100).count == 10)
         #expect(try await q.jobs(owner: "t:nobody", statuses: nil, after: nil, limit: 10).isEmpty)
+        // Batches list the same way.
+        for k in 0..<4 {
+            try await q.addBatch(Batch(id: "batch\(k)", owner: k == 3 ? "t:b" : "t:a", createdAt: base.addingTimeInterval(Double(k / 2)),
+                                       songs: [Batch.Song(jobID: "a0", name: "x")]))
+        }
+        let firstBatches = try await q.batches(owner: "t:a", after: nil, limit: 2)
+        #expect(firstBatches.map(\.id) == ["batch2", "batch1"], "\(backend)")
+        let after = try #require(firstBatches.last)
+        #expect(try await q.batches(owner: "t:a", after: ListCursor(createdAt: after.createdAt.timeIntervalSince1970, id: after.id), limit: 2).map(\.id) == ["batch0"])
+        #expect(try await q.batches(owner: nil, after: nil, limit: 10).count == 4)
         // A claimed job is no longer queued; a cancelled one is gone from the listing.
         let claimed = try #require(try await q.claim(worker: "w"))
         let queued = try await q.jobs(owner: nil, statuses: [.queued], after: nil, limit: 100).map(\.id)

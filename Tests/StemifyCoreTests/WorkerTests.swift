@@ -79,6 +79,9 @@ final class InterruptedQueue: JobQueue {
     func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] { try await base.claimDueDeliveries(limit: limit, lease: lease) }
     func updateDelivery(_ delivery: WebhookDelivery) async throws { try await base.updateDelivery(delivery) }
     func deliveries(jobID: String) async throws -> [WebhookDelivery] { try await base.deliveries(jobID: jobID) }
+    func batches(owner: String?, after cursor: ListCursor?, limit: Int) async throws -> [Batch] {
+        try await base.batches(owner: owner, after: cursor, limit: limit)
+    }
     func markCancelled(id: String) async throws -> Job? { try await base.markCancelled(id: id) }
     func submissionWindow(client: String, period: Double) async throws -> SubmissionWindow {
         try await base.submissionWindow(client: client, period: period)

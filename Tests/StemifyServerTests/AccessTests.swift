@@ -178,6 +178,19 @@ struct AccessTests {
             #expect(done?.isEmpty == true, "no workers: nothing finished")
             let queued = json(try await owner.execute(uri: "/api/jobs?status=queued", method: .get).body)["jobs"] as? [[String: Any]]
             #expect(queued?.count == 5 && queued?.first?["queue_position"] != nil)
+            // Batches: the caller's, newest first, in pages.
+            var batches: [String] = []
+            for name in ["one.wav", "two.wav", "three.wav"] {
+                let (bh, bb) = multipartParts(BatchTests.options + [("file", name, Self.song)])
+                batches.append(try #require(json(try await owner.execute(uri: "/api/batches", method: .post, headers: bh, body: bb).body)["batch_id"] as? String))
+            }
+            let (sh, sb) = multipartParts(BatchTests.options + [("file", "theirs.wav", Self.song)])
+            _ = try await stranger.execute(uri: "/api/batches", method: .post, headers: sh, body: sb)
+            let firstPage = json(try await owner.execute(uri: "/api/batches?limit=2", method: .get).body)
+            let secondPage = json(try await owner.execute(uri: "/api/batches?limit=2&cursor=\(try #require(firstPage["next_cursor"] as? String))", method: .get).body)
+            let pages = [firstPage, secondPage].flatMap { ($0["batches"] as? [[String: Any]] ?? []).compactMap { $0["batch_id"] as? String } }
+            #expect(pages == batches.reversed() && secondPage["next_cursor"] is NSNull)
+            #expect(errorCode(try await owner.execute(uri: "/api/batches?limit=51", method: .get).body) == "invalid_option")
             for bad in ["limit=0", "limit=101", "limit=x", "status=finished", "cursor=%%%", "cursor=bm90IGEgY3Vyc29y"] {
                 let r = try await owner.execute(uri: "/api/jobs?\(bad)", method: .get)
                 #expect(r.status == .badRequest && errorCode(r.body) == "invalid_option", "\(bad)")

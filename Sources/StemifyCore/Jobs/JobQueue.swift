@@ -76,6 +76,9 @@ public protocol JobQueue: Sendable {
     func batch(id: String) async throws -> Batch?
     /// Batches created before `time` (epoch seconds), for ``expireBatches(olderThan:)``.
     func batches(createdBefore time: Double) async throws -> [Batch]
+    /// The batches of `owner` (every owner's when nil), newest first, those after `cursor`
+    /// only, at most `limit`.
+    func batches(owner: String?, after cursor: ListCursor?, limit: Int) async throws -> [Batch]
     /// Removes a batch record (not its jobs).
     func removeBatch(id: String) async throws
 }

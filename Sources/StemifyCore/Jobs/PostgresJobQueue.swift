@@ -148,16 +148,11 @@ public final class PostgresJobQueue: JobQueue {
     }
 
     public func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
-        // The shared conditions with `?` numbered as PostgreSQL wants them.
         var sql = "SELECT \(JobRow.columns) FROM jobs"
         let conditions = JobRow.listingConditions(owner: owner, statuses: statuses, cursor: cursor)
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
-        var numbered = ""
-        var n = 0
-        for c in sql {
-            if c == "?" { n += 1; numbered += "$\(n)" } else { numbered.append(c) }
-        }
+        let numbered = Self.numbered(sql)
         var binds = PostgresBindings()
         if let owner { binds.append(owner) }
         if let cursor {
@@ -417,6 +412,36 @@ public final class PostgresJobQueue: JobQueue {
 
     public func batches(createdBefore time: Double) async throws -> [Batch] {
         try await batches("SELECT id, client, created_at, songs FROM batches WHERE created_at < \(time)")
+    }
+
+    public func batches(owner: String?, after cursor: ListCursor?, limit: Int) async throws -> [Batch] {
+        var sql = "SELECT id, client, created_at, songs FROM batches"
+        let conditions = JobRow.listingConditions(owner: owner, statuses: nil, cursor: cursor)
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+        sql += " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
+        var binds = PostgresBindings()
+        if let owner { binds.append(owner) }
+        if let cursor {
+            binds.append(cursor.createdAt)
+            binds.append(cursor.createdAt)
+            binds.append(cursor.id)
+        }
+        return try await batches(PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds))
+    }
+
+    /// `?` placeholders as PostgreSQL's `$1`, `$2`, … (the conditions both SQL backends share).
+    static func numbered(_ sql: String) -> String {
+        var out = ""
+        var n = 0
+        for c in sql {
+            if c == "?" {
+                n += 1
+                out += "$\(n)"
+            } else {
+                out.append(c)
+            }
+        }
+        return out
     }
 
     public func removeBatch(id: String) async throws {

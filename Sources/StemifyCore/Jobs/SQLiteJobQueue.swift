@@ -312,6 +312,18 @@ public final class SQLiteJobQueue: JobQueue {
         }
     }
 
+    public func batches(owner: String?, after cursor: ListCursor?, limit: Int) async throws -> [Batch] {
+        let conditions = JobRow.listingConditions(owner: owner, statuses: nil, cursor: cursor)
+        var values: [String] = []
+        if let owner { values.append(owner) }
+        var arguments = StatementArguments(values)
+        if let cursor { arguments += [cursor.createdAt, cursor.createdAt, cursor.id] }
+        let sql = "SELECT * FROM batches" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
+        let bound = arguments
+        return try await db.read { db in try Row.fetchAll(db, sql: sql, arguments: bound).map { try Self.batch($0) } }
+    }
+
     public func removeBatch(id: String) async throws {
         try await db.write { db in try db.execute(sql: "DELETE FROM batches WHERE id = ?", arguments: [id]) }
     }

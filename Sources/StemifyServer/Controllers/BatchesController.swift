@@ -14,6 +14,7 @@ struct BatchesController: Sendable {
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("/api/batches", use: submit)
+        router.get("/api/batches", use: list)
         router.get("/api/batches/:id", use: status)
         router.get("/api/batches/:id/events", use: events)
         router.delete("/api/batches/:id", use: cancel)
@@ -165,6 +166,32 @@ struct BatchesController: Sendable {
             intake.metrics.recordRejection(code: error.code)
             throw error
         }
+    }
+
+    struct Listing: Encodable {
+        var batches: [BatchResponse]
+        var nextCursor: String?
+        enum CodingKeys: String, CodingKey { case batches, nextCursor = "next_cursor" }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(batches, forKey: .batches)
+            try container.encode(nextCursor, forKey: .nextCursor)
+        }
+    }
+
+    /// The caller's batches (an admin key's: everyone's), newest first: `limit` (1–50, each
+    /// batch carries its songs' jobs), `cursor` from the page before.
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (limit, cursor) = try ListingCursor.page(request.uri.queryParameters, maxLimit: 50)
+        let caller = context.caller
+        guard caller.isAdmin || caller.owner != nil else { return try jsonResponse(Listing(batches: [], nextCursor: nil), headers: [.cacheControl: "no-store"]) }
+        let batches = try await queue.batches(owner: caller.isAdmin ? nil : caller.owner, after: cursor, limit: limit + 1)
+        var views: [BatchResponse] = []
+        for batch in batches.prefix(limit) { views.append(try await response(batch)) }
+        let next = batches.count > limit
+            ? batches.prefix(limit).last.map { ListingCursor.encode(ListCursor(createdAt: $0.createdAt.timeIntervalSince1970, id: $0.id)) } : nil
+        return try jsonResponse(Listing(batches: views, nextCursor: next), headers: [.cacheControl: "no-store"])
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -143,11 +143,7 @@ struct JobsController: Sendable {
     /// 20), `cursor` from the page before, `status` (comma-separated statuses).
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
-        var limit = 20
-        if let text = query["limit"] {
-            guard let n = Int(text), (1...100).contains(n) else { throw StemifyError(.invalidOption, "limit is 1–100") }
-            limit = n
-        }
+        let (limit, cursor) = try ListingCursor.page(query, maxLimit: 100)
         var statuses: [JobStatus]?
         if let text = query["status"], !text.isEmpty {
             statuses = try text.split(separator: ",").map { word in
@@ -156,10 +152,6 @@ struct JobsController: Sendable {
                 }
                 return status
             }
-        }
-        let cursor = try query["cursor"].map { text in
-            guard let cursor = ListingCursor.decode(String(text)) else { throw StemifyError(.invalidOption, "the cursor is not one this server gave") }
-            return cursor
         }
         let caller = context.caller
         // Without a token nothing is the caller's yet.
@@ -345,6 +337,20 @@ struct JobsController: Sendable {
 
 /// A listing's cursor as clients see it: opaque base64url of the last job's time and id.
 enum ListingCursor {
+    /// `limit` (1–`maxLimit`, default 20) and `cursor` of a listing's query.
+    static func page(_ query: Hummingbird.Parameters, maxLimit: Int) throws -> (limit: Int, cursor: ListCursor?) {
+        var limit = 20
+        if let text = query["limit"] {
+            guard let n = Int(text), (1...maxLimit).contains(n) else { throw StemifyError(.invalidOption, "limit is 1–\(maxLimit)") }
+            limit = n
+        }
+        let cursor = try query["cursor"].map { text in
+            guard let cursor = decode(String(text)) else { throw StemifyError(.invalidOption, "the cursor is not one this server gave") }
+            return cursor
+        }
+        return (limit, cursor)
+    }
+
     static func encode(_ cursor: ListCursor) -> String {
         Data("\(cursor.createdAt)|\(cursor.id)".utf8).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")

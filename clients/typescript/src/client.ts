@@ -199,6 +199,17 @@ function base64(text: string): string {
   return btoa(binary);
 }
 
+/** A page of your batches, newest first; pass `next_cursor` back as `cursor` for the next. */
+export function listBatches(
+  query: { limit?: number; cursor?: string } = {}, options: ClientOptions = {},
+): Promise<{ batches: Batch[]; next_cursor: string | null }> {
+  const params = new URLSearchParams();
+  if (query.limit !== undefined) params.set("limit", String(query.limit));
+  if (query.cursor !== undefined) params.set("cursor", query.cursor);
+  const search = params.toString();
+  return call(`/api/batches${search ? `?${search}` : ""}`, {}, options);
+}
+
 /** A page of your jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
 export function listJobs(
   query: { limit?: number; cursor?: string; status?: JobStatus[] } = {}, options: ClientOptions = {},

@@ -556,6 +556,25 @@ public final class RedisJobQueue: JobQueue {
         try await script(Self.batchesBefore, [Self.text(time)]).elements.compactMap { try Self.batch($0) }
     }
 
+    public func batches(owner: String?, after cursor: ListCursor?, limit: Int) async throws -> [Batch] {
+        var out: [Batch] = []
+        var offset = 0
+        let page = max(limit, 50)
+        while out.count < limit {
+            let ids = try await pool.run(["ZREVRANGEBYSCORE", "\(prefix):batches", cursor.map { Self.text($0.createdAt) } ?? "+inf", "-inf",
+                                          "LIMIT", "\(offset)", "\(page)"]).elements.compactMap(\.string)
+            if ids.isEmpty { break }
+            offset += ids.count
+            for id in ids {
+                guard let batch = try await batch(id: id) else { continue }
+                if let owner, batch.owner != owner { continue }
+                if let cursor, !cursor.precedes(createdAt: batch.createdAt.timeIntervalSince1970, id: batch.id) { continue }
+                out.append(batch)
+            }
+        }
+        return Array(out.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }.prefix(limit))
+    }
+
     public func removeBatch(id: String) async throws {
         _ = try await script(Self.removeBatch, [id])
     }

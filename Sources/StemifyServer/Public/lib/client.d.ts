@@ -84,6 +84,14 @@ export interface ResumableUploadOptions extends ClientOptions {
     /** File name sent with the upload (default the File's name). */
     fileName?: string;
 }
+/** A page of your batches, newest first; pass `next_cursor` back as `cursor` for the next. */
+export declare function listBatches(query?: {
+    limit?: number;
+    cursor?: string;
+}, options?: ClientOptions): Promise<{
+    batches: Batch[];
+    next_cursor: string | null;
+}>;
 /** A page of your jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
 export declare function listJobs(query?: {
     limit?: number;

@@ -139,6 +139,16 @@ function base64(text) {
         binary += String.fromCharCode(byte);
     return btoa(binary);
 }
+/** A page of your batches, newest first; pass `next_cursor` back as `cursor` for the next. */
+export function listBatches(query = {}, options = {}) {
+    const params = new URLSearchParams();
+    if (query.limit !== undefined)
+        params.set("limit", String(query.limit));
+    if (query.cursor !== undefined)
+        params.set("cursor", query.cursor);
+    const search = params.toString();
+    return call(`/api/batches${search ? `?${search}` : ""}`, {}, options);
+}
 /** A page of your jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
 export function listJobs(query = {}, options = {}) {
     const params = new URLSearchParams();
