@@ -152,15 +152,7 @@ public final class PostgresJobQueue: JobQueue {
         let conditions = JobRow.listingConditions(owner: owner, statuses: statuses, cursor: cursor)
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
-        let numbered = Self.numbered(sql)
-        var binds = PostgresBindings()
-        if let owner { binds.append(owner) }
-        if let cursor {
-            binds.append(cursor.createdAt)
-            binds.append(cursor.createdAt)
-            binds.append(cursor.id)
-        }
-        return try await rows(PostgresQuery(unsafeSQL: numbered, binds: binds)).map { try $0.job() }
+        return try await rows(Self.listing(sql, owner: owner, cursor: cursor)).map { try $0.job() }
     }
 
     public func claim(worker: String) async throws -> Job? {
@@ -419,6 +411,12 @@ public final class PostgresJobQueue: JobQueue {
         let conditions = JobRow.listingConditions(owner: owner, statuses: nil, cursor: cursor)
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
+        return try await batches(Self.listing(sql, owner: owner, cursor: cursor))
+    }
+
+    /// A listing's query (the conditions both SQL backends share, their `?` numbered as
+    /// PostgreSQL's `$1`, `$2`, …) with its values bound.
+    static func listing(_ sql: String, owner: String?, cursor: ListCursor?) -> PostgresQuery {
         var binds = PostgresBindings()
         if let owner { binds.append(owner) }
         if let cursor {
@@ -426,11 +424,6 @@ public final class PostgresJobQueue: JobQueue {
             binds.append(cursor.createdAt)
             binds.append(cursor.id)
         }
-        return try await batches(PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds))
-    }
-
-    /// `?` placeholders as PostgreSQL's `$1`, `$2`, … (the conditions both SQL backends share).
-    static func numbered(_ sql: String) -> String {
         var out = ""
         var n = 0
         for c in sql {
@@ -441,7 +434,7 @@ public final class PostgresJobQueue: JobQueue {
                 out.append(c)
             }
         }
-        return out
+        return PostgresQuery(unsafeSQL: out, binds: binds)
     }
 
     public func removeBatch(id: String) async throws {

@@ -57,15 +57,8 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func jobs(owner: String?, statuses: [JobStatus]?, after cursor: ListCursor?, limit: Int) async throws -> [Job] {
-        let conditions = JobRow.listingConditions(owner: owner, statuses: statuses, cursor: cursor)
-        var values: [String] = []
-        if let owner { values.append(owner) }
-        var arguments = StatementArguments(values)
-        if let cursor { arguments += [cursor.createdAt, cursor.createdAt, cursor.id] }
-        let sql = "SELECT * FROM jobs" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
-            + " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
-        let bound = arguments
-        return try await db.read { db in try Row.fetchAll(db, sql: sql, arguments: bound).map { try Self.job($0) } }
+        let (sql, arguments) = Self.listing("jobs", owner: owner, statuses: statuses, cursor: cursor, limit: limit)
+        return try await db.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.job($0) } }
     }
 
     public func claim(worker: String) async throws -> Job? {
@@ -313,15 +306,19 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func batches(owner: String?, after cursor: ListCursor?, limit: Int) async throws -> [Batch] {
-        let conditions = JobRow.listingConditions(owner: owner, statuses: nil, cursor: cursor)
-        var values: [String] = []
-        if let owner { values.append(owner) }
-        var arguments = StatementArguments(values)
+        let (sql, arguments) = Self.listing("batches", owner: owner, statuses: nil, cursor: cursor, limit: limit)
+        return try await db.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.batch($0) } }
+    }
+
+    /// A listing's query over `table` (a constant of this file) and its arguments.
+    private static func listing(_ table: String, owner: String?, statuses: [JobStatus]?, cursor: ListCursor?, limit: Int)
+        -> (String, StatementArguments) {
+        let conditions = JobRow.listingConditions(owner: owner, statuses: statuses, cursor: cursor)
+        var arguments = StatementArguments(owner.map { [$0] } ?? [])
         if let cursor { arguments += [cursor.createdAt, cursor.createdAt, cursor.id] }
-        let sql = "SELECT * FROM batches" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        let sql = "SELECT * FROM \(table)" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
             + " ORDER BY created_at DESC, id DESC LIMIT \(max(0, limit))"
-        let bound = arguments
-        return try await db.read { db in try Row.fetchAll(db, sql: sql, arguments: bound).map { try Self.batch($0) } }
+        return (sql, arguments)
     }
 
     public func removeBatch(id: String) async throws {

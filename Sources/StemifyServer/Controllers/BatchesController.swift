@@ -168,30 +168,18 @@ struct BatchesController: Sendable {
         }
     }
 
-    struct Listing: Encodable {
-        var batches: [BatchResponse]
-        var nextCursor: String?
-        enum CodingKeys: String, CodingKey { case batches, nextCursor = "next_cursor" }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(batches, forKey: .batches)
-            try container.encode(nextCursor, forKey: .nextCursor)
-        }
-    }
-
     /// The caller's batches (an admin key's: everyone's), newest first: `limit` (1–50, each
     /// batch carries its songs' jobs), `cursor` from the page before.
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (limit, cursor) = try ListingCursor.page(request.uri.queryParameters, maxLimit: 50)
         let caller = context.caller
-        guard caller.isAdmin || caller.owner != nil else { return try jsonResponse(Listing(batches: [], nextCursor: nil), headers: [.cacheControl: "no-store"]) }
+        guard caller.isAdmin || caller.owner != nil else { return try jsonResponse(ListingPage<BatchResponse>(name: "batches", items: [], nextCursor: nil), headers: [.cacheControl: "no-store"]) }
         let batches = try await queue.batches(owner: caller.isAdmin ? nil : caller.owner, after: cursor, limit: limit + 1)
         var views: [BatchResponse] = []
         for batch in batches.prefix(limit) { views.append(try await response(batch)) }
         let next = batches.count > limit
             ? batches.prefix(limit).last.map { ListingCursor.encode(ListCursor(createdAt: $0.createdAt.timeIntervalSince1970, id: $0.id)) } : nil
-        return try jsonResponse(Listing(batches: views, nextCursor: next), headers: [.cacheControl: "no-store"])
+        return try jsonResponse(ListingPage(name: "batches", items: views, nextCursor: next), headers: [.cacheControl: "no-store"])
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {

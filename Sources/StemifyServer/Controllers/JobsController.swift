@@ -125,20 +125,6 @@ struct JobsController: Sendable {
         return (job, JobResponse(job, position: try await queue.position(id: id), storage: storage, resultTTL: resultTTL))
     }
 
-    struct Listing: Encodable {
-        var jobs: [JobResponse]
-        /// Pass as `cursor` for the next page; null on the last.
-        var nextCursor: String?
-        enum CodingKeys: String, CodingKey { case jobs, nextCursor = "next_cursor" }
-
-        /// `next_cursor` is always there: null on the last page.
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(jobs, forKey: .jobs)
-            try container.encode(nextCursor, forKey: .nextCursor)
-        }
-    }
-
     /// The caller's jobs (an admin key's: everyone's), newest first: `limit` (1–100, default
     /// 20), `cursor` from the page before, `status` (comma-separated statuses).
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -155,14 +141,14 @@ struct JobsController: Sendable {
         }
         let caller = context.caller
         // Without a token nothing is the caller's yet.
-        guard caller.isAdmin || caller.owner != nil else { return try jsonResponse(Listing(jobs: [], nextCursor: nil), headers: [.cacheControl: "no-store"]) }
+        guard caller.isAdmin || caller.owner != nil else { return try jsonResponse(ListingPage<JobResponse>(name: "jobs", items: [], nextCursor: nil), headers: [.cacheControl: "no-store"]) }
         let jobs = try await queue.jobs(owner: caller.isAdmin ? nil : caller.owner, statuses: statuses, after: cursor, limit: limit + 1)
         var views: [JobResponse] = []
         for job in jobs.prefix(limit) {
             views.append(JobResponse(job, position: job.status == .queued ? try await queue.position(id: job.id) : nil, storage: storage, resultTTL: resultTTL))
         }
         let next = jobs.count > limit ? jobs.prefix(limit).last.map { ListingCursor.encode(ListCursor(after: $0)) } : nil
-        return try jsonResponse(Listing(jobs: views, nextCursor: next), headers: [.cacheControl: "no-store"])
+        return try jsonResponse(ListingPage(name: "jobs", items: views, nextCursor: next), headers: [.cacheControl: "no-store"])
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -332,6 +318,28 @@ struct JobsController: Sendable {
             return Response(status: status, headers: headers)
         }
         return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: answer.body))
+    }
+}
+
+/// A page of a listing: `{NAME: [...], "next_cursor": …}`, the cursor null on the last page.
+struct ListingPage<Item: Encodable>: Encodable {
+    var name: String
+    var items: [Item]
+    /// Pass as `cursor` for the next page.
+    var nextCursor: String?
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.init(stringValue) }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(items, forKey: Key(name))
+        try container.encode(nextCursor, forKey: Key("next_cursor"))
     }
 }
 
