@@ -225,6 +225,13 @@ public struct StemifyConfiguration: Sendable, Equatable {
             guard let v = Double(value.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError(key: source, message: "'\(value)' is not a number") }
             return v
         }
+        func bool() throws -> Bool {
+            switch value.lowercased().trimmingCharacters(in: .whitespaces) {
+            case "true", "1", "yes", "on": return true
+            case "false", "0", "no", "off": return false
+            default: throw ConfigurationError(key: source, message: "'\(value)' is not true or false")
+            }
+        }
         func list() -> [String] { value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         switch key {
         case "host": host = value
@@ -261,12 +268,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
         case "youtube_blocklist": youtubeBlocklist = list()
         case "youtube_test_hosts": youtubeTestHosts = list()
         case "mp3_bitrate": mp3Bitrate = try int()
-        case "api_keys":
-            switch value.lowercased() {
-            case "true", "1", "yes", "on": apiKeys = true
-            case "false", "0", "no", "off": apiKeys = false
-            default: throw ConfigurationError(key: source, message: "'\(value)' is not true or false")
-            }
+        case "api_keys": apiKeys = try bool()
         case "keys_file": keysFile = value
         case "webhook_allow_hosts": webhookAllowHosts = list()
         case "webhook_secret":
@@ -274,12 +276,7 @@ public struct StemifyConfiguration: Sendable, Equatable {
             webhookSecret = value
         case "webhook_timeout": webhookTimeoutSeconds = try number()
         case "webhook_retry_base": webhookRetryBaseSeconds = try number()
-        case "model_download":
-            switch value.lowercased() {
-            case "true", "1", "yes", "on": modelDownload = true
-            case "false", "0", "no", "off": modelDownload = false
-            default: throw ConfigurationError(key: source, message: "'\(value)' is not true or false")
-            }
+        case "model_download": modelDownload = try bool()
         case "model_hf_url": modelHuggingFaceURL = value
         case "model_legacy_url": modelLegacyURL = value
         case "model_mirror_url": modelMirrorURL = value.isEmpty ? nil : value
