@@ -542,6 +542,52 @@ def main():
         shot("mobile-360-mixer", at="mixer-section")
         if overflow > 360:
             fail(f"the page is {overflow} px wide at a 360 px viewport")
+        # Phones: every control of the mixer at least 44 px each way.
+        small = driver.execute_script("""
+            return [...document.querySelectorAll('#mixer-section button, #mixer-section a.download')]
+              .filter(e => e.offsetParent !== null)
+              .map(e => [e.getAttribute('aria-label') || e.textContent.trim(), e.getBoundingClientRect()])
+              .filter(([, r]) => r.width < 44 || r.height < 44).map(([n, r]) => `${n} ${Math.round(r.width)}×${Math.round(r.height)}`);""")
+        if small:
+            fail(f"tap targets under 44 px at 360 px: {small[:6]}")
+        # The transport stays on screen while the lanes scroll.
+        driver.execute_script("document.querySelector('#stem-list li:last-child').scrollIntoView({block: 'end'})")
+        time.sleep(0.3)
+        top = driver.execute_script("return document.querySelector('#mixer-section .transport').getBoundingClientRect().top")
+        if not -1 <= top <= 2:
+            fail(f"the transport scrolled away on a phone (its top at {top} px)")
+        shot("mobile-360-scrolled")
+        # Fingers: an upward swipe that starts on a waveform scrolls and does not seek; a
+        # sideways drag seeks; a tap seeks.
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+        wave = driver.find_elements(By.CSS_SELECTOR, "#stem-list .wave")[1]
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", wave)
+        time.sleep(0.3)
+        box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]", wave)
+        def touch(points):
+            driver.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]})
+            for x, y in points[1:]:
+                driver.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+                time.sleep(0.02)
+            driver.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+            time.sleep(0.3)
+        x0, y0 = box[0] + box[2] * 0.2, box[1] + box[3] / 2
+        before, scroll_before = position(driver), driver.execute_script("return scrollY")
+        touch([(x0, y0 - k * 12) for k in range(12)])
+        after, scroll_after = position(driver), driver.execute_script("return scrollY")
+        if abs(after - before) > 0.01:
+            fail(f"an upward swipe on a waveform seeked ({before:.2f} → {after:.2f} s)")
+        print(f"phone: an upward swipe on a waveform scrolled the page by {scroll_after - scroll_before:.0f} px and left the position at {after:.2f} s")
+        box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]", wave)
+        y0 = box[1] + box[3] / 2
+        touch([(box[0] + box[2] * (0.2 + 0.05 * k), y0) for k in range(12)])
+        dragged = position(driver)
+        if not dragged > before + 0.5:
+            fail(f"a sideways drag on a waveform did not seek ({before:.2f} → {dragged:.2f} s)")
+        touch([(box[0] + box[2] * 0.1, y0)])
+        if not position(driver) < dragged:
+            fail("a tap on a waveform did not seek")
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
 
         # The client's resumable upload in a real browser against the real server: a connection
         # that drops once (the injected fetch fails the second chunk) is resumed from the offset

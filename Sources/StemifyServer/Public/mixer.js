@@ -381,17 +381,28 @@ function timeAt(element, clientX) {
   return mix.view.start + x * mix.view.span;
 }
 
-/** Click or drag on a lane seeks; on the ruler (or with Shift on a lane) a drag marks the loop. */
+/** Click or drag on a lane seeks; on the ruler (or with Shift on a lane) a drag marks the loop.
+ *  A finger on a lane seeks only on a tap or a sideways drag: an upward or downward swipe is
+ *  left to the browser, which scrolls the page (the lanes are `touch-action: pan-y`). */
 function attachPointer(element, isRuler) {
   element.addEventListener("pointerdown", (e) => {
     if (!mix || e.button !== 0) return;
-    element.setPointerCapture(e.pointerId);
     const at = timeAt(element, e.clientX);
-    mix.drag = { from: at, loop: isRuler || e.shiftKey, moved: false };
+    const touch = e.pointerType === "touch" && !isRuler;
+    mix.drag = { from: at, loop: isRuler || e.shiftKey, moved: false, touch, seeking: !touch, x: e.clientX, y: e.clientY };
+    if (touch) return;
+    element.setPointerCapture(e.pointerId);
     if (!mix.drag.loop) seekTo(at);
   });
   element.addEventListener("pointermove", (e) => {
-    if (!mix?.drag || !element.hasPointerCapture(e.pointerId)) return;
+    if (!mix?.drag) return;
+    if (mix.drag.touch && !mix.drag.seeking) {
+      const dx = Math.abs(e.clientX - mix.drag.x), dy = Math.abs(e.clientY - mix.drag.y);
+      if (dx < 10 || dx <= dy) return;
+      mix.drag.seeking = true;
+      element.setPointerCapture(e.pointerId);
+    }
+    if (!element.hasPointerCapture(e.pointerId)) return;
     const at = timeAt(element, e.clientX);
     mix.drag.moved ||= Math.abs(at - mix.drag.from) > mix.view.span / 200;
     if (!mix.drag.loop) seekTo(at);
@@ -402,11 +413,19 @@ function attachPointer(element, isRuler) {
   });
   const end = (e) => {
     if (!mix?.drag) return;
-    // A click on the ruler seeks like a click on a lane.
-    if (mix.drag.loop && !mix.drag.moved) seekTo(mix.drag.from);
-    else if (mix.drag.loop) setLoopPoint("b", mix.loop.b);
+    const drag = mix.drag;
     mix.drag = null;
     if (element.hasPointerCapture(e.pointerId)) element.releasePointerCapture(e.pointerId);
+    // A cancelled touch is the browser scrolling: nothing to do.
+    if (e.type === "pointercancel") return;
+    if (drag.touch && !drag.seeking) {
+      // A tap seeks; a finger that wandered without going sideways did not mean to.
+      if (Math.hypot(e.clientX - drag.x, e.clientY - drag.y) < 10) seekTo(drag.from);
+      return;
+    }
+    // A click on the ruler seeks like a click on a lane.
+    if (drag.loop && !drag.moved) seekTo(drag.from);
+    else if (drag.loop) setLoopPoint("b", mix.loop.b);
   };
   element.addEventListener("pointerup", end);
   element.addEventListener("pointercancel", end);
