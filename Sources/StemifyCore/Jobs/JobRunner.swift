@@ -292,6 +292,8 @@ public final class JobRunner: Sendable {
             }
         }
         let (outDir, interval) = (storage.stemsDirectory(job.id), configuration.checkpointInterval)
+        let encoding = JobETA.encodingSeconds(audio: decoded.seconds, stems: model.sources.count + (job.options.removeVocals ? 1 : 0),
+                                              format: job.options.outputFormat)
         return try await onThread {
             let separator = try TrackSeparator(model: model, separation: separation, output: output)
             let source = try WAVFileSource(path: decoded.raw)
@@ -299,8 +301,11 @@ public final class JobRunner: Sendable {
             return try separator.separate(source: source, into: outDir, progress: { p in
                 // Separation is 5–90 % of the job; encoding the rest.
                 let elapsed = Date().timeIntervalSince(separationStart)
-                let eta = p.fraction > 0 ? elapsed * (1 - p.fraction) / p.fraction : nil
-                state.set(p.fraction >= 1 ? .encoding : .separating, 0.05 + 0.85 * p.fraction, eta: eta)
+                if p.fraction >= 1 {
+                    state.set(.encoding, 0.9, eta: encoding, towards: 0.99)
+                } else {
+                    state.set(.separating, 0.05 + 0.85 * p.fraction, eta: JobETA.remaining(fraction: p.fraction, elapsed: elapsed, encoding: encoding))
+                }
             }, isCancelled: { state.isCancelled }, checkpoint: checkpoint, checkpointInterval: interval)
         }
     }
@@ -335,22 +340,63 @@ public final class JobRunner: Sendable {
 }
 
 /// Progress shared between the worker thread and its heartbeat loop.
-final class RunState: @unchecked Sendable {
+///
+/// Between two reports the ETA counts down with the clock (it never climbs while nothing else
+/// happens) and stops at 1 s: while work remains it never says 0. A phase with a known length
+/// but no reports of its own (encoding) moves its progress along that length.
+package final class RunState: @unchecked Sendable {
     private let lock = NSLock()
     private var status: JobStatus = .decoding
     private var progress = 0.0
     private var eta: Double?
+    private var setAt = Date()
+    /// Progress the current phase moves towards over its ETA, when it reports nothing itself.
+    private var towards: Double?
     private var cancelled = false
+    private let clock: @Sendable () -> Date
 
-    func set(_ status: JobStatus, _ progress: Double, eta: Double? = nil) {
+    package init(clock: @escaping @Sendable () -> Date = Date.init) { self.clock = clock }
+
+    package func set(_ status: JobStatus, _ progress: Double, eta: Double? = nil, towards: Double? = nil) {
         lock.withLock {
             self.status = status
             self.progress = max(self.progress, progress)
             self.eta = eta
+            self.towards = towards
+            setAt = clock()
         }
     }
 
-    func snapshot() -> (status: JobStatus, progress: Double, eta: Double?) { lock.withLock { (status, progress, eta) } }
+    package func snapshot() -> (status: JobStatus, progress: Double, eta: Double?) {
+        lock.withLock {
+            let passed = clock().timeIntervalSince(setAt)
+            guard let eta else { return (status, progress, nil) }
+            var shown = progress
+            if let towards, eta > 0 { shown = progress + (towards - progress) * min(1, passed / eta) }
+            return (status, shown, max(1, eta - passed))
+        }
+    }
     func cancel() { lock.withLock { cancelled = true } }
     var isCancelled: Bool { lock.withLock { cancelled } }
+}
+
+/// The time left of a job, from what it measured so far.
+package enum JobETA {
+    /// Seconds of audio one core encodes per second, per stem, with a margin for slower CPUs
+    /// (this machine's ffmpeg: mp3 at 320 kb/s ~100, FLAC ~300, WAV ~550).
+    package static func encodingSeconds(audio seconds: Double, stems: Int, format: FFmpeg.Format) -> Double {
+        let rate: Double = switch format {
+        case .mp3: 50
+        case .flac: 150
+        case .wav: 300
+        }
+        return seconds * Double(stems) / rate
+    }
+
+    /// The separation's rate so far over what is left of it, plus the encoding after it; nil
+    /// before the first chunk has said anything about the rate.
+    package static func remaining(fraction: Double, elapsed: Double, encoding: Double) -> Double? {
+        guard fraction > 0 else { return nil }
+        return elapsed * (1 - fraction) / fraction + encoding
+    }
 }

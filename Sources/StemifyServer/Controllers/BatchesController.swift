@@ -60,7 +60,7 @@ struct BatchesController: Sendable {
         var songs: [BatchResponse.Song] = []
         var done = 0.0
         var counts: [String: Int] = [:]
-        var jobETA: Double?
+        var timing = BatchETA()
         for song in batch.songs {
             let job = try await queue.job(id: song.jobID)
             var view: JobsController.JobResponse?
@@ -70,10 +70,10 @@ struct BatchesController: Sendable {
             counts[status, default: 0] += 1
             if let job, !job.status.isTerminal {
                 done += job.progress
-                if let eta = job.etaSeconds { jobETA = max(jobETA ?? 0, eta) }
             } else {
                 done += 1
             }
+            if let job { timing.add(job) }
             songs.append(.init(jobId: song.jobID, name: song.name, status: status, job: view))
         }
         let progress = batch.songs.isEmpty ? 1 : done / Double(batch.songs.count)
@@ -87,15 +87,7 @@ struct BatchesController: Sendable {
             status = open.count == songs.count && open.allSatisfy { $0.status == "queued" } ? "queued" : "running"
         }
         let finished = open.isEmpty
-        // The songs run one after another or side by side depending on the workers: the time
-        // so far, stretched to the whole batch, and never less than its slowest running song.
-        var eta: Double?
-        if !finished, progress > 0.01 {
-            let elapsed = Date().timeIntervalSince(batch.createdAt)
-            eta = max(elapsed * (1 - progress) / progress, jobETA ?? 0).rounded()
-        } else if finished {
-            eta = 0
-        }
+        let eta: Double? = finished ? 0 : timing.remaining().map { $0.rounded() }
         let id = batch.id
         return BatchResponse(
             batchId: id, status: status, progress: (progress * 1000).rounded() / 1000, etaSeconds: eta,
@@ -255,5 +247,43 @@ struct BatchesController: Sendable {
                 : "no song of batch '\(batch.id)' has finished yet")
         }
         return StemArchive(storage: storage).response(entries, filename: "stemify-\(batch.id.prefix(8)).zip", logger: context.logger)
+    }
+}
+
+/// A batch's time left from its songs' own measurements: a running song's ETA, a queued one
+/// the average time the batch's songs have taken (finished ones, or running ones so far plus
+/// their ETA), spread over the songs running side by side. It moves only when a song reports,
+/// and counts down with them; before any song has an estimate there is none.
+package struct BatchETA {
+    package init() {}
+    private var running: [Double] = []
+    private var queued = 0
+    private var durations: [Double] = []
+
+    package mutating func add(_ job: Job, now: Date = Date()) {
+        switch job.status {
+        case .done:
+            if let seconds = job.metrics?.processingSeconds, job.metrics?.cacheHit == false { durations.append(seconds) }
+        case .queued:
+            queued += 1
+        case .failed, .cancelled:
+            break
+        default:
+            guard let eta = job.etaSeconds else {
+                running.append(.nan)
+                return
+            }
+            running.append(eta)
+            if let started = job.startedAt { durations.append(now.timeIntervalSince(started) + eta) }
+        }
+    }
+
+    package func remaining() -> Double? {
+        let known = running.filter { !$0.isNaN }
+        if queued == 0 && running.isEmpty { return 0 }
+        guard known.count == running.count, !(queued > 0 && durations.isEmpty) else { return nil }
+        let perSong = durations.isEmpty ? 0 : durations.reduce(0, +) / Double(durations.count)
+        let lanes = Double(max(1, running.count))
+        return (known.max() ?? 0) + Double(queued) * perSong / lanes
     }
 }
