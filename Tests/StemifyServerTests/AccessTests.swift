@@ -142,6 +142,18 @@ struct AccessTests {
                 #expect(r.status == .notFound && errorCode(r.body) == "job_not_found")
             }
             #expect(try await as_(second).execute(uri: "/api/jobs/\(id)", method: .delete).status == .notFound)
+            #expect(accepted.headers[HTTPField.Name("RateLimit-Limit")!] == "1" && accepted.headers[HTTPField.Name("RateLimit-Remaining")!] == "0",
+                    "the key's quota, not rate_limit")
+            // A batch and an upload of the second key: the first key does not see them.
+            let (bh, bb) = multipartParts(BatchTests.options + [("file", "one.wav", Self.song)])
+            let batch = try #require(json(try await as_(second).execute(uri: "/api/batches", method: .post, headers: bh, body: bb).body)["batch_id"] as? String)
+            #expect(errorCode(try await as_(first).execute(uri: "/api/batches/\(batch)", method: .get).body) == "batch_not_found")
+            #expect(try await as_(second).execute(uri: "/api/batches/\(batch)", method: .get).status == .ok)
+            let tus: HTTPFields = [HTTPField.Name("Tus-Resumable")!: "1.0.0", HTTPField.Name("Upload-Length")!: "10"]
+            let location = try #require(try await as_(second).execute(uri: "/api/uploads", method: .post, headers: tus).headers[.location])
+            let head: HTTPFields = [HTTPField.Name("Tus-Resumable")!: "1.0.0"]
+            #expect(try await as_(first).execute(uri: location, method: .head, headers: head).status == .notFound)
+            #expect(try await as_(second).execute(uri: location, method: .head, headers: head).status == .ok)
             // The first key's quota is one song; the second key is not held to it.
             let over = try await Self.submit(as_(first))
             #expect(over.status == .tooManyRequests && errorCode(over.body) == "rate_limited")

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import NIOCore
 import StemifyCore
 import StemifyServer
+import StemifyTestSupport
 import Synchronization
 import Testing
 
@@ -40,9 +41,20 @@ struct WebhookTests {
     @Test("every terminal state is POSTed, signed; a 500 and a timeout are retried; the deliveries are on the job")
     func deliveries() async throws {
         let receiver = Receiver()
+        // The fixture models, and one whose checkpoint is not one: accepted, failed by the worker.
+        let models = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-hooks-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: models) }
+        let fixtures = fixturesDirectory().appendingPathComponent("repo")
+        for file in try FileManager.default.contentsOfDirectory(atPath: fixtures.path) {
+            try FileManager.default.createSymbolicLink(at: models.appendingPathComponent(file), withDestinationURL: fixtures.appendingPathComponent(file))
+        }
+        try "models: ['deadbeef']\n".write(to: models.appendingPathComponent("broken.yaml"), atomically: true, encoding: .utf8)
+        try Data("PK\u{3}\u{4} not really a zip".utf8).write(to: models.appendingPathComponent("deadbeef.th"))
         try await receiver.app().test(.live) { hook in
             let port = try #require(hook.port)
             let configuration = testConfiguration {
+                $0.modelPath = models.path
                 $0.webhookAllowHosts = ["127.0.0.1"]
                 $0.webhookSecret = Self.secret
                 $0.webhookTimeoutSeconds = 1
@@ -100,6 +112,19 @@ struct WebhookTests {
                     events = receiver.calls.withLock { $0.compactMap { $0.headers[HTTPField.Name("Stemify-Event")!] } }
                 }
                 #expect(events.contains("job.cancelled"))
+
+                // And a failed one.
+                (h, b) = multipart(fields: ["model": "broken", "callback_url": url], file: ("a.wav", AccessTests.song))
+                let failed = try #require(json(try await client.execute(uri: "/api/stemify", method: .post, headers: h, body: b).body)["job_id"] as? String)
+                _ = try await client.execute(uri: "/api/jobs/\(failed)/events", method: .get)
+                for _ in 0..<50 where !events.contains("job.failed") {
+                    try await Task.sleep(for: .milliseconds(200))
+                    events = receiver.calls.withLock { $0.compactMap { $0.headers[HTTPField.Name("Stemify-Event")!] } }
+                }
+                #expect(events.contains("job.failed"))
+                let failedCall = receiver.calls.withLock { $0.last { $0.headers[HTTPField.Name("Stemify-Event")!] == "job.failed" } }
+                let failedBody = try #require(failedCall.flatMap { try? JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any] })
+                #expect(((failedBody["job"] as? [String: Any])?["error"] as? [String: Any])?["code"] as? String == "separation_failed")
             }
         }
     }
