@@ -142,11 +142,13 @@ struct QueueContractTests {
         #expect(try await q.job(id: "j")?.progress == 0)
     }
 
-    @Test("an expired lease makes the job claimable again; the old worker is told; too many attempts fail it",
+    @Test("an expired lease makes the job claimable again; the old worker is told; too many attempts fail it (and announce it)",
           arguments: backends)
     func leases(_ backend: String) async throws {
         let q = try await queue(backend, lease: 0.3, maxAttempts: 2)
-        try await q.enqueue(job("j"))
+        var announced = job("j")
+        announced.options.callbackURL = "https://example.com/hook"
+        try await q.enqueue(announced)
         _ = try await q.claim(worker: "w1")
         try await Task.sleep(for: .seconds(1))
         let taken = try await q.claim(worker: "w2")
@@ -157,6 +159,8 @@ struct QueueContractTests {
         #expect(try await q.claim(worker: "w3") == nil)
         let failed = try await q.job(id: "j")
         #expect(failed?.status == .failed && failed?.errorCode == .internalError)
+        // Failed by the queue, not a worker: its webhook is queued all the same.
+        #expect(try await q.deliveries(jobID: "j").map(\.event) == ["job.failed"], "\(backend)")
     }
 
     @Test("cancel removes the job and its worker's heartbeat fails", arguments: backends)

@@ -174,6 +174,10 @@ public final class PostgresJobQueue: JobQueue {
                         worker = NULL, eta = NULL
                     WHERE id = \(row.id)
                     """, logger: self.logger)
+                // Failed here, not by a worker: announced here.
+                var failed = try row.job()
+                failed.status = .failed
+                if let delivery = WebhookDelivery(for: failed) { try await self.insert(delivery, on: connection) }
                 return nil
             }
             let status = JobRow.firstStatus(inputKind: row.inputKind).rawValue
@@ -325,12 +329,17 @@ public final class PostgresJobQueue: JobQueue {
     }
 
     public func addDelivery(_ delivery: WebhookDelivery) async throws {
+        try await insert(delivery, on: nil)
+    }
+
+    private func insert(_ delivery: WebhookDelivery, on connection: PostgresConnection?) async throws {
         let record = try delivery.encoded()
-        try await client.query("""
+        let query: PostgresQuery = """
             INSERT INTO webhooks (id, job_id, state, next_at, created_at, record)
             VALUES (\(delivery.id), \(delivery.jobID), \(delivery.state.rawValue), \(delivery.nextAttemptAt), \(delivery.createdAt), \(record))
             ON CONFLICT (id) DO NOTHING
-            """, logger: logger)
+            """
+        if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
     }
 
     public func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] {

@@ -78,6 +78,9 @@ public final class SQLiteJobQueue: JobQueue {
                     UPDATE jobs SET status = ?, error_code = ?, error_message = ?, finished_at = ?, worker = NULL WHERE id = ?
                     """, arguments: [JobStatus.failed.rawValue, ErrorCode.internalError.rawValue,
                                      "the job was interrupted \(job.attempts) times", now, job.id])
+                // Failed here, not by a worker: announced here.
+                job.status = .failed
+                if let delivery = WebhookDelivery(for: job, now: now) { try Self.insert(delivery, db) }
                 return nil
             }
             let status = JobRow.firstStatus(inputKind: row["input_kind"])
@@ -226,11 +229,13 @@ public final class SQLiteJobQueue: JobQueue {
     }
 
     public func addDelivery(_ delivery: WebhookDelivery) async throws {
-        let record = try delivery.encoded()
-        try await db.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO webhooks (id, job_id, state, next_at, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [delivery.id, delivery.jobID, delivery.state.rawValue, delivery.nextAttemptAt, delivery.createdAt, record])
-        }
+        try await db.write { db in try Self.insert(delivery, db) }
+    }
+
+    private static func insert(_ delivery: WebhookDelivery, _ db: Database) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO webhooks (id, job_id, state, next_at, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [delivery.id, delivery.jobID, delivery.state.rawValue, delivery.nextAttemptAt, delivery.createdAt,
+                                   try delivery.encoded()])
     }
 
     public func claimDueDeliveries(limit: Int, lease: Double) async throws -> [WebhookDelivery] {

@@ -140,7 +140,7 @@ public final class RedisJobQueue: JobQueue {
                      'error_message', 'the job was interrupted ' .. attempts .. ' times', 'finished_at', num(t))
           redis.call('HDEL', k, 'worker', 'eta', 'lease_until')
           finish(best, t)
-          return nil
+          return {'failed', best}
         end
         local first = redis.call('HGET', k, 'input_kind') == 'youtube' and 'downloading' or 'decoding'
         redis.call('HSET', k, 'status', first, 'worker', worker, 'lease_until', num(t + lease), 'attempts', attempts + 1, 'progress', '0')
@@ -407,8 +407,15 @@ public final class RedisJobQueue: JobQueue {
     }
 
     public func claim(worker: String) async throws -> Job? {
-        try Self.row(try await script(Self.claim, [worker, Self.text(leaseSeconds), String(maxAttempts), Self.text(retryBackoff),
-                                                  ErrorCode.internalError.rawValue]))?.job()
+        let reply = try await script(Self.claim, [worker, Self.text(leaseSeconds), String(maxAttempts), Self.text(retryBackoff),
+                                                  ErrorCode.internalError.rawValue])
+        let flat = reply.elements.compactMap(\.string)
+        if flat.count == 2, flat[0] == "failed" {
+            // Failed here (too many interruptions), not by a worker: announced here.
+            if let job = try await job(id: flat[1]), let delivery = WebhookDelivery(for: job) { try await addDelivery(delivery) }
+            return nil
+        }
+        return try Self.row(reply)?.job()
     }
 
     public func heartbeat(id: String, worker: String) async throws -> Bool {
