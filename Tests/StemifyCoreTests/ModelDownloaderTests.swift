@@ -7,9 +7,8 @@ import Testing
 /// A local HTTP server with Range support (`python3`), standing in for HuggingFace and the
 /// legacy download site; counts the requests that asked for a range.
 final class LocalFileServer: @unchecked Sendable {
-    let port = Int.random(in: 40000..<50000)
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-files-\(UUID().uuidString)")
-    private let process = Process()
+    private var server: LocalPythonServer!
     static let script = #"""
 import http.server, os, sys
 class H(http.server.SimpleHTTPRequestHandler):
@@ -22,26 +21,25 @@ class H(http.server.SimpleHTTPRequestHandler):
         f = open(path, "rb")
         if r and r.startswith("bytes="):
             start = int(r[6:].split("-")[0]); f.seek(start)
-            open(os.path.join(sys.argv[2], ".ranges"), "a").write(self.path + "\n")
+            open(os.path.join(sys.argv[1], ".ranges"), "a").write(self.path + "\n")
             self.send_response(206); self.send_header("Content-Range", f"bytes {start}-{size-1}/{size}")
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(size - start)); self.send_header("Accept-Ranges", "bytes"); self.end_headers()
         return f
     def log_message(self, *a): pass
-os.chdir(sys.argv[2])
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+os.chdir(sys.argv[1])
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
 """#
 
     init() throws {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.script, "\(port)", root.path]
-        try process.run()
-        try waitUntilListening(port: port)
+        server = try LocalPythonServer(script: Self.script, arguments: [root.path])
     }
 
-    var base: String { "http://127.0.0.1:\(port)" }
+    var base: String { "http://127.0.0.1:\(server.port)" }
 
     func put(_ data: Data, at path: String) throws {
         let url = root.appendingPathComponent(path)
@@ -54,8 +52,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
     }
 
     func stop() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        server.stop()
         try? FileManager.default.removeItem(at: root)
     }
 }

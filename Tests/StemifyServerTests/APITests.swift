@@ -554,36 +554,29 @@ struct APITests {
 /// A local stand-in for YouTube: `python3 -m http.server` serving pages whose JSON-LD names the
 /// audio and its duration, which yt-dlp's generic extractor reads like a video page.
 final class FakeVideoSite: @unchecked Sendable {
-    let port = Int.random(in: 20000..<40000)
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-site-\(UUID().uuidString)")
-    private let process = Process()
+    private let server: LocalPythonServer
 
     init(audio: URL, videos: [String: Int]) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: audio, to: directory.appendingPathComponent("audio.mp3"))
+        // The pages name the server's own address, known once it listens.
+        server = try LocalPythonServer.files(in: directory)
         for (name, seconds) in videos {
             let page = """
                 <html><head><title>\(name)</title><script type="application/ld+json">
-                {"@context":"https://schema.org","@type":"VideoObject","name":"\(name)","contentUrl":"http://127.0.0.1:\(port)/audio.mp3",
-                 "duration":"PT\(seconds)S","uploadDate":"2024-01-01","thumbnailUrl":"http://127.0.0.1:\(port)/t.jpg","description":"test"}
+                {"@context":"https://schema.org","@type":"VideoObject","name":"\(name)","contentUrl":"http://127.0.0.1:\(server.port)/audio.mp3",
+                 "duration":"PT\(seconds)S","uploadDate":"2024-01-01","thumbnailUrl":"http://127.0.0.1:\(server.port)/t.jpg","description":"test"}
                 </script></head><body>\(name)</body></html>
                 """
             try page.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        try waitUntilListening(port: port)
     }
 
-    func url(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)" }
+    func url(_ name: String) -> String { "http://127.0.0.1:\(server.port)/\(name)" }
 
     func stop() {
-        // SIGKILL: the server's signal handling leaves SIGTERM ignored in children it spawns.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        server.stop()
         try? FileManager.default.removeItem(at: directory)
     }
 }
