@@ -701,6 +701,41 @@ def main():
                   and not (e.get("source") == "network" and "/api/uploads/" in e["message"])]
         if errors:
             fail(f"console errors: {errors}")
+
+        # A server with API keys: the page asks for one, keeps it, and then works (its stems
+        # and event streams included, through the same cookie).
+        keyed = base / "keyed"
+        key = subprocess.run([str(args.stemify), "keys", "create", "--name", "page"], env=dict(env, STEMIFY_DATA_DIR=str(keyed)),
+                             capture_output=True, text=True, check=True).stdout.strip()
+        keyed_server = subprocess.Popen([str(args.stemify), "serve", "--port", str(args.port + 2), "--data-dir", str(keyed)],
+                                        env=dict(env, STEMIFY_API_KEYS="on"), stdout=open(base / "keyed.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            keyed_url = f"http://127.0.0.1:{args.port + 2}/"
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(keyed_url + "healthz", timeout=1)
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            driver.delete_all_cookies()
+            driver.get(keyed_url)
+            wait.until(lambda d: d.find_element(By.ID, "key-form").is_displayed())
+            shot("api-key-asked")
+            driver.find_element(By.ID, "key-input").send_keys(key)
+            driver.find_element(By.ID, "key-button").click()
+            wait.until(lambda d: d.find_element(By.ID, "limits-text").text.startswith("Up to"))
+            if driver.find_element(By.ID, "key-form").is_displayed():
+                fail("the page still asks for a key after one was given")
+            choose_options(driver, wait)
+            driver.find_element(By.ID, "file-input").send_keys(str(base / "batch a.wav"))
+            driver.find_element(By.ID, "submit-button").click()
+            wait.until(lambda d: d.find_element(By.ID, "job-status").text.startswith("Done"))
+            wait.until(lambda d: all(c.get_attribute("data-drawn") == "true" for c in d.find_elements(By.CSS_SELECTOR, "#stem-list canvas")))
+            driver.find_element(By.ID, "play-button").click()
+            wait.until(lambda d: position(d) > 0.2)
+            shot("api-key-mixer", at="mixer-section")
+        finally:
+            keyed_server.kill()
         print(f"browser test passed; screenshots in {args.artifacts}")
     except Exception:
         shot("failure")

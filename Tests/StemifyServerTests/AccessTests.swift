@@ -129,6 +129,8 @@ struct AccessTests {
                     #expect(r.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
                 }
             }
+            // The page keeps the key in its cookie (for <audio>, downloads and event streams).
+            #expect(try await owner.other(nil).execute(uri: "/api/models", method: .get, headers: [.cookie: "stemify_owner=\(reader)"]).status == .ok)
             let refused = try await Self.submit(as_(reader))
             #expect(refused.status == .forbidden && errorCode(refused.body) == "forbidden")
 

@@ -13,8 +13,14 @@ const $ = (id) => document.getElementById(id);
 // This browser's owner token: what it submits belongs to it, and only it sees those jobs. Kept
 // in a cookie, so every same-origin request carries it (fetches, event streams, <audio>, links);
 // made here, before the first request, so songs sent at once share one owner.
-if (!document.cookie.split("; ").some((c) => c.startsWith("stemify_owner=sto_"))) {
-  document.cookie = `stemify_owner=${newOwnerToken()}; Path=/; Max-Age=31536000; SameSite=Strict`;
+// On a server with API keys, the same cookie carries the key the person entered.
+const ownerCookie = (value) => `stemify_owner=${value}; Path=/; Max-Age=31536000; SameSite=Strict`;
+if (!document.cookie.split("; ").some((c) => c.startsWith("stemify_owner="))) document.cookie = ownerCookie(newOwnerToken());
+
+/** A server with keys on refuses the page until a key is given: ask for one. */
+function askForKey() {
+  $("key-form").hidden = false;
+  $("key-input").focus();
 }
 
 /** What each error code means for the person at the page. */
@@ -62,6 +68,7 @@ const messages = {
 };
 
 function describe(error) {
+  if (error.code === "unauthorized") askForKey();
   const base = messages[error.code] ?? error.message;
   if (error.code === "rate_limited" && error.retryAfter) return `${base} Try again in ${formatDuration(error.retryAfter)}.`;
   return error.message && error.message !== base ? `${base} (${error.message})` : base;
@@ -512,6 +519,13 @@ async function start() {
     }
   });
   document.addEventListener("keydown", handleKey);
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("key-input").value.trim();
+    if (!/^sk_[A-Za-z0-9_-]{20,}$/.test(key)) return showFormError("That is not an API key (they start with sk_).");
+    document.cookie = ownerCookie(key);
+    location.reload();
+  });
   renderRecent();
   try {
     const [serverLimits, models] = await Promise.all([getLimits(), getModels()]);
