@@ -578,6 +578,9 @@ def main():
         if abs(after - before) > 0.01:
             fail(f"an upward swipe on a waveform seeked ({before:.2f} → {after:.2f} s)")
         print(f"phone: an upward swipe on a waveform scrolled the page by {scroll_after - scroll_before:.0f} px and left the position at {after:.2f} s")
+        # Back in the middle of the screen, clear of the transport that stays at the top.
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", wave)
+        time.sleep(0.3)
         box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]", wave)
         y0 = box[1] + box[3] / 2
         touch([(box[0] + box[2] * (0.2 + 0.05 * k), y0) for k in range(12)])

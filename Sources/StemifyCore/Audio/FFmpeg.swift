@@ -131,10 +131,12 @@ public enum FFmpeg {
         }
     }
 
-    /// Sums the inputs, each through its matrix, into one stereo file in `format`. One ffmpeg
-    /// process streams it all (no decoded copy of any stem on disk or in memory); inputs of
-    /// different lengths are padded with silence to the longest.
-    public static func mix(_ inputs: [MixInput], to output: String, format: Format, mp3Bitrate: Int = 320) throws {
+    /// Sums the inputs, each through its matrix, into one stereo file in `format`, at `speed`
+    /// (pitch kept) and transposed by `semitones` (tempo kept). One ffmpeg process streams it all
+    /// (no decoded copy of any stem on disk or in memory); inputs of different lengths are
+    /// padded with silence to the longest.
+    public static func mix(_ inputs: [MixInput], to output: String, format: Format, mp3Bitrate: Int = 320,
+                           speed: Double = 1, semitones: Int = 0, sampleRate: Int = 44100) throws {
         precondition(!inputs.isEmpty)
         var args = ["-nostdin", "-hide_banner", "-v", "error", "-xerror", "-protocol_whitelist", "file", "-format_whitelist", formatWhitelist]
         var graph: [String] = []
@@ -146,12 +148,32 @@ public enum FFmpeg {
             graph.append("[\(k):a:0]pan=stereo|c0=\(row(input.left))|c1=\(row(input.right))[m\(k)]")
         }
         let labels = inputs.indices.map { "[m\($0)]" }.joined()
-        graph.append("\(labels)amix=inputs=\(inputs.count):normalize=0:duration=longest[out]")
+        graph.append("\(labels)amix=inputs=\(inputs.count):normalize=0:duration=longest" + retime(speed: speed, semitones: semitones, sampleRate: sampleRate) + "[out]")
         args += ["-filter_complex", graph.joined(separator: ";"), "-map", "[out]"]
             + encoder(format, mp3Bitrate: mp3Bitrate) + ["-y", "file:\(output)"]
         let result = try Subprocess.run("ffmpeg", args)
         guard result.status == 0 else {
             throw StemifyError(.internalError, "rendering the mix failed", detail: "ffmpeg: \(result.stderrText)")
         }
+    }
+
+    /// The filters after the mix for a speed and a transpose: the pitch moves by resampling
+    /// (`asetrate`, which also changes the tempo by the same factor) and `atempo` (WSOLA) sets
+    /// the tempo to `speed` with that pitch. `atempo` takes 0.5–100 per instance, so slower
+    /// factors are split into several.
+    static func retime(speed: Double, semitones: Int, sampleRate: Int) -> String {
+        guard speed != 1 || semitones != 0 else { return "" }
+        let pitch = pow(2, Double(semitones) / 12)
+        var filters: [String] = []
+        if semitones != 0 {
+            filters += [String(format: "asetrate=%.6f", Double(sampleRate) * pitch), "aresample=\(sampleRate)"]
+        }
+        var tempo = speed / pitch
+        while tempo < 0.5 {
+            filters.append("atempo=0.5")
+            tempo /= 0.5
+        }
+        if abs(tempo - 1) > 1e-9 { filters.append(String(format: "atempo=%.9f", tempo)) }
+        return "," + filters.joined(separator: ",")
     }
 }

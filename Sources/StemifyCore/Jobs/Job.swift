@@ -68,15 +68,22 @@ public struct StemFile: Codable, Sendable, Equatable {
     public var duration: Double
     /// Where its ``WaveformPeaks`` are kept; nil for stems made before peaks were.
     public var peaks: String?
+    /// Where its 16-bit WAV copy for the page's player is kept (``StemOutputOptions/playback``);
+    /// nil where the stem is that WAV itself, or was made before the player.
+    public var playback: String?
 
-    public init(name: String, file: String, format: String, bytes: Int, duration: Double, peaks: String? = nil) {
+    public init(name: String, file: String, format: String, bytes: Int, duration: Double, peaks: String? = nil, playback: String? = nil) {
         self.name = name
         self.file = file
         self.format = format
         self.bytes = bytes
         self.duration = duration
         self.peaks = peaks
+        self.playback = playback
     }
+
+    /// The 16-bit WAV the page's player reads windows of: the playback copy, or a 16-bit WAV stem.
+    public var playbackFile: String? { playback ?? (format == "wav" ? file : nil) }
 }
 
 /// Figures recorded for a finished job.

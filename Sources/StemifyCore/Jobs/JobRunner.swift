@@ -265,6 +265,9 @@ public final class JobRunner: Sendable {
             var copy = stem
             copy.file = try await storage.copyStem(stem.file, job: job.id)
             if let peaks = stem.peaks { copy.peaks = await storage.exists(peaks) ? try await storage.copyStem(peaks, job: job.id) : nil }
+            if let playback = stem.playback {
+                copy.playback = await storage.exists(playback) ? try await storage.copyStem(playback, job: job.id) : nil
+            }
             copies.append(copy)
         }
         return copies
@@ -281,7 +284,7 @@ public final class JobRunner: Sendable {
                                            overlapCount: job.options.numOverlap)
         let output = StemOutputOptions(format: job.options.outputFormat, clipMode: .shared, normalize: job.options.normalize,
                                        instrumental: job.options.removeVocals, mp3Bitrate: configuration.mp3Bitrate,
-                                       peaks: true)
+                                       peaks: true, playback: true)
         let checkpoint = storage.checkpointPath(job.id)
         if let handle = FileHandle(forReadingAtPath: checkpoint.path) {
             // The separator reads the whole checkpoint; the log line needs only its header.
@@ -313,13 +316,14 @@ public final class JobRunner: Sendable {
     /// Keeps the stems in the storage, as the job records them.
     private func publish(_ files: [URL], job: Job, seconds: Double) async throws -> [StemFile] {
         let sizes = files.map { (try? FileManager.default.attributesOfItem(atPath: $0.path)[.size] as? Int) ?? 0 }
-        let peaks = files.map(WaveformPeaks.file(for:)).filter { FileManager.default.fileExists(atPath: $0.path) }
-        let locations = try await storage.keepStems(files + peaks, job: job.id)
-        let kept = Dictionary(uniqueKeysWithValues: zip(peaks, locations.dropFirst(files.count)))
+        let extras = (files.map(WaveformPeaks.file(for:)) + files.map(StemOutputOptions.playbackFile(for:)))
+            .filter { FileManager.default.fileExists(atPath: $0.path) }
+        let locations = try await storage.keepStems(files + extras, job: job.id)
+        let kept = Dictionary(uniqueKeysWithValues: zip(extras, locations.dropFirst(files.count)))
         return files.indices.map { k in
             StemFile(name: files[k].deletingPathExtension().lastPathComponent, file: locations[k],
                      format: job.options.outputFormat.rawValue, bytes: sizes[k], duration: seconds,
-                     peaks: kept[WaveformPeaks.file(for: files[k])])
+                     peaks: kept[WaveformPeaks.file(for: files[k])], playback: kept[StemOutputOptions.playbackFile(for: files[k])])
         }
     }
 

@@ -46,10 +46,13 @@ public struct StemOutputOptions: Sendable {
     public var mp3Bitrate = 320
     /// Also write each stem's ``WaveformPeaks`` beside it (`NAME.peaks.json`).
     public var peaks = false
+    /// Also write a 16-bit WAV of each compressed stem beside it (`NAME.playback.wav`): the page's
+    /// player reads exact sample windows of every stem by byte range, which an MP3 cannot give.
+    public var playback = false
 
     public init(format: FFmpeg.Format = .wav, encoding: WAVEncoding = .int16, clipMode: ClipMode = .rescale, normalize: Bool = false,
                 twoStems: String? = nil, otherMethod: OtherMethod = .add, instrumental: Bool = false, mp3Bitrate: Int = 320,
-                peaks: Bool = false) {
+                peaks: Bool = false, playback: Bool = false) {
         self.format = format
         self.encoding = encoding
         self.clipMode = clipMode
@@ -59,6 +62,12 @@ public struct StemOutputOptions: Sendable {
         self.instrumental = instrumental
         self.mp3Bitrate = mp3Bitrate
         self.peaks = peaks
+        self.playback = playback
+    }
+
+    /// Where the playback copy of the stem written at `stem` goes.
+    public static func playbackFile(for stem: URL) -> URL {
+        stem.deletingPathExtension().appendingPathExtension("playback.wav")
     }
 }
 
@@ -291,6 +300,11 @@ private struct ScratchStem {
         // Parity: `wav / max(1.01 * wav.abs().max(), 1)`.
         let divisor: Float = sharedDivisor ?? (options.clipMode == .rescale ? max(1.01 * peak, 1) : 1)
         var peaks = options.peaks ? PeakAccumulator(sampleRate: sampleRate) : nil
+        let playbackFile = StemOutputOptions.playbackFile(for: final)
+        let playbackTmp = tmp.path + ".playback.wav"
+        let playback = options.playback && options.format != .wav
+            ? try WAVWriter(path: playbackTmp, channels: channels, sampleRate: sampleRate, encoding: .int16) : nil
+        defer { if playback != nil { try? FileManager.default.removeItem(atPath: playbackTmp) } }
         try handle.seek(toOffset: 0)
         let block = 1 << 16
         while let data = try handle.read(upToCount: block * channels * 4), !data.isEmpty {
@@ -307,8 +321,10 @@ private struct ScratchStem {
             }
             peaks?.add(planar)
             try writer.write(planar)
+            try playback?.write(planar)
         }
         try writer.finish()
+        try playback?.finish()
         try handle.close()
         if options.format != .wav {
             defer { try? FileManager.default.removeItem(atPath: wavPath) }
@@ -316,6 +332,10 @@ private struct ScratchStem {
         }
         _ = try? FileManager.default.removeItem(at: final)
         try FileManager.default.moveItem(at: tmp, to: final)
+        if playback != nil {
+            _ = try? FileManager.default.removeItem(at: playbackFile)
+            try FileManager.default.moveItem(atPath: playbackTmp, toPath: playbackFile.path)
+        }
         if var peaks {
             try JSONEncoder().encode(peaks.finish()).write(to: WaveformPeaks.file(for: final), options: .atomic)
         }

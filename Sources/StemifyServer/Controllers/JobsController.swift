@@ -24,6 +24,8 @@ struct JobsController: Sendable {
         router.get("/api/jobs/:id/stems/:file", use: stem)
         router.head("/api/jobs/:id/stems/:file", use: stem)
         router.get("/api/jobs/:id/peaks/:name", use: peaks)
+        router.get("/api/jobs/:id/playback/:name", use: playback)
+        router.head("/api/jobs/:id/playback/:name", use: playback)
     }
 
     /// The job as the API shows it.
@@ -39,9 +41,10 @@ struct JobsController: Sendable {
             var bytes: Int
             var duration: Double
             var peaksUrl: String?
+            var playbackUrl: String?
 
             enum CodingKeys: String, CodingKey {
-                case name, url, format, bytes, duration, peaksUrl = "peaks_url"
+                case name, url, format, bytes, duration, peaksUrl = "peaks_url", playbackUrl = "playback_url"
             }
         }
         var jobId: String
@@ -98,7 +101,8 @@ struct JobsController: Sendable {
             stems = job.stems.map { stem in
                 let url = storage.directURL(stem.file) ?? "/api/jobs/\(job.id)/stems/\(stem.name).\(stem.format)"
                 return Stem(name: stem.name, url: url, format: stem.format, bytes: stem.bytes, duration: stem.duration,
-                            peaksUrl: stem.peaks == nil ? nil : "/api/jobs/\(job.id)/peaks/\(stem.name)")
+                            peaksUrl: stem.peaks == nil ? nil : "/api/jobs/\(job.id)/peaks/\(stem.name)",
+                            playbackUrl: stem.playbackFile == nil ? nil : "/api/jobs/\(job.id)/playback/\(stem.name)")
             }
             metrics = job.metrics
             statusUrl = "/api/jobs/\(job.id)"
@@ -250,6 +254,18 @@ struct JobsController: Sendable {
         guard let location = job.stems.first(where: { $0.name == name })?.peaks else { throw missing }
         return try await serve(location, request: request, context: context, missing: missing, headers: [
             .contentType: "application/json", .cacheControl: StemHeaders.cacheControl,
+        ])
+    }
+
+    /// A stem as 16-bit WAV for the page's player, which reads windows of every stem by Range:
+    /// always through the API (same origin), so Web Audio may read the samples.
+    @Sendable func playback(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let (job, _) = try await load(context)
+        let name = try context.parameters.require("name")
+        let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no playback copy of '\(name)'")
+        guard let location = job.stems.first(where: { $0.name == name })?.playbackFile else { throw missing }
+        return try await serve(location, request: request, context: context, missing: missing, headers: [
+            .acceptRanges: "bytes", .contentType: StemHeaders.contentType("wav"), .cacheControl: StemHeaders.cacheControl,
         ])
     }
 

@@ -5,7 +5,7 @@ import NIOCore
 import StemifyCore
 
 /// `POST /api/jobs/{id}/mix`: the job's stems mixed as the page's mixer sets them (volume, pan,
-/// mute per stem), rendered on the server by one ffmpeg process.
+/// mute per stem, speed and key), rendered on the server by one ffmpeg process.
 ///
 /// On the server rather than in the page (an `OfflineAudioContext`): the page would have to
 /// download and decode every stem whole (a 10-minute song is ~100 MB of samples per stem in
@@ -22,7 +22,13 @@ struct MixController: Sendable {
     struct MixRequest: Decodable {
         var format: String?
         var stems: [String: StemMixSettings]?
+        var speed: Double?
+        var semitones: Int?
     }
+
+    /// The mixer's ranges: 50–150 % speed, ±6 semitones.
+    static let speedRange = 0.5...1.5
+    static let semitoneRange = -6...6
 
     func addRoutes(to router: Router<AppRequestContext>) {
         router.post("/api/jobs/:id/mix", use: mix)
@@ -30,7 +36,7 @@ struct MixController: Sendable {
 
     @Sendable func mix(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        let invalid = StemifyError(.invalidMix, "send JSON {\"format\": \"wav\"|\"mp3\"|\"flac\", \"stems\": {NAME: {\"volume\": 0–2, \"pan\": −1–1, \"muted\": bool}}}")
+        let invalid = StemifyError(.invalidMix, "send JSON {\"format\": \"wav\"|\"mp3\"|\"flac\", \"stems\": {NAME: {\"volume\": 0–2, \"pan\": −1–1, \"muted\": bool}}, \"speed\": 0.5–1.5, \"semitones\": −6–6}")
         let body: ByteBuffer
         do { body = try await request.body.collect(upTo: 64 * 1024) } catch { throw invalid }
         let data = Data(body.readableBytesView)
@@ -44,6 +50,10 @@ struct MixController: Sendable {
         guard job.status == .done, !job.stems.isEmpty else { throw StemifyError(.stemNotFound, "job '\(job.id)' has no stems yet") }
         guard let format = FFmpeg.Format(rawValue: mix.format ?? "wav") else {
             throw StemifyError(.invalidMix, "the format must be wav, mp3 or flac")
+        }
+        let (speed, semitones) = (mix.speed ?? 1, mix.semitones ?? 0)
+        guard Self.speedRange.contains(speed), Self.semitoneRange.contains(semitones) else {
+            throw StemifyError(.invalidMix, "speed must be within 0.5–1.5 and semitones within −6–6")
         }
         let settings = mix.stems ?? [:]
         for (name, s) in settings {
@@ -71,7 +81,7 @@ struct MixController: Sendable {
                     let m = (settings[stem.name] ?? StemMixSettings.left(out: stem.name, of: names)).matrix(channels: probe.channels)
                     return FFmpeg.MixInput(path: path, probe: probe, left: m.left, right: m.right)
                 }
-                try FFmpeg.mix(inputs, to: output, format: format, mp3Bitrate: bitrate)
+                try FFmpeg.mix(inputs, to: output, format: format, mp3Bitrate: bitrate, speed: speed, semitones: semitones)
             }
         }
         // Open, then let the folder go: the open file stays readable until the body is sent, and
@@ -97,7 +107,7 @@ struct MixController: Sendable {
     /// `{"Format": "mp3"}` or `{"muted ": true}` gave a WAV with every stem in.
     static func unknownMember(in data: Data) -> String? {
         guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        if let key = top.keys.sorted().first(where: { $0 != "format" && $0 != "stems" }) { return key }
+        if let key = top.keys.sorted().first(where: { !["format", "stems", "speed", "semitones"].contains($0) }) { return key }
         for (name, value) in (top["stems"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
             let members = (value as? [String: Any] ?? [:]).keys.sorted()
             if let key = members.first(where: { !["volume", "pan", "muted"].contains($0) }) { return "stems.\(name).\(key)" }

@@ -29,6 +29,8 @@ struct ServiceController: Sendable {
         }
         router.get("/app.js") { _, _ in try resource("app.js", type: "text/javascript; charset=utf-8") }
         router.get("/mixer.js") { _, _ in try resource("mixer.js", type: "text/javascript; charset=utf-8") }
+        router.get("/player.js") { _, _ in try resource("player.js", type: "text/javascript; charset=utf-8") }
+        router.get("/player-worklet.js") { _, _ in try resource("player-worklet.js", type: "text/javascript; charset=utf-8") }
         router.get("/style.css") { _, _ in try resource("style.css", type: "text/css; charset=utf-8") }
         router.get("/lib/:file") { _, context in
             // The committed build of clients/typescript (the page imports it as an ES module).

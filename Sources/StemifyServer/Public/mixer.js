@@ -1,13 +1,14 @@
 // The mixer: every stem of a finished job on one timeline (shared playhead, click or drag to
-// seek, zoom and scroll), practice controls (A–B loop, speed with pitch kept, volume, pan, mute,
-// solo, minus one) and the export of the current mix.
+// seek, zoom and scroll), practice controls (A–B loop, speed with pitch kept, key with tempo
+// kept, volume, pan, mute, solo, minus one) and the export of the current mix.
 //
-// Playback streams each stem through an <audio> element (a 10-minute song starts at once, no
-// decoding of whole files) into Web Audio: element → gain → StereoPannerNode → speakers. The
-// export sends the same volumes, pans and mutes to the server, which applies the same gain and
-// pan law (POST /api/jobs/{id}/mix), so the file is what was heard.
+// Playback is one clock for every stem (player.js): one AudioWorklet output per stem → gain →
+// StereoPannerNode → the pitch shifter → speakers. The export sends the same volumes, pans,
+// mutes, speed and key to the server, which applies the same gain and pan law and the same
+// speed and key (POST /api/jobs/{id}/mix), so the file is what was heard.
 
 import { exportMix, getPeaks } from "/lib/client.js";
+import { StemPlayer } from "./player.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -43,12 +44,7 @@ function control(tag, props) {
 export function closeMixer() {
   if (!mix) return;
   cancelAnimationFrame(mix.frame);
-  for (const t of mix.tracks) {
-    t.audio.pause();
-    t.audio.removeAttribute("src");
-    t.audio.load();
-  }
-  mix.context?.close();
+  mix.player?.close();
   mix.resize.disconnect();
   mix = null;
   $("stem-list").replaceChildren();
@@ -76,7 +72,7 @@ export function openMixer(job) {
     job, duration, tracks: [], context: null, frame: 0,
     view: { start: 0, span: duration },
     loop: { a: null, b: null, on: false },
-    speed: 1, drag: null,
+    speed: 1, semitones: 0, drag: null, player: null, at: 0,
     resize: new ResizeObserver(() => drawAll()),
   };
   const hasInstrumental = job.stems.some((s) => s.name === "instrumental");
@@ -87,11 +83,25 @@ export function openMixer(job) {
   $("ruler").setAttribute("aria-valuemax", duration.toFixed(2));
   fit();
   $("speed-input").value = "100";
+  $("transpose-input").value = "0";
   showSpeed();
+  showKey();
   showLoop();
   applyMix();
   mix.resize.observe($("ruler"));
   const current = mix;
+  $("play-button").disabled = true;
+  $("mixer-status").textContent = "";
+  if (job.stems.every((s) => s.playback_url)) {
+    StemPlayer.open(job.stems.map((s) => ({ name: s.name, url: s.playback_url }))).then((player) => {
+      if (mix !== current) { player.close(); return; }
+      connect(player);
+    }, (error) => {
+      if (mix === current) $("mixer-status").textContent = `The stems cannot be played here (${error.message}); download them below.`;
+    });
+  } else {
+    $("mixer-status").textContent = "This song was separated before the mixer could play it; separate it again to play it here, or download the stems below.";
+  }
   Promise.all(current.tracks.map(async (t) => {
     try {
       t.peaks = t.stem.peaks_url ? await getPeaks(t.stem.peaks_url) : null;
@@ -109,13 +119,9 @@ export function openMixer(job) {
 }
 
 function buildTrack(stem, index, hasInstrumental) {
-  // Same origin whatever `stem.url` is (a bucket may not allow Web Audio to read its samples).
-  const audio = new Audio(`/api/jobs/${encodeURIComponent(mix.job.job_id)}/stems/${encodeURIComponent(stem.name)}.${stem.format}`);
-  audio.preload = "auto";
-  audio.preservesPitch = true;
   // The instrumental is the other stems summed: it starts muted so the song is not doubled.
   const track = {
-    stem, name: stem.name, audio, index, volume: 1, pan: 0,
+    stem, name: stem.name, index, volume: 1, pan: 0,
     muted: hasInstrumental && stem.name === "instrumental", solo: false, peaks: undefined, loudest: 1,
   };
   const label = stem.name.replace("_", " ");
@@ -218,80 +224,74 @@ export function karaoke() {
   applyMix();
 }
 
-/** Web Audio starts on the first play (browsers allow it only after a gesture). */
-function ensureGraph() {
-  if (mix.context) return;
-  const context = new AudioContext();
+/** Each stem's output of the player → gain → panner → the player's shifter and speakers. */
+function connect(player) {
+  mix.player = player;
   for (const t of mix.tracks) {
-    const source = context.createMediaElementSource(t.audio);
-    t.gain = context.createGain();
-    t.panner = context.createStereoPanner();
-    source.connect(t.gain).connect(t.panner).connect(context.destination);
+    t.gain = player.context.createGain();
+    t.panner = player.context.createStereoPanner();
+    player.node.connect(t.gain, t.index).connect(t.panner).connect(player.input);
   }
-  mix.context = context;
+  player.setSpeed(mix.speed);
+  player.setKey(mix.semitones);
+  player.seek(mix.at);
+  sendLoop();
+  player.onended = () => showPlaying();
+  player.onerror = () => { $("mixer-status").textContent = "The stems stopped arriving; playback goes on when the connection is back."; };
   applyMix();
+  $("play-button").disabled = false;
+  // For the browser tests, which record what the page plays.
+  window.stemifyPlayer = player;
 }
 
 // MARK: - Transport
 
-function master() {
-  return mix?.tracks[0]?.audio;
+function playing() {
+  return Boolean(mix?.player?.playing);
 }
 
 function position() {
-  return master()?.currentTime ?? 0;
+  return mix?.player ? mix.player.position : (mix?.at ?? 0);
 }
 
 export function seekTo(seconds) {
   if (!mix) return;
   const at = Math.min(Math.max(0, seconds), mix.duration);
-  for (const t of mix.tracks) t.audio.currentTime = at;
+  mix.at = at;
+  mix.player?.seek(at);
   follow(at);
   showPosition(at);
 }
 
 export async function togglePlay() {
-  if (!mix) return;
-  const lead = master();
-  if (lead.paused) {
-    ensureGraph();
-    await mix.context.resume();
+  if (!mix?.player) return;
+  if (!playing()) {
     // Play after the end starts again (at A when looping), as every player does.
-    let at = lead.ended || lead.currentTime >= mix.duration ? 0 : lead.currentTime;
+    let at = position() >= mix.duration - 0.01 ? 0 : position();
     if (mix.loop.on && (at < mix.loop.a || at >= mix.loop.b)) at = mix.loop.a;
-    for (const t of mix.tracks) {
-      t.audio.currentTime = at;
-      t.audio.playbackRate = mix.speed;
-    }
-    await Promise.all(mix.tracks.map((t) => t.audio.play().catch(() => {})));
+    mix.player.seek(at);
+    const started = mix.player.play();
+    showPlaying();
+    await started;
   } else {
-    for (const t of mix.tracks) t.audio.pause();
+    mix.player.pause();
+    mix.at = position();
   }
   showPlaying();
 }
 
 function showPlaying() {
-  const playing = mix && !master().paused;
-  $("play-button").textContent = playing ? "Pause" : "Play";
-  $("play-button").setAttribute("aria-pressed", String(Boolean(playing)));
+  const on = playing();
+  $("play-button").textContent = on ? "Pause" : "Play";
+  $("play-button").setAttribute("aria-pressed", String(on));
 }
 
-/** Every frame: the playhead, the loop, and the followers kept within 50 ms of the first stem. */
+/** Every frame: the playhead (the loop itself is kept by the player, sample by sample). */
 function tick() {
   if (!mix) return;
-  const lead = master();
-  let at = lead.currentTime;
-  if (!lead.paused && mix.loop.on && at >= mix.loop.b) {
-    at = mix.loop.a;
-    for (const t of mix.tracks) t.audio.currentTime = at;
-    mix.loops = (mix.loops ?? 0) + 1;
-  } else if (!lead.paused) {
-    for (const t of mix.tracks.slice(1)) {
-      if (Math.abs(t.audio.currentTime - at) > 0.05) t.audio.currentTime = at;
-    }
-  }
-  if (lead.ended && !mix.tracks.some((t) => !t.audio.paused && !t.audio.ended)) showPlaying();
-  if (!lead.paused && mix.drag === null) follow(at);
+  const at = position();
+  $("mixer-section").dataset.waiting = String(Boolean(mix.player?.waiting));
+  if (playing() && mix.drag === null) follow(at);
   showPosition(at);
   mix.frame = requestAnimationFrame(tick);
 }
@@ -313,12 +313,27 @@ export function setSpeed(percent) {
   const clamped = Math.min(150, Math.max(50, Math.round(percent / 5) * 5));
   mix.speed = clamped / 100;
   $("speed-input").value = String(clamped);
-  for (const t of mix.tracks) t.audio.playbackRate = mix.speed;
+  mix.player?.setSpeed(mix.speed);
   showSpeed();
 }
 
 function showSpeed() {
   $("speed-text").value = `${$("speed-input").value} %`;
+}
+
+/** Transpose by `semitones` (−6…6), tempo kept. */
+export function setKey(semitones) {
+  if (!mix) return;
+  mix.semitones = Math.min(6, Math.max(-6, Math.round(semitones)));
+  $("transpose-input").value = String(mix.semitones);
+  mix.player?.setKey(mix.semitones);
+  showKey();
+}
+
+function showKey() {
+  const k = Number($("transpose-input").value);
+  $("transpose-text").value = k === 0 ? "±0" : `${k > 0 ? "+" : "−"}${Math.abs(k)}`;
+  $("transpose-input").setAttribute("aria-valuetext", k === 0 ? "original key" : `${Math.abs(k)} semitone${Math.abs(k) === 1 ? "" : "s"} ${k > 0 ? "up" : "down"}`);
 }
 
 // MARK: - Loop
@@ -347,7 +362,14 @@ export function clearLoop() {
   showLoop();
 }
 
+/** The player loops sample-exactly; it is told whenever the loop changes. */
+function sendLoop() {
+  const { a, b, on } = mix.loop;
+  mix.player?.setLoop(on ? a : null, b);
+}
+
 function showLoop() {
+  sendLoop();
   const { a, b, on } = mix.loop;
   const set = a !== null && b !== null;
   $("loop-button").setAttribute("aria-pressed", String(on));
@@ -548,9 +570,11 @@ function drawRuler() {
 
 // MARK: - Export
 
-/** What the server needs to render what is heard: every stem's volume, pan and whether it is heard. */
+/** What the server needs to render what is heard: every stem's volume, pan and whether it is
+ *  heard, the speed and the key. */
 function settings() {
-  return Object.fromEntries(mix.tracks.map((t) => [t.name, { volume: t.volume, pan: t.pan, muted: !audible(t) }]));
+  const stems = Object.fromEntries(mix.tracks.map((t) => [t.name, { volume: t.volume, pan: t.pan, muted: !audible(t) }]));
+  return { stems, speed: mix.speed, semitones: mix.semitones };
 }
 
 export async function exportCurrentMix(describe) {
@@ -560,7 +584,7 @@ export async function exportCurrentMix(describe) {
   button.disabled = true;
   $("export-status").textContent = "Rendering the mix…";
   try {
-    const blob = await exportMix(mix.job.job_id, { format, stems: settings() });
+    const blob = await exportMix(mix.job.job_id, { format, ...settings() });
     const name = /^https?:/.test(mix.job.input_name ?? "") ? `stemify-${mix.job.job_id.slice(0, 8)}` : title(mix.job).replace(/[\\/:*?"<>|]/g, "_");
     const link = control("a", { href: URL.createObjectURL(blob), download: `${name} (mix).${format}` });
     link.click();
@@ -594,6 +618,7 @@ export function handleKey(e) {
   else if (key === "l" || key === "L") toggleLoop();
   else if (key === "Escape") clearLoop();
   else if (key === "[" || key === "]") setSpeed(mix.speed * 100 + (key === "[" ? -5 : 5));
+  else if (key === "," || key === ".") setKey(mix.semitones + (key === "," ? -1 : 1));
   else if (key === "+" || key === "=") zoom(2);
   else if (key === "-" || key === "_") zoom(0.5);
   else if (key === "0") fit();
@@ -617,6 +642,7 @@ export function setUpMixer(describe) {
   });
   $("play-button").addEventListener("click", togglePlay);
   $("speed-input").addEventListener("input", () => setSpeed(Number($("speed-input").value)));
+  $("transpose-input").addEventListener("input", () => setKey(Number($("transpose-input").value)));
   $("loop-button").addEventListener("click", toggleLoop);
   $("zoom-in-button").addEventListener("click", () => zoom(2));
   $("zoom-out-button").addEventListener("click", () => zoom(0.5));

@@ -41,6 +41,8 @@ export interface Stem {
   duration: number;
   /** The stem's waveform peaks (same origin); null for stems made before peaks were written. */
   peaks_url?: string | null;
+  /** The stem as 16-bit WAV, for players that read exact sample windows of every stem (same origin). */
+  playback_url?: string | null;
 }
 
 /** `components.schemas.Peaks`: the loudest sample of any channel per window, in 1/scale of full scale. */
@@ -66,6 +68,10 @@ export interface MixRequest {
   format?: OutputFormat;
   /** By stem name; stems left out play at volume 1, centred, except a karaoke job's `instrumental`, which stays out unless named. */
   stems?: Record<string, StemMix>;
+  /** Tempo factor 0.5–1.5, pitch kept (default 1). */
+  speed?: number;
+  /** Transpose −6…6 semitones, tempo kept (default 0). */
+  semitones?: number;
 }
 
 /** `components.schemas.Job.properties.error` */
