@@ -133,15 +133,20 @@ class CuttingProxy(threading.Thread):
             self.close(src, dst)
 
 
-def downloaded(folder, before, suffix, timeout=60):
-    """The file ending in `suffix` that appeared in `folder` since `before` (its listing), once complete."""
+def downloaded(folder, before, suffix, timeout=60, driver=None):
+    """The file ending in `suffix` that appeared in `folder` since `before` (its listing), once
+    complete; on failure, what the page said (its status lines and console)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         new = [p for p in set(folder.iterdir()) - before if p.suffix == suffix]
         if new:
             return new[0]
         time.sleep(0.2)
-    fail(f"no {suffix} file was downloaded: {list(folder.iterdir())}")
+    said = ""
+    if driver is not None:
+        said = driver.execute_script("return [...document.querySelectorAll('[aria-live], .help')].map(e => e.id + ': ' + e.textContent.trim()).filter(t => t.length > 2).join(' | ')")
+        said += f"; console: {[e['message'] for e in driver.get_log('browser')][-5:]}"
+    fail(f"no {suffix} file was downloaded: {list(folder.iterdir())}; the page: {said}")
 
 
 def wav_channels(data):
@@ -246,6 +251,85 @@ def zip_names(path):
         if z.testzip() is not None:
             fail(f"{path.name} has a damaged entry")
         return sorted(z.namelist())
+
+
+# Records every stem's output of the page's player (its "tap", before volume and pan) while it
+# plays a loop from A to B (seconds), and finds each recording in the stem's own samples: the
+# stems must sit at the same song frame at the same instant (spread 0) and every recorded
+# sample must be the stem's sample at that frame, jumps from B back to A included. Then a
+# 440 Hz tone through the page's pitch shifter at +3 semitones, measured by its zero crossings.
+ONE_CLOCK = """
+const [a, b, done] = [arguments[0], arguments[1], arguments[arguments.length - 1]];
+(async () => {
+  const { player, taps } = window.stemifyMixer;
+  const rate = player.context.sampleRate;
+  if (rate !== player.rate) throw new Error(`the context runs at ${rate} Hz, the stems at ${player.rate}`);
+  const stems = await Promise.all(player.stems.map(async (stem, k) => {
+    const bytes = await (await fetch(stem.url)).arrayBuffer();
+    const h = player.headers[k], view = new DataView(bytes);
+    const x = new Float32Array(h.frames);
+    for (let i = 0; i < h.frames; i++) x[i] = view.getInt16(h.offset + i * h.blockAlign, true) / 32768;
+    return x;
+  }));
+  const record = (tap, frames) => new Promise((resolve) => {
+    const on = (e) => {
+      if (!e.data.recorded) return;
+      tap.port.removeEventListener('message', on);
+      resolve({ samples: e.data.recorded[0], start: Math.round(e.data.time * rate) - frames });
+    };
+    tap.port.addEventListener('message', on);
+    tap.port.start();
+    tap.port.postMessage({ record: frames });
+  });
+  const [A, B] = [Math.round(a * player.rate), Math.round(b * player.rate)];
+  // The stem frame the player gives `i` frames after the recording's first, looping A to B.
+  const frameAt = (first, i) => { let f = first + i; while (f >= B) f = A + (f - B); return f; };
+  player.setLoop(a, b);
+  player.seek(a);
+  await player.play();
+  await new Promise((r) => setTimeout(r, 300));
+  const frames = Math.round((b - a) * player.rate * 1.5);
+  const takes = await Promise.all(taps.slice(0, 3).map((tap) => record(tap, frames)));
+  player.pause();
+  let mismatches = 0, jumps = 0;
+  const offsets = takes.map((take, k) => {
+    const x = stems[k], y = take.samples;
+    // Where the first 512 recorded samples are in the stem (between A and B).
+    let first = -1;
+    for (let f = A; f < B && first < 0; f++) {
+      let same = true;
+      for (let i = 0; i < 512 && same; i++) same = Math.abs(x[frameAt(f, i)] - y[i]) < 1e-6;
+      if (same) first = f;
+    }
+    if (first < 0) { mismatches += y.length; return null; }
+    for (let i = 0; i < y.length; i++) {
+      if (Math.abs(x[frameAt(first, i)] - y[i]) >= 1e-6) mismatches++;
+      if (i > 0 && frameAt(first, i) < frameAt(first, i - 1)) jumps++;
+    }
+    // The song frame played at context frame 0 of the recordings' common clock.
+    return first - take.start;
+  });
+  const known = offsets.filter((o) => o !== null);
+  const spread = known.length === offsets.length ? Math.max(...known) - Math.min(...known) : null;
+
+  const context = player.context;
+  const tone = new OscillatorNode(context, { frequency: 440 });
+  const shifter = new AudioWorkletNode(context, 'pitch-shifter', { outputChannelCount: [2] });
+  const tap = new AudioWorkletNode(context, 'tap', { outputChannelCount: [2] });
+  const silent = new GainNode(context, { gain: 0 });
+  shifter.port.postMessage({ factor: 2 ** (3 / 12) });
+  tone.connect(shifter).connect(tap).connect(silent).connect(context.destination);
+  tone.start();
+  await new Promise((r) => setTimeout(r, 300));
+  const y = (await record(tap, rate)).samples;
+  tone.stop();
+  tone.disconnect();
+  const crossings = [];
+  for (let i = 1; i < y.length; i++) if (y[i - 1] < 0 && y[i] >= 0) crossings.push(i - y[i] / (y[i] - y[i - 1]));
+  const transposed = (crossings.length - 1) / ((crossings[crossings.length - 1] - crossings[0]) / rate);
+  done({ offsets, spread, mismatches, jumps, transposed });
+})().catch((e) => done({ error: String(e) }));
+"""
 
 
 def main():
@@ -385,6 +469,18 @@ def main():
             fail(f"the loop {a:.2f}–{b:.2f} s did not repeat: positions {min(trace):.2f}–{max(trace):.2f}, jumps {jumps}")
         print(f"loop {a:.2f}–{b:.2f} s: {len(jumps)} jump(s) back to A, from {[round(x, 2) for x, _ in jumps]} s")
         shot("loop", at="mixer-section")
+        # One clock: what the player gives each stem is the stem's own samples (its 16-bit WAV)
+        # at the same song position, sample for sample, and through the loop's jump.
+        driver.set_script_timeout(120)
+        clock = driver.execute_async_script(ONE_CLOCK, a, b)
+        if "error" in clock:
+            fail(f"recording the stems failed: {clock['error']}")
+        print(f"one clock: stems {clock['offsets']} (song frames at one instant), {clock['mismatches']} samples off, "
+              f"{clock['jumps']} loop jump(s) recorded; transpose +3: {clock['transposed']:.2f} Hz for 440·2^(3/12) = 523.25 Hz")
+        if clock["spread"] != 0 or clock["mismatches"] or not clock["jumps"]:
+            fail(f"the stems are not on one clock: {clock}")
+        if abs(clock["transposed"] / 523.2511 - 1) > 0.01:
+            fail(f"a tone transposed by +3 semitones came out at {clock['transposed']:.2f} Hz")
         # The keyboard marks a loop too: A and B at the playhead; Escape clears it.
         press(driver, Keys.ESCAPE)
         click_at(driver, wave, 0.10)
@@ -450,7 +546,7 @@ def main():
         Select(driver.find_element(By.ID, "export-format")).select_by_value("wav")
         before = set(downloads.iterdir())
         driver.find_element(By.ID, "export-button").click()
-        exported = downloaded(downloads, before, ".wav")
+        exported = downloaded(downloads, before, ".wav", driver=driver)
         job_id = rows[0].find_element(By.CSS_SELECTOR, "a.download").get_attribute("href").split("/api/jobs/")[1].split("/")[0]
         # The page's jobs belong to the owner cookie the server gave it.
         owner = {"Cookie": f"stemify_owner={driver.get_cookie('stemify_owner')['value']}"}

@@ -74,6 +74,44 @@ struct StemMixTests {
         #expect(snr(reference: swapped[...], estimate: x.data[...]) < 40, "pans \(pans)")
     }
 
+    /// The frequency of a steady tone, from the mean spacing of its rising zero crossings.
+    static func frequency(_ x: ArraySlice<Float>, sampleRate: Double) -> Double {
+        var crossings: [Double] = []
+        var previous = x[x.startIndex]
+        for i in (x.startIndex + 1)..<x.endIndex {
+            let v = x[i]
+            if previous < 0 && v >= 0 { crossings.append(Double(i - x.startIndex) - Double(v) / Double(v - previous)) }
+            previous = v
+        }
+        guard let first = crossings.first, let last = crossings.last, crossings.count > 1 else { return 0 }
+        return Double(crossings.count - 1) / ((last - first) / sampleRate)
+    }
+
+    @Test("speed and key in the export: a 440 Hz tone of 4 s lasts 4/speed s and sounds at 440·2^(k/12) Hz (±1 %)",
+          arguments: [(1.0, 3), (1.5, 0), (0.5, 0), (0.75, -6), (1.25, 6), (0.5, -6), (1.5, 6)])
+    func speedAndKey(_ setting: (speed: Double, semitones: Int)) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stemify-mixtest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let n = 4 * 44100
+        let tone = (0..<n).map { Float(0.5 * sin(2 * Double.pi * 440 * Double($0) / 44100)) }
+        let path = dir.appendingPathComponent("tone.wav").path
+        try write([tone, tone], to: path)
+        let probe = try FFmpeg.probe(path)
+        let m = StemMixSettings().matrix(channels: 2)
+        let output = dir.appendingPathComponent("mix.wav").path
+        try FFmpeg.mix([FFmpeg.MixInput(path: path, probe: probe, left: m.left, right: m.right)], to: output, format: .wav,
+                       speed: setting.speed, semitones: setting.semitones)
+        let source = try WAVFileSource(path: output)
+        let seconds = Double(source.frameCount) / Double(source.sampleRate)
+        #expect(abs(seconds - 4 / setting.speed) < 0.05, "\(setting): \(seconds) s")
+        let x = try source.read(from: 0, count: source.frameCount)
+        // The middle half: away from the filters' start and end.
+        let f = Self.frequency(x.data[(source.frameCount / 4)..<(3 * source.frameCount / 4)], sampleRate: Double(source.sampleRate))
+        let expected = 440 * pow(2, Double(setting.semitones) / 12)
+        #expect(abs(f / expected - 1) < 0.01, "\(setting): \(f) Hz, expected \(expected)")
+    }
+
     @Test("a muted stem contributes nothing")
     func muted() {
         let m = StemMixSettings(volume: 1.5, pan: 0.2, muted: true).matrix(channels: 2)

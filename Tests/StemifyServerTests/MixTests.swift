@@ -141,6 +141,67 @@ struct MixTests {
         }
     }
 
+    @Test("every stem has a 16-bit WAV for the player: an MP3 job's equals the WAV job's stem sample for sample; Range and HEAD work",
+          arguments: ["folder", "S3"])
+    func playback(_ storage: String) async throws {
+        let configuration = storage == "S3" ? try inFreshBucket(testConfiguration()) : testConfiguration()
+        try await withServer(configuration) { client in
+            let song = Data(UploadTests().wav(seconds: 3))
+            func separate(_ format: String) async throws -> (String, [[String: Any]]) {
+                let options = BatchTests.options.filter { $0.name != "output_format" } + [("output_format", nil, Data(format.utf8))]
+                let (headers, body) = multipartParts(options + [("file", "song.wav", song)])
+                let accepted = try await client.execute(uri: "/api/stemify", method: .post, headers: headers, body: body)
+                let id = try #require(json(accepted.body)["job_id"] as? String)
+                _ = try await client.execute(uri: "/api/jobs/\(id)/events", method: .get)
+                let job = json(try await client.execute(uri: "/api/jobs/\(id)", method: .get).body)
+                #expect(job["status"] as? String == "done", "\(job)")
+                return (id, try #require(job["stems"] as? [[String: Any]]))
+            }
+            let (wavJob, wavStems) = try await separate("wav")
+            let (mp3Job, mp3Stems) = try await separate("mp3")
+            #expect(mp3Stems.count == 4 && wavStems.count == 4)
+            for stem in mp3Stems {
+                let name = try #require(stem["name"] as? String)
+                #expect(stem["playback_url"] as? String == "/api/jobs/\(mp3Job)/playback/\(name)")
+                let copy = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/\(name)", method: .get)
+                #expect(copy.status == .ok && copy.headers[.contentType] == "audio/wav")
+                // The WAV job's stem is the same separation written as 16-bit WAV, and a WAV stem
+                // is its own playback copy.
+                let wav = try await client.execute(uri: "/api/jobs/\(wavJob)/stems/\(name).wav", method: .get)
+                let wavCopy = try await client.execute(uri: "/api/jobs/\(wavJob)/playback/\(name)", method: .get)
+                #expect(wavStems.first { $0["name"] as? String == name }?["playback_url"] as? String == "/api/jobs/\(wavJob)/playback/\(name)")
+                let a = try planar(copy.body), b = try planar(wav.body)
+                #expect(a == b, "\(name): the playback copy differs from the 16-bit stem")
+                #expect(Data(wavCopy.body.readableBytesView) == Data(wav.body.readableBytesView))
+                // The player reads sample windows by Range.
+                let bytes = Data(copy.body.readableBytesView)
+                let part = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/\(name)", method: .get, headers: [.range: "bytes=44-4139"])
+                #expect(part.status == .partialContent && part.headers[.contentRange] == "bytes 44-4139/\(bytes.count)")
+                #expect(Data(part.body.readableBytesView) == bytes[44...4139])
+                let head = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/\(name)", method: .head)
+                #expect(head.status == .ok && head.headers[.contentLength] == "\(bytes.count)")
+            }
+            let missing = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/kazoo", method: .get)
+            #expect(missing.status == .notFound && errorCode(missing.body) == "stem_not_found")
+        }
+    }
+
+    @Test("speed and key in a mix export: 1.5× lasts two thirds; out of range or not whole semitones is invalid_mix")
+    func speedAndKey() async throws {
+        try await withServer(testConfiguration()) { client in
+            let (id, _) = try await finishedJob(client)
+            let faster = try await post(client, id, "{\"speed\":1.5,\"semitones\":-2}")
+            #expect(faster.status == .ok, "\(String(buffer: faster.body))")
+            let rendered = try planar(faster.body)
+            #expect(abs(Double(rendered[0].count) / 44100 - 2) < 0.05, "\(rendered[0].count) frames")
+            for bad in ["{\"speed\":1.6}", "{\"speed\":0.4}", "{\"speed\":\"fast\"}", "{\"semitones\":7}", "{\"semitones\":-7}",
+                        "{\"semitones\":2.5}", "{\"Speed\":1}"] {
+                let r = try await post(client, id, bad)
+                #expect(r.status == .badRequest && errorCode(r.body) == "invalid_mix", "\(bad): \(String(buffer: r.body))")
+            }
+        }
+    }
+
     @Test("bad mix requests get invalid_mix, job_not_found or stem_not_found")
     func hostile() async throws {
         try await withServer(testConfiguration { $0.workers = 0 }) { client in

@@ -150,7 +150,9 @@ function buildTrack(stem, index, hasInstrumental) {
   pan.setAttribute("aria-label", `${label} pan`);
   const buttons = control("div", { className: "buttons" });
   buttons.append(mute, solo, minus, download);
-  head.append(name, buttons, volumeLabel, volume, panLabel, pan);
+  const meter = control("div", { className: "meter" });
+  meter.setAttribute("aria-hidden", "true");
+  head.append(name, meter, buttons, volumeLabel, volume, panLabel, pan);
 
   const wave = control("div", { className: "wave" });
   const canvas = control("canvas", { height: 64 });
@@ -160,7 +162,7 @@ function buildTrack(stem, index, hasInstrumental) {
   attachPointer(wave, false);
   item.append(head, wave);
   $("stem-list").append(item);
-  Object.assign(track, { item, canvas, wave, buttons: { mute, solo, minus }, inputs: { volume, pan } });
+  Object.assign(track, { item, canvas, wave, meter, buttons: { mute, solo, minus }, inputs: { volume, pan } });
   return track;
 }
 
@@ -224,13 +226,19 @@ export function karaoke() {
   applyMix();
 }
 
-/** Each stem's output of the player → gain → panner → the player's shifter and speakers. */
+/** Each stem's output of the player → tap (its level) → gain → panner → the player's shifter
+ *  and speakers. */
 function connect(player) {
   mix.player = player;
   for (const t of mix.tracks) {
+    const channels = player.headers[t.index].channels;
+    t.tap = new AudioWorkletNode(player.context, "tap", {
+      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [channels], channelCount: channels, channelCountMode: "explicit",
+    });
+    t.tap.port.onmessage = (e) => { if (e.data.peak !== undefined) t.level = e.data.peak; };
     t.gain = player.context.createGain();
     t.panner = player.context.createStereoPanner();
-    player.node.connect(t.gain, t.index).connect(t.panner).connect(player.input);
+    player.node.connect(t.tap, t.index).connect(t.gain).connect(t.panner).connect(player.input);
   }
   player.setSpeed(mix.speed);
   player.setKey(mix.semitones);
@@ -240,8 +248,8 @@ function connect(player) {
   player.onerror = () => { $("mixer-status").textContent = "The stems stopped arriving; playback goes on when the connection is back."; };
   applyMix();
   $("play-button").disabled = false;
-  // For the browser tests, which record what the page plays.
-  window.stemifyPlayer = player;
+  // For the browser tests, which record what each stem plays.
+  window.stemifyMixer = { player, taps: mix.tracks.map((t) => t.tap) };
 }
 
 // MARK: - Transport
@@ -293,7 +301,18 @@ function tick() {
   $("mixer-section").dataset.waiting = String(Boolean(mix.player?.waiting));
   if (playing() && mix.drag === null) follow(at);
   showPosition(at);
+  showLevels();
   mix.frame = requestAnimationFrame(tick);
+}
+
+/** Each lane's meter: the stem's loudest sample lately, as heard (after volume and mute), on a
+ *  60 dB scale. */
+function showLevels() {
+  for (const t of mix.tracks) {
+    const heard = playing() ? (t.level ?? 0) * (audible(t) ? t.volume : 0) : 0;
+    const db = heard > 0 ? 20 * Math.log10(heard) : -60;
+    t.meter.style.setProperty("--level", String(Math.min(1, Math.max(0, (db + 60) / 60))));
+  }
 }
 
 function showPosition(at) {

@@ -272,5 +272,50 @@ class PitchShifter extends AudioWorkletProcessor {
   }
 }
 
+/**
+ * Passes its input through and reports on it: the loudest sample of each channel about 30 times
+ * a second (the lanes' level meters), and on request ({ record: frames }) the next `frames`
+ * samples as they were (the browser tests compare them with the stems).
+ */
+class Tap extends AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.peak = 0;
+    this.quanta = 0;
+    this.recording = null;
+    this.port.onmessage = (e) => {
+      if (e.data.record) this.recording = { frames: e.data.record, got: 0, channels: [] };
+    };
+  }
+
+  process(inputs, outputs) {
+    const input = inputs[0];
+    for (let c = 0; c < outputs[0].length; c++) {
+      const x = input[c] ?? input[0];
+      if (x) outputs[0][c].set(x); else outputs[0][c].fill(0);
+      if (x) for (let i = 0; i < x.length; i++) this.peak = Math.max(this.peak, Math.abs(x[i]));
+    }
+    const r = this.recording;
+    if (r) {
+      const n = Math.min(outputs[0][0].length, r.frames - r.got);
+      outputs[0].forEach((channel, c) => {
+        r.channels[c] ??= new Float32Array(r.frames);
+        r.channels[c].set(channel.subarray(0, n), r.got);
+      });
+      r.got += n;
+      if (r.got === r.frames) {
+        this.port.postMessage({ recorded: r.channels, time: currentTime });
+        this.recording = null;
+      }
+    }
+    if (++this.quanta % 12 === 0) {
+      this.port.postMessage({ peak: this.peak });
+      this.peak = 0;
+    }
+    return true;
+  }
+}
+
 registerProcessor("stem-player", StemPlayer);
+registerProcessor("tap", Tap);
 registerProcessor("pitch-shifter", PitchShifter);
