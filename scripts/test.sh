@@ -33,5 +33,6 @@ python3 tools/fault_test.py --redis --s3 "$STEMIFY_TEST_S3_URL"
 python3 tools/fault_test.py --postgres "$STEMIFY_TEST_POSTGRES_URL" --s3 "$STEMIFY_TEST_S3_URL"
 scripts/check-client.sh
 python3 tools/browser_test.py
+python3 tools/engine_test.py
 scripts/fuzz.sh --ci
 scripts/api-fuzz.sh 120

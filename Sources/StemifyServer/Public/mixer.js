@@ -660,6 +660,11 @@ export function setUpMixer(describe) {
     if (pressed && e.detail > 0) pressed.blur();
   });
   $("play-button").addEventListener("click", togglePlay);
+  // Opening the audio device takes up to a second or two in some engines; any press on the page
+  // may start it (browsers allow that after a gesture), so Play sounds at once.
+  const warm = () => { if (mix?.player?.context.state === "suspended") mix.player.context.resume(); };
+  document.addEventListener("pointerdown", warm, { capture: true });
+  document.addEventListener("keydown", warm, { capture: true });
   $("speed-input").addEventListener("input", () => setSpeed(Number($("speed-input").value)));
   $("transpose-input").addEventListener("input", () => setKey(Number($("transpose-input").value)));
   $("loop-button").addEventListener("click", toggleLoop);

@@ -141,10 +141,11 @@ export class StemPlayer {
   get factor() { return 2 ** (this.semitones / 12) / this.speed; }
 
   async play() {
-    await this.context.resume();
     if (this.report.position >= this.length) this.seek(this.loop ? this.loop.a / this.rate : 0);
     this.playing = true;
     this.node.port.postMessage({ playing: true, step: this.step, report: true });
+    // Told first: some engines run the context well before resume()'s promise settles.
+    await this.context.resume();
   }
 
   pause() {
