@@ -401,12 +401,16 @@ def main():
         # The links box takes one link per line: words with spaces are one bad line, refused in
         # the page (no batch of four "songs" stuck at "Checking the songs…").
         driver.find_element(By.ID, "youtube-input").send_keys("hello not a link")
+        # Checked as typed, before anything is sent.
+        wait.until(lambda d: "Line 1 is not a link" in d.find_element(By.ID, "form-error").text)
         driver.find_element(By.ID, "submit-button").click()
         wait.until(lambda d: "Line 1 is not a link" in d.find_element(By.ID, "form-error").text)
         if driver.find_element(By.ID, "batch-section").is_displayed() or driver.find_element(By.ID, "job-section").is_displayed():
             fail("a line of words became a submission")
         driver.find_element(By.ID, "youtube-input").clear()
         driver.find_element(By.ID, "file-input").send_keys(str(song))
+        # The drop zone names what was chosen.
+        wait.until(lambda d: d.find_element(By.ID, "file-names").text == song.name)
         driver.find_element(By.ID, "submit-button").click()
         wait.until(lambda d: d.find_element(By.ID, "job-section").is_displayed())
         shot("progress")
@@ -562,6 +566,22 @@ def main():
         shot("exported", at="mixer-section")
         if not exported.name.startswith("song (mix)"):
             fail(f"the exported mix is named {exported.name}, not after the song")
+        # The export is what plays: at 150 % (ten presses of ']') and two semitones up (','
+        # lowers, '.' raises) it lasts two thirds of the song.
+        driver.find_element(By.TAG_NAME, "h1").click()
+        for key in "]" * 10 + "..":
+            press(driver, key)
+        if (driver.find_element(By.ID, "speed-text").text, driver.find_element(By.ID, "transpose-text").text) != ("150 %", "+2"):
+            fail(f"speed and key show {driver.find_element(By.ID, 'speed-text').text}, {driver.find_element(By.ID, 'transpose-text').text}")
+        before = set(downloads.iterdir())
+        driver.find_element(By.ID, "export-button").click()
+        faster = downloaded(downloads, before, ".wav", driver=driver)
+        frames = len(wav_channels(faster.read_bytes())[0])
+        print(f"exported at 150 %, +2: {frames / 44100:.2f} s of a {duration:.2f} s song")
+        if abs(frames / 44100 - duration / 1.5) > 0.1:
+            fail(f"the mix exported at 150 % lasts {frames / 44100:.2f} s, not {duration / 1.5:.2f} s")
+        for key in "[" * 10 + ",,":
+            press(driver, key)
 
         # Minus one toggles: pressed again, the song is as it was (vocals back, instrumental out).
         rows[3].find_element(By.CSS_SELECTOR, "button.minus-one").click()
@@ -638,6 +658,15 @@ def main():
         shot("mobile-360-mixer", at="mixer-section")
         if overflow > 360:
             fail(f"the page is {overflow} px wide at a 360 px viewport")
+        # A lane folds to its name and waveform; its name opens the controls and closes them.
+        lane = driver.find_elements(By.CSS_SELECTOR, "#stem-list li.stem")[0]
+        if lane.find_element(By.CSS_SELECTOR, "button.mute").is_displayed():
+            fail("at 360 px a lane shows its controls before its name is tapped")
+        lane.find_element(By.CSS_SELECTOR, "button.name").click()
+        if not lane.find_element(By.CSS_SELECTOR, "button.mute").is_displayed() or \
+                lane.find_element(By.CSS_SELECTOR, "button.name").get_attribute("aria-expanded") != "true":
+            fail("tapping a lane's name did not show its controls")
+        shot("mobile-360-lane-open", at="mixer-section")
         # Phones: every control of the mixer at least 44 px each way.
         small = driver.execute_script("""
             return [...document.querySelectorAll('#mixer-section button, #mixer-section a.download')]

@@ -154,6 +154,13 @@ function checkFile(file) {
   return null;
 }
 
+/** Names the chosen files in the drop zone and says what is wrong with them, if anything. */
+function chose(files) {
+  const names = [...files].map((f) => f.name);
+  $("file-names").textContent = names.length === 0 ? "" : names.length <= 3 ? names.join(", ") : `${names.slice(0, 2).join(", ")} and ${names.length - 2} more`;
+  showFormError(checkFiles(files));
+}
+
 /** The first problem among the chosen files, naming the file when there are several. */
 function checkFiles(list) {
   const files = [...list];
@@ -506,7 +513,9 @@ async function start() {
   $("batch-cancel-button").addEventListener("click", cancelCurrentBatch);
   $("download-all-button").addEventListener("click", downloadAll);
   setUpMixer(describe);
-  $("file-input").addEventListener("change", () => showFormError(checkFiles($("file-input").files)));
+  $("file-input").addEventListener("change", () => chose($("file-input").files));
+  // Each line is checked as it is typed; the message goes when the lines are links again.
+  $("youtube-input").addEventListener("input", () => showFormError(parseLinks($("youtube-input").value).error ?? null));
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
@@ -515,7 +524,7 @@ async function start() {
     zone.classList.remove("dragging");
     if (e.dataTransfer?.files.length) {
       $("file-input").files = e.dataTransfer.files;
-      showFormError(checkFiles(e.dataTransfer.files));
+      chose(e.dataTransfer.files);
     }
   });
   document.addEventListener("keydown", handleKey);

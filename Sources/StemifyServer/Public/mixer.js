@@ -19,6 +19,8 @@ const colours = {
 };
 
 const minimumSpan = 4;
+/** The layout where lanes fold to their name and waveform (style.css says the same width). */
+const phone = matchMedia("(max-width: 600px)");
 const seekStep = 5;
 
 /** The open mixer, or null. */
@@ -129,7 +131,13 @@ function buildTrack(stem, index, hasInstrumental) {
   item.dataset.stem = stem.name;
   item.style.setProperty("--lane", `var(${colours[stem.name] ?? "--accent"})`);
   const head = control("div", { className: "lane-head" });
-  const name = control("span", { className: "name", textContent: label });
+  // On a phone a lane is its name and waveform; the name opens its controls.
+  const name = control("button", { type: "button", className: "name", textContent: label });
+  if (phone.matches) name.setAttribute("aria-expanded", "false");
+  name.addEventListener("click", () => {
+    const open = item.classList.toggle("open");
+    if (phone.matches) name.setAttribute("aria-expanded", String(open));
+  });
   const mute = control("button", { type: "button", className: "secondary mute", textContent: "M", label: `Mute ${label}`, title: `Mute (${index + 1})`, pressed: track.muted });
   mute.addEventListener("click", () => { track.muted = !track.muted; mix.minusOne = null; applyMix(); });
   const solo = control("button", { type: "button", className: "secondary solo", textContent: "S", label: `Solo ${label}`, title: "Solo", pressed: false });
@@ -152,7 +160,11 @@ function buildTrack(stem, index, hasInstrumental) {
   buttons.append(mute, solo, minus, download);
   const meter = control("div", { className: "meter" });
   meter.setAttribute("aria-hidden", "true");
-  head.append(name, meter, buttons, volumeLabel, volume, panLabel, pan);
+  const volumeText = control("output", { className: "value" });
+  const panText = control("output", { className: "value" });
+  volumeText.htmlFor = volume.id;
+  panText.htmlFor = pan.id;
+  head.append(name, meter, buttons, volumeLabel, volume, volumeText, panLabel, pan, panText);
 
   const wave = control("div", { className: "wave" });
   const canvas = control("canvas", { height: 64 });
@@ -162,7 +174,7 @@ function buildTrack(stem, index, hasInstrumental) {
   attachPointer(wave, false);
   item.append(head, wave);
   $("stem-list").append(item);
-  Object.assign(track, { item, canvas, wave, meter, buttons: { mute, solo, minus }, inputs: { volume, pan } });
+  Object.assign(track, { item, canvas, wave, meter, buttons: { mute, solo, minus }, inputs: { volume, pan }, texts: { volume: volumeText, pan: panText } });
   return track;
 }
 
@@ -186,6 +198,8 @@ function applyMix() {
     t.inputs.volume.value = String(Math.round(t.volume * 100));
     t.inputs.pan.value = String(Math.round(t.pan * 100));
     t.inputs.pan.setAttribute("aria-valuetext", t.pan === 0 ? "centre" : `${Math.round(Math.abs(t.pan) * 100)} % ${t.pan < 0 ? "left" : "right"}`);
+    t.texts.volume.value = `${Math.round(t.volume * 100)} %`;
+    t.texts.pan.value = t.pan === 0 ? "C" : `${t.pan < 0 ? "L" : "R"} ${Math.round(Math.abs(t.pan) * 100)}`;
   }
   const instrumental = mix.tracks.find((t) => t.name === "instrumental");
   $("karaoke-button").setAttribute("aria-pressed", String(Boolean(instrumental && isKaraoke())));
