@@ -34,6 +34,9 @@ from pathlib import Path
 
 import websocket
 from selenium import webdriver
+from selenium.webdriver.common.actions import interaction
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.pointer_input import PointerInput
 
 ROOT = Path(__file__).resolve().parent.parent
 failures = []
@@ -81,6 +84,21 @@ class SeleniumDriver:
 
     def click(self, element_id):
         self.driver.find_element("id", element_id).click()
+
+    def viewport(self, width, height):
+        self.driver.set_window_size(width, height)
+
+    def touch(self, points):
+        """One finger down at the first point, through the others, and up (viewport pixels)."""
+        actions = ActionBuilder(self.driver, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+        finger = actions.pointer_action
+        finger.move_to_location(int(points[0][0]), int(points[0][1]))
+        finger.pointer_down()
+        for x, y in points[1:]:
+            finger.move_to_location(int(x), int(y))
+            finger.pause(0.02)
+        finger.pointer_up()
+        actions.perform()
 
     def screenshot(self, path):
         self.driver.save_screenshot(str(path))
@@ -166,6 +184,18 @@ class FirefoxBiDi:
         self.send("input.performActions", {"context": self.context, "actions": [{
             "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
             "actions": [{"type": "pointerMove", "x": x, "y": y}, {"type": "pointerDown", "button": 0}, {"type": "pointerUp", "button": 0}]}]})
+
+    def viewport(self, width, height):
+        self.send("browsingContext.setViewport", {"context": self.context, "viewport": {"width": width, "height": height}})
+
+    def touch(self, points):
+        moves = [{"type": "pointerMove", "x": int(points[0][0]), "y": int(points[0][1])}, {"type": "pointerDown", "button": 0}]
+        for x, y in points[1:]:
+            moves += [{"type": "pointerMove", "x": int(x), "y": int(y), "duration": 20}]
+        moves.append({"type": "pointerUp", "button": 0})
+        self.send("input.performActions", {"context": self.context, "actions": [{
+            "type": "pointer", "id": "finger", "parameters": {"pointerType": "touch"}, "actions": moves}]})
+        self.send("input.releaseActions", {"context": self.context})
 
     def screenshot(self, path):
         data = self.send("browsingContext.captureScreenshot", {"context": self.context})["data"]
@@ -393,6 +423,7 @@ def run_engine(name, make, url, job, token, artifacts):
                   f"{name}: Play to sound at {seconds:.0f} s: {ms if ms is None else round(ms)} ms; "
                   f"the player holds {sound.get('bytes', 0) / 1e6:.1f} MB of samples"
                   + (f", JS heap {sound['heap'] / 1e6:.0f} MB" if sound.get("heap") else ""))
+        phone(name, driver, artifacts)
         errors = driver.run("return window.__errors;")
         if isinstance(driver, FirefoxBiDi):
             errors += [e.get("text") for e in driver.logs if e.get("level") == "error"]
@@ -403,6 +434,53 @@ def run_engine(name, make, url, job, token, artifacts):
     finally:
         if driver:
             driver.close()
+
+
+WAVE_BOX = """
+window.__pointers = [];
+if (!window.__watchingPointers) {
+  window.__watchingPointers = true;
+  document.addEventListener('pointerdown', (e) => window.__pointers.push(e.pointerType), { capture: true });
+}
+const wave = document.querySelectorAll('#stem-list .wave')[1];
+wave.scrollIntoView({ block: 'center' });
+await new Promise((r) => setTimeout(r, 300));
+const r = wave.getBoundingClientRect();
+return [r.left, r.top, r.width, r.height, scrollY, Number(document.getElementById('ruler').getAttribute('aria-valuenow'))];
+"""
+
+STATE = "return [scrollY, Number(document.getElementById('ruler').getAttribute('aria-valuenow')), window.__pointers.join(',')];"
+
+
+def phone(name, driver, artifacts):
+    """At 360 px: an upward swipe that starts on a waveform scrolls the page and leaves the
+    position; a sideways drag seeks; a tap seeks."""
+    driver.viewport(360, 800)
+    time.sleep(0.5)
+    driver.screenshot(artifacts / f"{name}-phone.png")
+    left, top, width, height, scrolled, before = driver.run(WAVE_BOX)
+    x, y = left + width * 0.2, top + height / 2
+    driver.touch([(x, y - k * 12) for k in range(12)])
+    time.sleep(0.5)
+    scrolled_after, after, pointers = driver.run(STATE)
+    if pointers != "touch":
+        # WebKitGTK's driver turns a touch action into mouse events: nothing to learn here.
+        print(f"skip {name} at 360 px: the driver's touch actions reach the page as '{pointers}' pointers, not fingers")
+        return
+    check(abs(after - before) < 0.01, f"{name} at 360 px: an upward swipe on a waveform leaves the position ({before:.2f} → {after:.2f} s)")
+    # Headless Firefox on a desktop does not pan the page for a synthetic finger.
+    print(f"{name} at 360 px: the swipe scrolled the page {scrolled_after - scrolled:.0f} px")
+    left, top, width, height, scrolled, before = driver.run(WAVE_BOX)
+    y = top + height / 2
+    driver.touch([(left + width * (0.2 + 0.05 * k), y) for k in range(12)])
+    time.sleep(0.5)
+    _, dragged, _ = driver.run(STATE)
+    check(dragged > before + 1, f"{name} at 360 px: a sideways drag seeks ({before:.2f} → {dragged:.2f} s)")
+    driver.touch([(left + width * 0.1, y)])
+    time.sleep(0.5)
+    _, tapped, _ = driver.run(STATE)
+    check(tapped < dragged - 1, f"{name} at 360 px: a tap seeks ({dragged:.2f} → {tapped:.2f} s)")
+    driver.screenshot(artifacts / f"{name}-phone-seeked.png")
 
 
 def ensure_audio_sink():
