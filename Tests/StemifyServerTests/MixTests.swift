@@ -181,6 +181,15 @@ struct MixTests {
                 let head = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/\(name)", method: .head)
                 #expect(head.status == .ok && head.headers[.contentLength] == "\(bytes.count)")
             }
+            // The same song and options again: the stems are copies, their playback copies too.
+            let (cachedJob, _) = try await separate("mp3")
+            let cached = json(try await client.execute(uri: "/api/jobs/\(cachedJob)", method: .get).body)
+            #expect((cached["metrics"] as? [String: Any])?["cache_hit"] as? Bool == true)
+            for name in ["drums", "vocals"] {
+                let original = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/\(name)", method: .get)
+                let copy = try await client.execute(uri: "/api/jobs/\(cachedJob)/playback/\(name)", method: .get)
+                #expect(copy.status == .ok && Data(copy.body.readableBytesView) == Data(original.body.readableBytesView))
+            }
             let missing = try await client.execute(uri: "/api/jobs/\(mp3Job)/playback/kazoo", method: .get)
             #expect(missing.status == .notFound && errorCode(missing.body) == "stem_not_found")
         }
