@@ -248,11 +248,7 @@ struct JobsController: Sendable {
 
     /// A stem's ``WaveformPeaks`` (JSON), written with the stem.
     @Sendable func peaks(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let (job, _) = try await load(context)
-        let name = try context.parameters.require("name")
-        let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no peaks for '\(name)'")
-        guard let location = job.stems.first(where: { $0.name == name })?.peaks else { throw missing }
-        return try await serve(location, request: request, context: context, missing: missing, headers: [
+        try await companion(\.peaks, "peaks", request: request, context: context, headers: [
             .contentType: "application/json", .cacheControl: StemHeaders.cacheControl,
         ])
     }
@@ -260,13 +256,19 @@ struct JobsController: Sendable {
     /// A stem as 16-bit WAV for the page's player, which reads windows of every stem by Range:
     /// always through the API (same origin), so Web Audio may read the samples.
     @Sendable func playback(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let (job, _) = try await load(context)
-        let name = try context.parameters.require("name")
-        let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no playback copy of '\(name)'")
-        guard let location = job.stems.first(where: { $0.name == name })?.playbackFile else { throw missing }
-        return try await serve(location, request: request, context: context, missing: missing, headers: [
+        try await companion(\.playbackFile, "playback copy", request: request, context: context, headers: [
             .acceptRanges: "bytes", .contentType: StemHeaders.contentType("wav"), .cacheControl: StemHeaders.cacheControl,
         ])
+    }
+
+    /// A file kept beside the stem named in the path (`:name`), found by `file`.
+    private func companion(_ file: KeyPath<StemFile, String?>, _ what: String, request: Request, context: AppRequestContext,
+                           headers: HTTPFields) async throws -> Response {
+        let (job, _) = try await load(context)
+        let name = try context.parameters.require("name")
+        let missing = StemifyError(.stemNotFound, "job '\(job.id)' has no \(what) for '\(name)'")
+        guard let location = job.stems.first(where: { $0.name == name })?[keyPath: file] else { throw missing }
+        return try await serve(location, request: request, context: context, missing: missing, headers: headers)
     }
 
     /// A kept file from the folder or the bucket, with ETag and Range.
