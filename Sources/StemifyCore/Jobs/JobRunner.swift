@@ -260,14 +260,17 @@ public final class JobRunner: Sendable {
         guard let cached = try await persistently({ try await self.queue.finishedJob(dedupeKey: key) }) else { return nil }
         for stem in cached.stems where await !storage.exists(stem.file) { return nil }
         try await persistently { try await self.queue.setDedupeKey(id: job.id, key: key) }
+        // A file kept beside a stem is copied when it is still there, and forgotten otherwise.
+        func companion(_ location: String?) async throws -> String? {
+            guard let location, await storage.exists(location) else { return nil }
+            return try await storage.copyStem(location, job: job.id)
+        }
         var copies: [StemFile] = []
         for stem in cached.stems {
             var copy = stem
             copy.file = try await storage.copyStem(stem.file, job: job.id)
-            if let peaks = stem.peaks { copy.peaks = await storage.exists(peaks) ? try await storage.copyStem(peaks, job: job.id) : nil }
-            if let playback = stem.playback {
-                copy.playback = await storage.exists(playback) ? try await storage.copyStem(playback, job: job.id) : nil
-            }
+            copy.peaks = try await companion(stem.peaks)
+            copy.playback = try await companion(stem.playback)
             copies.append(copy)
         }
         return copies
